@@ -1,0 +1,1 @@
+"""coinflow pipeline stages: ingest → version → validate → features → train → sweep."""

@@ -1,0 +1,34 @@
+"""`coinflow` command line. Heavy libraries are imported inside commands, so --help is instant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="coinflow: versioned data → GE gate → Optuna/MLflow sweeps → registry → API/UI",
+                  no_args_is_help=True, add_completion=False)
+data_app = typer.Typer(help="Dataset versions (DVC outputs).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("versions")
+def data_versions(root: Path = typer.Option(Path("data/versions"), help="versions folder")) -> None:
+    """Table of dataset versions: rows, first/last date, content hash (DVC md5)."""
+    from pipelines.config import load_params
+    from pipelines.version import describe_version
+
+    params = load_params()
+    typer.echo(f"{'version':<8} {'rows':>6}  {'first':<10}  {'last':<10}  md5")
+    for version in params.data.versions:
+        try:
+            info = describe_version(version, root)
+        except FileNotFoundError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from exc
+        marker = "*" if version == params.data.version else " "
+        typer.echo(f"{version:<7}{marker} {info.rows:>6}  {info.first}  {info.last}  {info.md5}")
+
+
+if __name__ == "__main__":
+    app()

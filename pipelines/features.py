@@ -1,0 +1,189 @@
+"""Stage 4: leakage-safe features, chronological split, train-only scaler, persistence baseline.
+
+Row t holds only what is known at the close of day t; its target is the log return from
+day t's close to day t+1's close. The persistence forecast (tomorrow = today) is a zero
+log return, so models and the baseline are scored on the same rows in USD.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+from pipelines.config import load_params
+from pipelines.paths import FEATURES_DIR, METRICS_DIR, VERSIONS_DIR, version_path
+from pipelines.version import file_md5
+
+log = logging.getLogger(__name__)
+
+# Raw columns a forecast needs, per day (the serving API's row schema).
+INPUT_COLUMNS = ["btc_open", "btc_high", "btc_low", "btc_close", "btc_volume",
+                 "eth_close", "gold_close", "gold_filled"]
+FEATURE_COLUMNS = ["btc_ret", "btc_high_rel", "btc_low_rel", "btc_open_rel", "btc_vol_chg",
+                   "eth_ret", "gold_ret", "gold_filled"]
+
+
+class GateNotPassedError(RuntimeError):
+    """Features were asked for a dataset version that has not passed validation."""
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Standardisation statistics fitted on training rows only."""
+
+    mean: list[float]
+    std: list[float]
+    target_mean: float
+    target_std: float
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (x - np.asarray(self.mean)) / np.asarray(self.std)
+
+    def target_to_scaled(self, y: np.ndarray) -> np.ndarray:
+        return (y - self.target_mean) / self.target_std
+
+    def target_from_scaled(self, z: np.ndarray) -> np.ndarray:
+        return z * self.target_std + self.target_mean
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row ranges (end-exclusive) of the chronological split, over rows that have a target."""
+
+    n_train: int
+    n_val: int
+    n_test: int
+
+    @property
+    def val_start(self) -> int:
+        return self.n_train
+
+    @property
+    def test_start(self) -> int:
+        return self.n_train + self.n_val
+
+
+def compute_features(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per-day features from days t and t-1 only; NaN where an input is missing."""
+    missing = [c for c in INPUT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise KeyError(f"input rows lack columns: {missing}")
+    close = frame["btc_close"]
+    out = pd.DataFrame(index=frame.index)
+    out["btc_ret"] = np.log(close / close.shift(1))
+    out["btc_high_rel"] = np.log(frame["btc_high"] / close)
+    out["btc_low_rel"] = np.log(frame["btc_low"] / close)
+    out["btc_open_rel"] = np.log(frame["btc_open"] / close)
+    log_volume = np.log1p(frame["btc_volume"])
+    out["btc_vol_chg"] = log_volume - log_volume.shift(1)
+    out["eth_ret"] = np.log(frame["eth_close"] / frame["eth_close"].shift(1))
+    out["gold_ret"] = np.log(frame["gold_close"] / frame["gold_close"].shift(1))
+    out["gold_filled"] = frame["gold_filled"].astype("float64")
+    return out[FEATURE_COLUMNS]
+
+
+def build_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Features plus close, next close and target; rows from the first day all inputs exist."""
+    table = compute_features(frame)
+    table["close"] = frame["btc_close"]
+    table["next_close"] = frame["btc_close"].shift(-1)
+    table["target"] = np.log(table["next_close"] / table["close"])
+    usable = table[FEATURE_COLUMNS].notna().all(axis=1)
+    first = usable.idxmax() if usable.any() else None
+    if first is None:
+        raise ValueError("no day has every input feature")
+    table = table.loc[first:]
+    if table[FEATURE_COLUMNS].isna().any().any():
+        bad = table[table[FEATURE_COLUMNS].isna().any(axis=1)].index[:3]
+        raise ValueError(f"missing inputs inside the series on {list(bad.date)}")
+    return table.iloc[:-1]  # the last day has no next-day target
+
+
+def split_chronologically(n_rows: int, train_frac: float, val_frac: float) -> Split:
+    """First train_frac of rows train, next val_frac validate, the rest test (never shuffled)."""
+    n_train = int(n_rows * train_frac)
+    n_val = int(n_rows * val_frac)
+    if min(n_train, n_val, n_rows - n_train - n_val) < 1:
+        raise ValueError(f"{n_rows} rows are too few for a train/validation/test split")
+    return Split(n_train, n_val, n_rows - n_train - n_val)
+
+
+def fit_scaler(table: pd.DataFrame, split: Split) -> Scaler:
+    """Mean/std of features and target over training rows only."""
+    train = table.iloc[: split.n_train]
+    std = train[FEATURE_COLUMNS].std(ddof=0).replace(0.0, 1.0)
+    return Scaler(mean=train[FEATURE_COLUMNS].mean().tolist(), std=std.tolist(),
+                  target_mean=float(train["target"].mean()),
+                  target_std=float(train["target"].std(ddof=0)) or 1.0)
+
+
+def make_windows(x: np.ndarray, lookback: int, end_rows: np.ndarray) -> np.ndarray:
+    """Windows x[i-lookback+1 : i+1] for each i in end_rows, shape (n, lookback, features)."""
+    if lookback < 1 or lookback > len(x):
+        raise ValueError(f"lookback {lookback} must be between 1 and {len(x)} rows")
+    if len(end_rows) and end_rows.min() < lookback - 1:
+        raise ValueError(f"a window ending at row {end_rows.min()} needs {lookback} rows of history")
+    views = sliding_window_view(x, lookback, axis=0)  # (n - lookback + 1, features, lookback)
+    return np.ascontiguousarray(views[end_rows - lookback + 1].transpose(0, 2, 1))
+
+
+def persistence_errors(table: pd.DataFrame) -> dict[str, float]:
+    """MAE and RMSE in USD of the forecast 'tomorrow's close = today's close'."""
+    err = (table["next_close"] - table["close"]).to_numpy()
+    return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2))),
+            "rows": len(err)}
+
+
+def baseline_report(table: pd.DataFrame, split: Split) -> dict[str, dict[str, object]]:
+    """Persistence figures on the validation and test rows, with their date ranges."""
+    parts = {"val": table.iloc[split.val_start : split.test_start],
+             "test": table.iloc[split.test_start :]}
+    return {name: {**persistence_errors(part), "first": str(part.index[0].date()),
+                   "last_target": str((part.index[-1] + pd.Timedelta(days=1)).date())}
+            for name, part in parts.items()}
+
+
+def gate_passed(validation_file: Path, version: str, md5: str) -> None:
+    """Raise unless validate recorded a pass for exactly this version's content."""
+    if not validation_file.is_file():
+        raise GateNotPassedError(f"{validation_file} missing: run the validate stage first")
+    record = json.loads(validation_file.read_text()).get(version, {})
+    if not record.get("success") or record.get("md5") != md5:
+        raise GateNotPassedError(
+            f"dataset version {version} (md5 {md5}) has not passed the Great Expectations gate"
+        )
+
+
+def main(versions_dir: Path = VERSIONS_DIR, out_dir: Path = FEATURES_DIR,
+         metrics_dir: Path = METRICS_DIR) -> None:
+    """Write data/features/{table.parquet,meta.json} and metrics/baseline.json."""
+    params = load_params()
+    version = params.data.version
+    path = version_path(version, versions_dir)
+    md5 = file_md5(path)
+    gate_passed(metrics_dir / "validation.json", version, md5)
+    table = build_table(pd.read_parquet(path))
+    split = split_chronologically(len(table), params.features.train_frac, params.features.val_frac)
+    scaler = fit_scaler(table, split)
+    baseline = baseline_report(table, split)
+    meta = {"version": version, "md5": md5, "split": asdict(split), "scaler": asdict(scaler),
+            "features": FEATURE_COLUMNS, "first": str(table.index[0].date()),
+            "last": str(table.index[-1].date())}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out_dir / "table.parquet")
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    (metrics_dir / "baseline.json").write_text(json.dumps(baseline, indent=2) + "\n")
+    log.info("%s: %s rows, persistence test MAE $%.2f", version, asdict(split),
+             baseline["test"]["mae"])
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    main()

@@ -1,0 +1,202 @@
+"""One training run on a dataset version: pure whole-tensor loop, plus the MLflow logging shell."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from pipelines.config import TrainParams
+from pipelines.features import Scaler, Split, make_windows
+from pipelines.model import Forecaster, ModelConfig
+from pipelines.paths import FEATURES_DIR
+
+log = logging.getLogger(__name__)
+
+# Called after each epoch with (epoch, train_loss, val_loss); returning True stops (prunes) the run.
+EpochHook = Callable[[int, float, float], bool]
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite: this run failed, the process goes on."""
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Scaled features and targets of one dataset version, with its split and USD prices."""
+
+    dates: pd.DatetimeIndex
+    x: np.ndarray
+    y: np.ndarray
+    close: np.ndarray
+    next_close: np.ndarray
+    split: Split
+    scaler: Scaler
+    version: str
+    md5: str
+
+    def end_rows(self, part: str, lookback: int) -> np.ndarray:
+        """Rows whose window ends in `part` (train windows need `lookback` rows of history)."""
+        start, stop = {"train": (lookback - 1, self.split.n_train),
+                       "val": (self.split.val_start, self.split.test_start),
+                       "test": (self.split.test_start, len(self.y))}[part]
+        return np.arange(start, stop)
+
+    def tensors(self, part: str, lookback: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.end_rows(part, lookback)
+        return (torch.from_numpy(make_windows(self.x, lookback, rows)),
+                torch.from_numpy(self.y[rows]))
+
+
+@dataclass
+class FitResult:
+    """Best weights by validation loss and the per-epoch history."""
+
+    state: dict[str, torch.Tensor]
+    best_epoch: int
+    history: list[tuple[float, float]] = field(default_factory=list)
+    stopped_early: bool = False
+    pruned: bool = False
+
+
+def load_training_data(features_dir: Path = FEATURES_DIR) -> TrainingData:
+    """Read the features stage's table and meta (scaler fitted on train rows only)."""
+    meta = json.loads((features_dir / "meta.json").read_text())
+    table = pd.read_parquet(features_dir / "table.parquet")
+    scaler = Scaler(**meta["scaler"])
+    x = scaler.transform(table[meta["features"]].to_numpy()).astype("float32")
+    y = scaler.target_to_scaled(table["target"].to_numpy()).astype("float32")
+    return TrainingData(pd.DatetimeIndex(table.index), x, y, table["close"].to_numpy(),
+                        table["next_close"].to_numpy(), Split(**meta["split"]), scaler,
+                        meta["version"], meta["md5"])
+
+
+def check_params(params: TrainParams, data: TrainingData) -> ModelConfig:
+    """Refuse impossible settings before any training starts."""
+    config = ModelConfig(input_size=data.x.shape[1], hidden_size=params.hidden_size,
+                         num_layers=params.num_layers, cell=params.cell,
+                         bidirectional=params.bidirectional, dropout=params.dropout)
+    if params.lookback >= data.split.n_train:
+        raise ValueError(f"lookback {params.lookback} is not shorter than the "
+                         f"{data.split.n_train} training rows of {data.version}")
+    return config
+
+
+def seed_everything(seed: int, threads: int) -> None:
+    """Deterministic CPU training: fixed seeds, fixed thread count."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    torch.set_num_threads(threads)
+
+
+def fit(net: nn.Module, data: TrainingData, params: TrainParams,
+        on_epoch: EpochHook | None = None, progress: bool = False) -> FitResult:
+    """Adam + MSE on whole tensors, early stopping on validation loss; raises DivergedError."""
+    from tqdm import tqdm
+
+    x_train, y_train = data.tensors("train", params.lookback)
+    x_val, y_val = data.tensors("val", params.lookback)
+    optimizer = torch.optim.Adam(net.parameters(), lr=params.lr)
+    loss_fn = nn.MSELoss()
+    generator = torch.Generator().manual_seed(params.seed)
+    best, best_epoch, stale = math.inf, 0, 0
+    result = FitResult(state=copy.deepcopy(net.state_dict()), best_epoch=0)
+    for epoch in tqdm(range(1, params.max_epochs + 1), disable=not progress, desc="epochs"):
+        net.train()
+        order = torch.randperm(len(x_train), generator=generator)
+        total = 0.0
+        for start in range(0, len(order), params.batch_size):
+            idx = order[start : start + params.batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(net(x_train[idx]), y_train[idx])
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+        net.eval()
+        with torch.inference_mode():
+            val_loss = loss_fn(net(x_val), y_val).item()
+        train_loss = total / len(x_train)
+        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+            raise DivergedError(f"loss diverged at epoch {epoch} (train {train_loss}, "
+                                f"val {val_loss})")
+        result.history.append((train_loss, val_loss))
+        if val_loss < best:
+            best, best_epoch, stale = val_loss, epoch, 0
+            result.state, result.best_epoch = copy.deepcopy(net.state_dict()), epoch
+        else:
+            stale += 1
+        if on_epoch is not None and on_epoch(epoch, train_loss, val_loss):
+            result.pruned = True
+            break
+        if stale >= params.patience:
+            result.stopped_early = True
+            break
+    net.load_state_dict(result.state)
+    return result
+
+
+def predict_returns(net: nn.Module, data: TrainingData, part: str, lookback: int) -> np.ndarray:
+    """Unscaled next-day log returns predicted for every row of a split part."""
+    x, _ = data.tensors(part, lookback)
+    net.eval()
+    with torch.inference_mode():
+        scaled = net(x).numpy().astype("float64")
+    return data.scaler.target_from_scaled(scaled)
+
+
+def train_model(params: TrainParams, data: TrainingData, on_epoch: EpochHook | None = None,
+                progress: bool = False) -> tuple[Forecaster, FitResult]:
+    """Validate params, seed, build and fit one model (no tracking)."""
+    config = check_params(params, data)
+    seed_everything(params.seed, params.threads)
+    net = Forecaster(config)
+    return net, fit(net, data, params, on_epoch, progress)
+
+
+def progress_default() -> bool:
+    """Progress bars unless COINFLOW_PROGRESS=0 (tests/CI) or output is not a terminal."""
+    flag = os.environ.get("COINFLOW_PROGRESS")
+    return flag != "0" if flag is not None else os.isatty(2)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - started
+
+
+def main() -> None:
+    """`python -m pipelines.train`: one tracked run with params.yaml's `train` block."""
+    from pipelines.config import load_params
+    from pipelines.tracked import tracked_training
+    from pipelines.tracking import configure_mlflow
+
+    params = load_params()
+    configure_mlflow()
+    data = load_training_data()
+    outcome = tracked_training(params.train, data, run_name=f"train-{data.version}",
+                               progress=progress_default())
+    Path("metrics").mkdir(exist_ok=True)
+    Path("metrics/train.json").write_text(json.dumps(
+        {"run_id": outcome.run_id, "status": outcome.status, **outcome.metrics}, indent=2) + "\n")
+    log.info("run %s %s: test MASE %.3f", outcome.run_id, outcome.status,
+             outcome.metrics.get("test_mase", float("nan")))
+    if outcome.status != "FINISHED":
+        raise SystemExit(f"training run {outcome.run_id} ended {outcome.status}")
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    main()

@@ -1,0 +1,1 @@
+"""coinflow model registry: models-from-code pyfuncs, promotion, rollback and lineage."""
