@@ -7,6 +7,8 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed-stamp
 export DVC_NO_ANALYTICS := 1
 export GIT_PYTHON_REFRESH := quiet
+# dvc.yaml stages call `python -m pipelines.<stage>`: make that the venv's python.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install demo test lint data clean-state
 

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="coinflow: versioned data → GE gate → Optuna/MLflow sweeps → registry → API/UI",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="coinflow: versioned data → GE gate → Optuna/MLflow sweeps → registry → API/UI",
+    no_args_is_help=True, add_completion=False,
+)
 data_app = typer.Typer(help="Dataset versions (DVC outputs).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 
 @data_app.command("versions")
-def data_versions(root: Path = typer.Option(Path("data/versions"), help="versions folder")) -> None:
+def data_versions(
+    root: Annotated[Path, typer.Option(help="versions folder")] = Path("data/versions"),
+) -> None:
     """Table of dataset versions: rows, first/last date, content hash (DVC md5)."""
     from pipelines.config import load_params
     from pipelines.version import describe_version

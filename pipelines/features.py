@@ -11,12 +11,13 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from pipelines.config import load_params
+from pipelines.config import FeatureParams, load_params
 from pipelines.paths import FEATURES_DIR, METRICS_DIR, VERSIONS_DIR, version_path
 from pipelines.version import file_md5
 
@@ -128,19 +129,19 @@ def make_windows(x: np.ndarray, lookback: int, end_rows: np.ndarray) -> np.ndarr
     if lookback < 1 or lookback > len(x):
         raise ValueError(f"lookback {lookback} must be between 1 and {len(x)} rows")
     if len(end_rows) and end_rows.min() < lookback - 1:
-        raise ValueError(f"a window ending at row {end_rows.min()} needs {lookback} rows of history")
+        raise ValueError(f"window ending at row {end_rows.min()} needs {lookback} rows of history")
     views = sliding_window_view(x, lookback, axis=0)  # (n - lookback + 1, features, lookback)
     return np.ascontiguousarray(views[end_rows - lookback + 1].transpose(0, 2, 1))
 
 
-def persistence_errors(table: pd.DataFrame) -> dict[str, float]:
+def persistence_errors(table: pd.DataFrame) -> dict[str, Any]:
     """MAE and RMSE in USD of the forecast 'tomorrow's close = today's close'."""
     err = (table["next_close"] - table["close"]).to_numpy()
     return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2))),
             "rows": len(err)}
 
 
-def baseline_report(table: pd.DataFrame, split: Split) -> dict[str, dict[str, object]]:
+def baseline_report(table: pd.DataFrame, split: Split) -> dict[str, dict[str, Any]]:
     """Persistence figures on the validation and test rows, with their date ranges."""
     parts = {"val": table.iloc[split.val_start : split.test_start],
              "test": table.iloc[split.test_start :]}
@@ -160,16 +161,11 @@ def gate_passed(validation_file: Path, version: str, md5: str) -> None:
         )
 
 
-def main(versions_dir: Path = VERSIONS_DIR, out_dir: Path = FEATURES_DIR,
-         metrics_dir: Path = METRICS_DIR) -> None:
-    """Write data/features/{table.parquet,meta.json} and metrics/baseline.json."""
-    params = load_params()
-    version = params.data.version
-    path = version_path(version, versions_dir)
-    md5 = file_md5(path)
-    gate_passed(metrics_dir / "validation.json", version, md5)
-    table = build_table(pd.read_parquet(path))
-    split = split_chronologically(len(table), params.features.train_frac, params.features.val_frac)
+def write_features(frame: pd.DataFrame, version: str, md5: str, params: FeatureParams,
+                   out_dir: Path, metrics_dir: Path) -> dict[str, dict[str, Any]]:
+    """Build, split and scale one version; write table.parquet, meta.json and baseline.json."""
+    table = build_table(frame)
+    split = split_chronologically(len(table), params.train_frac, params.val_frac)
     scaler = fit_scaler(table, split)
     baseline = baseline_report(table, split)
     meta = {"version": version, "md5": md5, "split": asdict(split), "scaler": asdict(scaler),
@@ -180,8 +176,22 @@ def main(versions_dir: Path = VERSIONS_DIR, out_dir: Path = FEATURES_DIR,
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     metrics_dir.mkdir(parents=True, exist_ok=True)
     (metrics_dir / "baseline.json").write_text(json.dumps(baseline, indent=2) + "\n")
-    log.info("%s: %s rows, persistence test MAE $%.2f", version, asdict(split),
-             baseline["test"]["mae"])
+    return baseline
+
+
+def main(versions_dir: Path = VERSIONS_DIR, out_dir: Path = FEATURES_DIR,
+         metrics_dir: Path = METRICS_DIR) -> None:
+    """Features of params' data.version, only once the GE gate has passed it."""
+    params = load_params()
+    version = params.data.version
+    path = version_path(version, versions_dir)
+    if not path.is_file():
+        raise GateNotPassedError(f"dataset version {version} missing at {path}: nothing validated")
+    md5 = file_md5(path)
+    gate_passed(metrics_dir / "validation.json", version, md5)
+    baseline = write_features(pd.read_parquet(path), version, md5, params.features, out_dir,
+                              metrics_dir)
+    log.info("%s: persistence test MAE $%.2f", version, baseline["test"]["mae"])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""From raw daily rows to next-day (or k-day, recursive) USD forecasts: the logic every model shares."""
+"""From raw daily rows to next-day (or k-day, recursive) USD forecasts, shared by every model."""
 
 from __future__ import annotations
 

@@ -14,8 +14,8 @@ import pandas as pd
 
 from pipelines.config import TrainParams
 from pipelines.paths import FEATURES_DIR, METRICS_DIR, REPORTS_DIR, VERSIONS_DIR, version_path
-from pipelines.train import DivergedError, EpochHook, TrainingData, predict_returns, train_model
 from pipelines.tracking import lineage_tags
+from pipelines.train import DivergedError, EpochHook, TrainingData, predict_returns, train_model
 
 log = logging.getLogger(__name__)
 RECENT_ROWS = 120  # raw rows shipped with each model: enough for any lookback in the space
@@ -31,7 +31,8 @@ class RunOutcome:
     metrics: dict[str, float]
 
 
-def recent_rows(version: str, versions_dir: Path = VERSIONS_DIR, n: int = RECENT_ROWS) -> pd.DataFrame:
+def recent_rows(version: str, versions_dir: Path = VERSIONS_DIR,
+                n: int = RECENT_ROWS) -> pd.DataFrame:
     """The latest raw rows of a dataset version, as the pyfunc's input (date as ISO string)."""
     from pipelines.features import INPUT_COLUMNS
 
@@ -64,18 +65,27 @@ def _log_history(run_id: str, history: list[tuple[float, float]]) -> None:
 
 
 def _log_dataset(data: TrainingData, features_dir: Path) -> None:
+    import mlflow.data.pandas_dataset
+
     import mlflow
 
     table = pd.read_parquet(features_dir / "table.parquet")
-    dataset = mlflow.data.from_pandas(table, source=str(version_path(data.version)),
+    dataset = mlflow.data.pandas_dataset.from_pandas(table, source=str(version_path(data.version)),
                                       targets="target", name=f"btc-{data.version}", digest=data.md5)
     mlflow.log_input(dataset, context="training")
+
+
+def log_data_docs(docs: Path) -> None:
+    """The GE Data Docs pages of the run's version (HTML only: the 4 MB of fonts stay behind)."""
+    import mlflow
+
+    for page in sorted(docs.rglob("*.html")):
+        mlflow.log_artifact(str(page), str(Path("ge_data_docs") / page.parent.relative_to(docs)))
 
 
 def log_scores(net: Any, params: TrainParams, data: TrainingData, tmp: Path) -> dict[str, float]:
     """Validation/test scores in USD and the test forecast plot, logged to the active run."""
     import mlflow
-
     from pipelines.metrics import plot_forecast, score_forecast
 
     metrics: dict[str, float] = {}
@@ -108,9 +118,7 @@ def tracked_training(params: TrainParams, data: TrainingData, *, run_name: str,
     try:
         mlflow.log_params({**params.model_dump(), "data_version": data.version})
         _log_dataset(data, features_dir)
-        docs = reports_dir / "validation" / data.version
-        if docs.is_dir():
-            mlflow.log_artifacts(str(docs), "ge_data_docs")
+        log_data_docs(reports_dir / "validation" / data.version)
         net, fit = train_model(params, data, on_epoch, progress)
         _log_history(run.info.run_id, fit.history)
         val_loss = fit.history[fit.best_epoch - 1][1] if fit.best_epoch else float("nan")
@@ -146,8 +154,9 @@ def log_trained_model(net: Any, spec: dict[str, Any], versions_dir: Path = VERSI
 
 def save_checkpoint(net: Any, spec: dict[str, Any], tmp: Path) -> None:
     """State dict + config as plain run artifacts, to log as a pyfunc later if this run wins."""
-    import mlflow
     import torch
+
+    import mlflow
 
     torch.save(net.state_dict(), tmp / "weights.pt")
     (tmp / "config.json").write_text(json.dumps(spec, indent=2, default=str))

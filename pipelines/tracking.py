@@ -1,4 +1,4 @@
-"""MLflow set-up shared by training, sweeps and the registry: where runs go, what every run is tagged with."""
+"""MLflow set-up shared by training, sweeps and the registry: where runs go, how they are tagged."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def configure_mlflow(settings: TrackingSettings | None = None) -> str:
 
 
 def git_sha(repo: Path | None = None) -> str:
-    """HEAD commit of the working tree, suffixed '-dirty' with uncommitted changes; 'unknown' outside git."""
+    """HEAD commit, suffixed '-dirty' when tracked files changed; 'unknown' outside git."""
     cwd = repo or Path.cwd()
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,

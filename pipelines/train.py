@@ -111,7 +111,7 @@ def fit(net: nn.Module, data: TrainingData, params: TrainParams,
     optimizer = torch.optim.Adam(net.parameters(), lr=params.lr)
     loss_fn = nn.MSELoss()
     generator = torch.Generator().manual_seed(params.seed)
-    best, best_epoch, stale = math.inf, 0, 0
+    best, stale = math.inf, 0
     result = FitResult(state=copy.deepcopy(net.state_dict()), best_epoch=0)
     for epoch in tqdm(range(1, params.max_epochs + 1), disable=not progress, desc="epochs"):
         net.train()
@@ -133,7 +133,7 @@ def fit(net: nn.Module, data: TrainingData, params: TrainParams,
                                 f"val {val_loss})")
         result.history.append((train_loss, val_loss))
         if val_loss < best:
-            best, best_epoch, stale = val_loss, epoch, 0
+            best, stale = val_loss, 0
             result.state, result.best_epoch = copy.deepcopy(net.state_dict()), epoch
         else:
             stale += 1

@@ -1,4 +1,4 @@
-"""MLflow models-from-code pyfuncs: a torch forecaster (state_dict + JSON, no pickle) and persistence."""
+"""Models-from-code pyfuncs: a torch forecaster (state_dict + JSON, no pickle) and persistence."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
+from mlflow.pyfunc import PythonModel, PythonModelContext
 
+import mlflow
 from pipelines.features import Scaler
 from pipelines.forecast import InputRowsError, check_rows, forecast_closes, input_frame
 
@@ -28,12 +29,13 @@ def _output(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(date=frame["date"].dt.strftime("%Y-%m-%d"))
 
 
-class CoinflowModel(mlflow.pyfunc.PythonModel):
+class CoinflowModel(PythonModel):
     """Shared loading: the JSON config and the version's latest raw rows shipped with the model."""
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         self.config = json.loads(Path(context.artifacts["config"]).read_text())
-        self.recent_rows = input_frame(json.loads(Path(context.artifacts["recent_rows"]).read_text()))
+        records = json.loads(Path(context.artifacts["recent_rows"]).read_text())
+        self.recent_rows = input_frame(records)
 
     @property
     def rows_needed(self) -> int:
@@ -44,7 +46,7 @@ class CoinflowModel(mlflow.pyfunc.PythonModel):
 class TorchForecaster(CoinflowModel):
     """Next-day BTC close (USD) from the latest raw daily rows; `horizon` steps recursively."""
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         import torch
 
         from pipelines.model import Forecaster, ModelConfig

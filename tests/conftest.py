@@ -56,8 +56,8 @@ def fresh_pg_db(postgres_url: str, request: pytest.FixtureRequest) -> Iterator[s
 
     import sqlalchemy as sa
 
-    name = f"cf_{request.node.name[:20].lower().replace('[', '_').replace(']', '')}_{uuid.uuid4().hex[:8]}"
-    name = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name)
+    stem = "".join(ch if ch.isalnum() else "_" for ch in request.node.name[:20].lower())
+    name = f"cf_{stem}_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(f"{postgres_url}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
@@ -77,3 +77,39 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
     monkeypatch.setenv("COINFLOW_ARTIFACT_ROOT", str(tmp_path / "mlartifacts"))
     return uri
+
+
+@pytest.fixture(scope="session")
+def real_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """data/versions built from the real raw CSVs (data/raw, `dvc pull`) into a private dir."""
+    from pipelines import ingest, version
+    from pipelines.config import load_params
+
+    raw = REPO / "data" / "raw"
+    if not (raw / "btc.csv").is_file():
+        pytest.fail("data/raw is empty: run `dvc pull` (make test does)")
+    root = tmp_path_factory.mktemp("versions")
+    params = load_params(REPO / "params.yaml")
+    assets = {a: ingest.load_prices(raw / f"{a}.csv") for a in ("btc", "eth", "gold")}
+    out = root / "versions"
+    out.mkdir()
+    for name, frame in version.build_versions(**assets, start=params.data.start,
+                                              cutoffs=params.data.versions).items():
+        frame.to_parquet(out / f"{name}.parquet")
+    return out
+
+
+@pytest.fixture(scope="session")
+def features_v03(real_versions: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """data/features for v0.3 (GE gate bypassed: tests of the gate live in tests/data)."""
+    import pandas as pd
+
+    from pipelines.config import load_params
+    from pipelines.features import write_features
+    from pipelines.version import file_md5
+
+    root = tmp_path_factory.mktemp("features")
+    path = real_versions / "v0.3.parquet"
+    write_features(pd.read_parquet(path), "v0.3", file_md5(path),
+                   load_params(REPO / "params.yaml").features, root / "features", root / "metrics")
+    return root / "features"

@@ -1,0 +1,319 @@
+"""Stage 3: the Great Expectations gate — suite built in code, Data Docs HTML, a typed error."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.config import ValidateParams, load_params
+from pipelines.paths import METRICS_DIR, REPORTS_DIR, VERSIONS_DIR, version_path
+from pipelines.version import BTC_COLUMNS, VERSION_COLUMNS, file_md5
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"date": "datetime64", **dict.fromkeys(VERSION_COLUMNS, "float64"), "gold_filled": "int8"}
+REQUIRED_COLUMNS = ["date", *BTC_COLUMNS, "gold_close", "gold_filled"]  # ETH starts 2016-03-10
+PRICE_COLUMNS = ["btc_open", "btc_high", "btc_low", "btc_close", "eth_close", "gold_close"]
+# Cross-row and tolerant cross-column rules have no GE expectation: they are computed on a copy
+# as helper columns (name -> the version columns it is derived from, shown in failure examples).
+CHECK_COLUMNS = {
+    "btc_high_slack": ["btc_open", "btc_high", "btc_close"],  # High*(1+tol) - max(Open, Close)
+    "btc_low_slack": ["btc_open", "btc_low", "btc_close"],  # min(Open, Close) - Low*(1-tol)
+    "date_gap_days": ["date"],  # days since the previous row
+    "btc_log_move": ["btc_close"],  # log(close_t / close_t-1)
+}
+ROW = "row_number"  # position in the version frame: identifies a row even when dates repeat
+MAX_EXAMPLES = 5
+
+
+class VersionFileError(ValueError):
+    """A dataset version file that is missing or is not a readable parquet frame."""
+
+
+@dataclass(frozen=True)
+class FailedExpectation:
+    """One expectation the data broke, with up to MAX_EXAMPLES offending rows or values."""
+
+    expectation: str
+    column: str | None
+    description: str
+    examples: list[Any] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        where = f" [{self.column}]" if self.column else ""
+        shown = "; ".join(json.dumps(e, default=str) for e in self.examples)
+        return f"{self.expectation}{where}: {self.description}" + (f"; e.g. {shown}" * bool(shown))
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    """Result of the gate on one dataset version."""
+
+    version: str
+    success: bool
+    n_rows: int
+    evaluated: int
+    failed: list[FailedExpectation]
+    docs_path: Path
+
+
+class DataValidationError(Exception):
+    """One or more dataset versions failed the Great Expectations gate."""
+
+    def __init__(self, *outcomes: ValidationOutcome) -> None:
+        self.outcomes = outcomes
+        self.outcome = outcomes[0]
+        lines = []
+        for out in outcomes:
+            lines.append(f"dataset version {out.version} failed the Great Expectations gate: "
+                         f"{len(out.failed)} of {out.evaluated} expectations failed "
+                         f"(Data Docs: {out.docs_path})")
+            lines.extend(f"  - {failure}" for failure in out.failed)
+        super().__init__("\n".join(lines))
+
+
+def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame.columns:
+        return pd.Series(np.nan, index=frame.index)
+    return pd.to_numeric(frame[column], errors="coerce").astype("float64")
+
+
+def add_check_columns(frame: pd.DataFrame, tolerance: float) -> pd.DataFrame:
+    """A copy with `date` as a column, ROW and CHECK_COLUMNS; missing inputs give NaN, no crash."""
+    out = frame.reset_index() if frame.index.name == "date" else frame.reset_index(drop=True)
+    out[ROW] = np.arange(len(out))
+    opn, high, low, close = (_numeric(out, f"btc_{c}") for c in ("open", "high", "low", "close"))
+    out["btc_high_slack"] = high * (1 + tolerance) - np.maximum(opn, close)
+    out["btc_low_slack"] = np.minimum(opn, close) - low * (1 - tolerance)
+    dates = (pd.to_datetime(out["date"], errors="coerce") if "date" in out
+             else pd.Series(pd.NaT, index=out.index))
+    out["date_gap_days"] = dates.diff() / pd.Timedelta(days=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["btc_log_move"] = np.log(close / close.shift(1))
+    return out
+
+
+def build_suite(name: str, cutoff: dt.date, params: ValidateParams) -> Any:
+    """The gate's ExpectationSuite for one version (data columns plus CHECK_COLUMNS)."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    tol = params.ohlc_tolerance
+    columns = [*DTYPES, ROW, *CHECK_COLUMNS]
+    exps: list[Any] = [
+        gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True,
+                                         description="exactly the version columns"),
+        gxe.ExpectTableRowCountToBeBetween(
+            min_value=params.min_rows, max_value=params.max_rows,
+            description=f"{params.min_rows} to {params.max_rows} rows"),
+    ]
+    exps += [gxe.ExpectColumnValuesToBeOfType(column=c, type_=t, description=f"dtype {t}")
+             for c, t in DTYPES.items()]
+    exps += [gxe.ExpectColumnValuesToNotBeNull(column=c, description="no missing values")
+             for c in REQUIRED_COLUMNS]
+    exps += [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, strict_min=True,
+                                               description="price > 0 (nulls ignored)")
+             for c in PRICE_COLUMNS]
+    exps += [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, description="volume >= 0")
+             for c in ("btc_volume", "eth_volume")]
+    exps += [
+        gxe.ExpectColumnValuesToBeInSet(column="gold_filled", value_set=[0, 1],
+                                        description="gold_filled is a 0/1 flag"),
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="btc_high", column_B="btc_low", or_equal=True,
+            ignore_row_if="either_value_is_missing", description="High >= Low"),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="btc_high_slack", min_value=0,
+            description=f"High >= max(Open, Close) within {tol:.2%}"),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="btc_low_slack", min_value=0,
+            description=f"Low <= min(Open, Close) within {tol:.2%}"),
+        gxe.ExpectColumnValuesToBeUnique(column="date", description="dates are unique"),
+        gxe.ExpectColumnValuesToBeIncreasing(column="date", strictly=True,
+                                             description="dates strictly increasing"),
+        gxe.ExpectColumnValuesToBeBetween(column="date", max_value=pd.Timestamp(cutoff),
+                                          description=f"no date after the cut-off {cutoff}"),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="date_gap_days", min_value=1, max_value=params.max_gap_days,
+            description=f"next row 1 to {params.max_gap_days} day(s) later"),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="btc_log_move", min_value=-params.max_abs_log_move,
+            max_value=params.max_abs_log_move,
+            description=f"|log close-to-close move| <= {params.max_abs_log_move}"),
+    ]
+    suite = gx.ExpectationSuite(name=name)
+    for exp in exps:
+        suite.add_expectation(exp)
+    return suite
+
+
+def _quiet_gx() -> None:
+    """No analytics; no INFO chatter (metric registry, datasource dumps, API-doc decorators)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    logging.getLogger("great_expectations._docs_decorators").setLevel(logging.ERROR)
+
+
+def _context(site_dir: Path) -> Any:
+    """An in-memory GE context whose only Data Docs site is a folder; no progress bars/analytics."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    site = {"class_name": "SiteBuilder",
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                              "base_directory": str(site_dir)}}
+    config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(),
+                               data_docs_sites={"coinflow": site}, analytics_enabled=False,
+                               progress_bars=ProgressBarsConfig(globally=False))
+    return gx.get_context(project_config=config, mode="ephemeral")
+
+
+def _examples(result: Any, checked: pd.DataFrame) -> list[Any]:
+    """Up to MAX_EXAMPLES offending rows (row number, date, source columns) or observed values."""
+    kwargs = result.expectation_config.kwargs
+    res = result.result or {}
+    rows = [r[ROW] for r in res.get("unexpected_index_list") or [] if isinstance(r, dict)]
+    if rows:
+        cols = [kwargs[k] for k in ("column", "column_A", "column_B") if k in kwargs]
+        shown = [ROW, "date", *[s for c in cols for s in CHECK_COLUMNS.get(c, [])], *cols]
+        shown = [c for c in dict.fromkeys(shown) if c in checked.columns]
+        sample = checked.iloc[[int(r) for r in rows[:MAX_EXAMPLES]]][shown]
+        return [{k: _plain(v) for k, v in rec.items()} for rec in sample.to_dict("records")]
+    mismatched = (res.get("details") or {}).get("mismatched")
+    if mismatched:  # the column-set expectation: which columns are missing / unexpected
+        return [mismatched]
+    if "observed_value" in res:
+        return [{"observed": _plain(res["observed_value"])}]
+    return [_plain(v) for v in res.get("partial_unexpected_list", [])[:MAX_EXAMPLES]]
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly scalar (dates as ISO text, NaN/NaT as None)."""
+    if value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, (pd.Timestamp, dt.date)):
+        return value.isoformat()[:10]
+    if isinstance(value, (float, np.floating)):
+        return round(float(value), 6)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _failure(result: Any, checked: pd.DataFrame) -> FailedExpectation:
+    config = result.expectation_config
+    kwargs = config.kwargs
+    column = kwargs.get("column") or (
+        f"{kwargs['column_A']}, {kwargs['column_B']}" if "column_A" in kwargs else None)
+    text = config.description or config.type
+    info = result.exception_info or {}
+    errors = [i for i in ([info] if "raised_exception" in info else info.values())
+              if isinstance(i, dict) and i.get("raised_exception")]
+    if errors:
+        return FailedExpectation(config.type, column,
+                                 f"{text} — could not evaluate: {errors[0]['exception_message']}")
+    count = (result.result or {}).get("unexpected_count")
+    suffix = f" — {count} offending row{'s' * (count != 1)}" if count else ""
+    return FailedExpectation(config.type, column, text + suffix, _examples(result, checked))
+
+
+def validate_version(frame: pd.DataFrame, version: str, cutoff: dt.date,
+                     params: ValidateParams, docs_dir: Path) -> ValidationOutcome:
+    """Run the gate's suite on one version frame; (re)write its Data Docs under docs_dir."""
+    _quiet_gx()
+    import great_expectations as gx
+
+    checked = add_check_columns(frame, params.ohlc_tolerance)
+    name = f"coinflow_{version.replace('.', '_')}"
+    with tempfile.TemporaryDirectory(prefix="gx-docs-") as site:
+        context = _context(Path(site))
+        batch = (context.data_sources.add_pandas(name).add_dataframe_asset(name)
+                 .add_batch_definition_whole_dataframe("all_rows"))
+        suite = context.suites.add(build_suite(name, cutoff, params))
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=name, data=batch, suite=suite))
+        checkpoint = context.checkpoints.add(gx.Checkpoint(
+            name=name, validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            result_format={"result_format": "COMPLETE", "partial_unexpected_count": MAX_EXAMPLES,
+                           "unexpected_index_column_names": [c for c in ("date", ROW)
+                                                             if c in checked.columns]}))
+        result = checkpoint.run(batch_parameters={"dataframe": checked})
+        # Replace the whole folder: no stale pages from an earlier run, no "already exists".
+        shutil.rmtree(docs_dir, ignore_errors=True)
+        shutil.copytree(site, docs_dir)
+    (suite_result,) = result.run_results.values()
+    failed = [_failure(r, checked) for r in suite_result.results if not r.success]
+    return ValidationOutcome(version, bool(result.success), len(frame),
+                             int(suite_result.statistics["evaluated_expectations"]), failed,
+                             docs_dir / "index.html")
+
+
+def read_version(path: Path) -> pd.DataFrame:
+    """Read a version parquet; a missing, empty or non-parquet file raises VersionFileError."""
+    if not path.is_file():
+        raise VersionFileError(f"dataset version file {path} not found: run `dvc repro`")
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise VersionFileError(f"dataset version file {path} is not a readable parquet "
+                               f"({type(exc).__name__}: {exc})") from exc
+
+
+def outcome_record(outcome: ValidationOutcome, md5: str) -> dict[str, Any]:
+    """The metrics/validation.json entry for one version (features' gate reads success + md5)."""
+    return {"success": outcome.success, "md5": md5, "n_rows": outcome.n_rows,
+            "evaluated": outcome.evaluated,
+            "failed": [f.expectation + (f"[{f.column}]" if f.column else "")
+                       for f in outcome.failed],
+            "failures": [asdict(f) for f in outcome.failed], "docs": str(outcome.docs_path)}
+
+
+def main(versions_dir: Path = VERSIONS_DIR, docs_root: Path = REPORTS_DIR / "validation",
+         metrics_dir: Path = METRICS_DIR) -> None:
+    """Validate every version in params.yaml; write metrics/validation.json and Data Docs."""
+    params = load_params()
+    paths = {v: version_path(v, versions_dir) for v in params.data.versions}
+    frames = {v: read_version(path) for v, path in paths.items()}  # an unreadable file: no output
+    records, failures = {}, []
+    for version, cutoff in params.data.versions.items():
+        outcome = validate_version(frames[version], version, cutoff, params.validate_,
+                                   docs_root / version)
+        records[version] = outcome_record(outcome, file_md5(paths[version]))
+        log.info("%s: %s, %d/%d expectations met, docs %s", version,
+                 "PASS" if outcome.success else "FAIL", outcome.evaluated - len(outcome.failed),
+                 outcome.evaluated, outcome.docs_path)
+        failures += [] if outcome.success else [outcome]
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    tmp = metrics_dir / "validation.json.tmp"
+    tmp.write_text(json.dumps(records, indent=2, default=str) + "\n")
+    tmp.replace(metrics_dir / "validation.json")
+    if failures:
+        raise DataValidationError(*failures)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        main()
+    except (DataValidationError, VersionFileError) as err:
+        log.error("%s", err)
+        raise SystemExit(1) from err

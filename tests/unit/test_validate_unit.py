@@ -1,0 +1,130 @@
+"""The gate on tiny synthetic frames: tolerance, helper columns, error text, record format."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines import validate
+from pipelines.config import ValidateParams
+from pipelines.features import GateNotPassedError, gate_passed
+from pipelines.version import VERSION_COLUMNS
+
+pytestmark = pytest.mark.unit
+
+PARAMS = ValidateParams(min_rows=5, max_rows=100, max_gap_days=1, max_abs_log_move=0.7,
+                        ohlc_tolerance=0.005)
+CUTOFF = dt.date(2020, 1, 31)
+
+
+def _frame(n: int = 20) -> pd.DataFrame:
+    """n clean days from 2020-01-01 shaped like a dataset version; ETH missing on day 1-3."""
+    dates = pd.date_range("2020-01-01", periods=n, freq="D", name="date")
+    close = 100.0 * 1.01 ** np.arange(n)
+    frame = pd.DataFrame({"btc_open": close * 0.99, "btc_high": close * 1.02,
+                          "btc_low": close * 0.97, "btc_close": close, "btc_volume": 1e6,
+                          "eth_close": close / 10, "eth_volume": 5e5, "gold_close": 1500.0,
+                          "gold_filled": np.int8(0)}, index=dates)
+    frame.loc[frame.index[:3], ["eth_close", "eth_volume"]] = np.nan
+    return frame.astype({"gold_filled": "int8"})[VERSION_COLUMNS]
+
+
+def _run(frame: pd.DataFrame, tmp_path: Path, params: ValidateParams = PARAMS
+         ) -> validate.ValidationOutcome:
+    return validate.validate_version(frame, "v9.9", CUTOFF, params, tmp_path / "docs")
+
+
+def test_clean_frame_with_leading_eth_gap_passes(tmp_path: Path) -> None:
+    outcome = _run(_frame(), tmp_path)
+    assert outcome.success and outcome.failed == [] and outcome.n_rows == 20
+    assert outcome.evaluated == 37
+    assert outcome.docs_path == tmp_path / "docs" / "index.html" and outcome.docs_path.is_file()
+
+
+@pytest.mark.parametrize(("column", "factor", "passes", "rule"), [
+    ("btc_open", 1.02 * 1.004, True, None),  # Open 0.4% above High: source rounding
+    ("btc_open", 1.02 * 1.006, False, "btc_high_slack"),
+    ("btc_close", 0.97 * 0.996, True, None),  # Close 0.4% below Low
+    ("btc_close", 0.97 * 0.994, False, "btc_low_slack"),
+])
+def test_ohlc_rule_allows_only_the_tolerance(
+    tmp_path: Path, column: str, factor: float, passes: bool, rule: str | None
+) -> None:
+    frame = _frame()
+    close = frame["btc_close"].iloc[10]
+    frame.iloc[10, frame.columns.get_loc(column)] = close * factor
+    outcome = _run(frame, tmp_path)
+    assert outcome.success is passes
+    if rule:
+        assert [f.column for f in outcome.failed] == [rule]
+        assert outcome.failed[0].examples[0]["date"] == "2020-01-11"
+
+
+def test_gap_rule_reads_max_gap_days(tmp_path: Path) -> None:
+    frame = _frame().drop(index=pd.Timestamp("2020-01-05"))
+    assert [f.column for f in _run(frame, tmp_path).failed] == ["date_gap_days"]
+    relaxed = PARAMS.model_copy(update={"max_gap_days": 2})
+    assert _run(frame, tmp_path, relaxed).success
+
+
+def test_check_columns_values_and_missing_inputs() -> None:
+    frame = _frame(3)
+    checked = validate.add_check_columns(frame, 0.0)
+    assert list(checked["date"]) == list(frame.index) and list(checked["row_number"]) == [0, 1, 2]
+    np.testing.assert_allclose(checked["btc_high_slack"], frame["btc_close"].to_numpy() * 0.02)
+    np.testing.assert_allclose(checked["btc_low_slack"], frame["btc_close"].to_numpy() * 0.02)
+    assert checked["date_gap_days"].iloc[1:].tolist() == [1.0, 1.0]
+    np.testing.assert_allclose(checked["btc_log_move"].iloc[1:], np.log(1.01))
+    assert np.isnan(checked["btc_log_move"].iloc[0])
+    broken = validate.add_check_columns(frame.drop(columns=["btc_close"]).reset_index(drop=True), 0)
+    assert broken[["btc_high_slack", "btc_log_move", "date_gap_days"]].isna().all().all()
+
+
+def test_error_names_each_version_and_failure(tmp_path: Path) -> None:
+    bad = _frame()
+    bad.iloc[4, bad.columns.get_loc("btc_volume")] = np.nan
+    first = _run(bad, tmp_path)
+    second = _run(_frame(3), tmp_path)
+    message = str(validate.DataValidationError(first, second))
+    assert message.count("dataset version v9.9 failed") == 2
+    assert ("expect_column_values_to_not_be_null [btc_volume]: no missing values — 1 offending "
+            'row; e.g. {"row_number": 4, "date": "2020-01-05", "btc_volume": null}') in message
+    assert "expect_table_row_count_to_be_between: 5 to 100 rows" in message
+    assert str(first.docs_path) in message
+
+
+def test_record_is_what_features_gate_reads(tmp_path: Path) -> None:
+    outcomes = {"ok": _run(_frame(), tmp_path), "bad": _run(_frame(3), tmp_path)}
+    records = {v: validate.outcome_record(o, f"md5-{v}") for v, o in outcomes.items()}
+    path = tmp_path / "validation.json"
+    path.write_text(json.dumps(records))
+    gate_passed(path, "ok", "md5-ok")
+    for version, md5 in [("bad", "md5-bad"), ("ok", "other-md5"), ("unknown", "md5-ok")]:
+        with pytest.raises(GateNotPassedError):
+            gate_passed(path, version, md5)
+    assert records["bad"]["failed"] == ["expect_table_row_count_to_be_between"]
+
+
+def test_rerun_replaces_data_docs(tmp_path: Path) -> None:
+    (tmp_path / "docs" / "stale.html").parent.mkdir(parents=True)
+    (tmp_path / "docs" / "stale.html").write_text("old")
+    for _ in range(2):
+        outcome = _run(_frame(), tmp_path)
+    assert not (tmp_path / "docs" / "stale.html").exists()
+    assert len(list((tmp_path / "docs" / "validations").glob("**/*.html"))) == 1
+    assert "coinflow_v9_9" in outcome.docs_path.read_text()
+
+
+@pytest.mark.parametrize("content", [None, b"", b"not,a,parquet\n"],
+                         ids=["missing", "empty", "csv"])
+def test_read_version_names_the_bad_file(tmp_path: Path, content: bytes | None) -> None:
+    path = tmp_path / "v0.1.parquet"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(validate.VersionFileError, match=str(path)):
+        validate.read_version(path)
