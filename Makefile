@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 data: install
-	$(BIN)/dvc pull -q
+	$(BIN)/dvc pull -q data.dvc
 	$(BIN)/dvc repro
 
 demo: data
@@ -36,5 +36,5 @@ lint: install
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/dvc pull -q
+	$(BIN)/dvc pull -q data.dvc
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import logging
 from pathlib import Path
@@ -63,7 +64,7 @@ def parse_investing_csv(text: str, source: str = "<text>") -> pd.DataFrame:
         for column, value in zip(EXPECTED_HEADER, row, strict=True):
             try:
                 if column == "Date":
-                    record[column] = pd.Timestamp(pd.to_datetime(value, format="%m/%d/%Y"))
+                    record[column] = dt.datetime.strptime(value, "%m/%d/%Y")
                 else:
                     record[column] = _PARSERS[column](value.strip())
             except (ValueError, IndexError) as exc:
@@ -75,6 +76,7 @@ def parse_investing_csv(text: str, source: str = "<text>") -> pd.DataFrame:
         columns={"Price": "close", "Open": "open", "High": "high", "Low": "low",
                  "Vol.": "volume", "Change %": "change_pct"}
     )
+    frame["Date"] = pd.to_datetime(frame["Date"])
     frame = frame.set_index("Date").rename_axis("date").sort_index()
     return frame[TIDY_COLUMNS].astype("float64")
 

@@ -54,10 +54,10 @@ for name, value in job["env"].items():
     elif key in ("executor", "auth_manager"):
         job["imports"].append(ExecutorLoader.executors.get(value, value))
 for path in job["imports"]:
-    module, attr = path.rsplit(".", 1)
+    module, _, attr = path.rpartition(".")
     try:
         getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
+    except (ImportError, AttributeError, ValueError) as exc:
         errors.append(f"cannot import {path}: {exc}")
 print(json.dumps(errors))
 """
@@ -106,13 +106,15 @@ def _env_file(path: Path) -> dict[str, str]:
     return {key.strip(): value for key, value in pairs}
 
 
+def _argv(command: str | list[str] | None) -> list[str]:
+    return shlex.split(command) if isinstance(command, str) else list(command or [])
+
+
 def _calls(compose: dict[str, Any]) -> list[tuple[str, list[str]]]:
     """(where, argv) of every command and every healthcheck command, `$$` unescaped."""
     calls = []
     for name, svc in compose["services"].items():
-        if "command" in svc:
-            cmd = svc["command"]
-            calls.append((name, shlex.split(cmd) if isinstance(cmd, str) else list(cmd)))
+        calls.append((name, _argv(svc.get("command"))))
         test = _as_list((svc.get("healthcheck") or {}).get("test"))
         if test and test[0] == "CMD":
             calls.append((f"{name} healthcheck", test[1:]))
@@ -268,9 +270,9 @@ def test_airflow_commands_and_settings_exist_in_airflow(compose: dict, tmp_path:
 
 def test_python_services_run_a_project_cli(compose: dict) -> None:
     for name, svc in compose["services"].items():
-        if "build" in svc:
-            command = svc.get("command") or []
-            assert command and command[0] in PYTHON_CLIS, f"{name} runs {command!r}"
+        if "build" in svc:  # the project image
+            argv = _argv(svc.get("command"))
+            assert argv and argv[0] in PYTHON_CLIS, f"{name} runs {argv!r}"
 
 
 def test_mlflow_server_env_names_real_server_options(compose: dict) -> None:
@@ -385,12 +387,14 @@ def test_dockerfile_installs_cpu_torch_then_the_project_and_runs_as_non_root(
     assert pin and SpecifierSet(torch_dep.removeprefix("torch")).contains(pin[1])
     assert [a for op, a in steps if op == "USER"][-1] not in ("", "root", "0")
 
-    workdir, env, copied = "/", {}, {}  # copied: source → (absolute destination, step)
+    workdir, env = "/", dict[str, str]()
+    copied: dict[str, tuple[str, int]] = {}  # source → (absolute destination, step)
     for i, (op, args) in enumerate(steps):
         if op == "WORKDIR":
             workdir = posixpath.join(workdir, args)
         elif op == "ENV":
-            env.update(pair.split("=", 1) for pair in shlex.split(args))
+            for key, _, value in (pair.partition("=") for pair in shlex.split(args)):
+                env[key] = value
         elif op == "COPY":
             *sources, dest = [a for a in shlex.split(args) if not a.startswith("--")]
             for src in sources:
