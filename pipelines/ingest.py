@@ -60,7 +60,7 @@ def parse_investing_csv(text: str, source: str = "<text>") -> pd.DataFrame:
             raise IngestError(
                 f"{source}: row {line_no}: expected {len(EXPECTED_HEADER)} columns, got {len(row)}"
             )
-        record = {}
+        record: dict[str, dt.datetime | float] = {}
         for column, value in zip(EXPECTED_HEADER, row, strict=True):
             try:
                 if column == "Date":

@@ -1,0 +1,151 @@
+"""Browser-test fixtures: Debian's Chromium, the API and UI as child servers, a tiny registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import free_port, need_service
+from tests.e2e.e2e_helpers import CHROMIUM, CHROMIUM_ARGS, MODEL_NAME, ChildServer, E2eRegistry
+
+
+def _install_chromium(log: Path) -> None:
+    """`apt-get install chromium` (Debian, ~20 s) when the test machine lacks it and we are root."""
+    if CHROMIUM.is_file() or shutil.which("apt-get") is None or os.geteuid() != 0:
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    with log.open("wb") as out:
+        subprocess.run("apt-get update -qq && apt-get install -y -qq chromium", shell=True,
+                       env=env, stdout=out, stderr=subprocess.STDOUT, timeout=600, check=False)
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Headless Debian Chromium driven by Playwright (never `playwright install`)."""
+    _install_chromium(tmp_path_factory.mktemp("apt") / "apt.log")
+    need_service(CHROMIUM.is_file(),
+                 f"Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser page (own context: no state shared between tests)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    yield context.new_page()
+    context.close()
+
+
+def _register(name: str, run_id: str, tags: dict[str, str], alias: str) -> int:
+    import mlflow
+    from mlflow import MlflowClient
+
+    version = int(mlflow.register_model(f"runs:/{run_id}/model", name, tags=tags).version)
+    MlflowClient().set_registered_model_alias(name, alias, str(version))
+    return version
+
+
+def _version_tags(kind: str, run_id: str, lineage: dict[str, str], params: dict[str, Any],
+                  metrics: dict[str, float]) -> dict[str, str]:
+    """Version tags as contracts.md lists them."""
+    return {"coinflow.kind": kind, "coinflow.run_id": run_id, "coinflow.sweep_parent_id": "none",
+            **lineage, "coinflow.params": json.dumps(params, default=str),
+            "coinflow.trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **{f"coinflow.{k}": f"{v:.6g}" for k, v in metrics.items()}}
+
+
+@pytest.fixture(scope="module")
+def e2e_registry(tmp_path_factory: pytest.TempPathFactory, features_v03: Path,
+                 real_versions: Path) -> E2eRegistry:
+    """Train a tiny model (2 epochs) and log persistence on v0.3; register both with aliases."""
+    import mlflow
+    from pipelines.config import TrainParams
+    from pipelines.tracked import recent_rows, tracked_training
+    from pipelines.tracking import TrackingSettings, configure_mlflow, lineage_tags
+    from pipelines.train import load_training_data
+    from registry.pyfunc import log_persistence
+
+    root = tmp_path_factory.mktemp("e2e_registry")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri,
+                           "COINFLOW_ARTIFACT_ROOT": str(root / "mlartifacts"),
+                           "COINFLOW_EXPERIMENT": "coinflow-e2e"}.items():
+            mp.setenv(key, value)
+        mp.delenv("MLFLOW_EXPERIMENT_ID", raising=False)  # set_experiment exports it: restore
+        configure_mlflow(TrackingSettings(mlflow_tracking_uri=uri,
+                                          coinflow_artifact_root=str(root / "mlartifacts"),
+                                          coinflow_experiment="coinflow-e2e"))
+        data = load_training_data(features_v03)
+        params = TrainParams.model_validate({"hidden_size": 8, "max_epochs": 2, "lookback": 10})
+        outcome = tracked_training(params, data, run_name="e2e-tiny", features_dir=features_v03,
+                                   versions_dir=real_versions, metrics_dir=root, reports_dir=root)
+        assert outcome.status == "FINISHED", outcome
+        lineage = lineage_tags(data.version, data.md5, root)
+        with mlflow.start_run(run_name="e2e-persistence",
+                              tags={**lineage, "coinflow.kind": "persistence"}) as run:
+            log_persistence({"kind": "persistence", "lookback": 0, "data_version": data.version,
+                             "dvc_md5": data.md5}, recent_rows(data.version, real_versions))
+        scores = {k: outcome.metrics[k] for k in ("test_mase", "test_mae", "test_rmse")}
+        torch_v = _register(MODEL_NAME, outcome.run_id, _version_tags(
+            "torch", outcome.run_id, lineage, params.model_dump(), scores), "champion")
+        persistence_mae = outcome.metrics["test_persistence_mae"]
+        persistence_v = _register(MODEL_NAME, run.info.run_id, _version_tags(
+            "persistence", run.info.run_id, lineage, {"lookback": 0},
+            {"test_mase": 1.0, "test_mae": persistence_mae}), "challenger")
+        # Leave no global MLflow state behind for later tests in this process.
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+        mlflow.tracking.fluent._active_experiment_id = None
+    return E2eRegistry(root, uri, MODEL_NAME, {torch_v: outcome.run_id,
+                                               persistence_v: run.info.run_id},
+                       data.version, data.md5, lineage["coinflow.git_sha"])
+
+
+def _child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("COINFLOW_", "MLFLOW_"))}  # nothing leaks from the test's shell
+    return {**env, "GRADIO_ANALYTICS_ENABLED": "False", "DVC_NO_ANALYTICS": "1", **extra}
+
+
+@pytest.fixture(scope="module")
+def servers(e2e_registry: E2eRegistry, tmp_path_factory: pytest.TempPathFactory,
+            ) -> Iterator[tuple[ChildServer, ChildServer]]:
+    """`coinflow serve` over the e2e registry and `coinflow ui` pointed at it, started together."""
+    logs = tmp_path_factory.mktemp("e2e_logs")
+    cli = [sys.executable, "-m", "pipelines.cli"]
+    api_port, ui_port = free_port(), free_port()
+    # cwd is a tmp dir: no repository .env can change the children's settings
+    api = ChildServer("API", [*cli, "serve", "--host", "127.0.0.1", "--port", str(api_port),
+                              "--log-level", "warning"],
+                      _child_env(MLFLOW_TRACKING_URI=e2e_registry.uri,
+                                 MLFLOW_REGISTRY_URI=e2e_registry.uri,
+                                 COINFLOW_MODEL_NAME=e2e_registry.name, COINFLOW_REFRESH_S="0"),
+                      e2e_registry.root, api_port, "/ready", logs / "api.log")
+    ui = ChildServer("UI", [*cli, "ui", "--host", "127.0.0.1", "--port", str(ui_port)],
+                     _child_env(COINFLOW_API_URL=api.url, COINFLOW_API_TIMEOUT_S="15",
+                                COINFLOW_MLFLOW_UI_URL="http://mlflow.e2e.invalid:5000"),
+                     logs, ui_port, "/", logs / "ui.log")
+    try:
+        api.start()
+        ui.start()
+        api.wait_ready()
+        ui.wait_ready()
+        yield api, ui
+    finally:
+        ui.stop()
+        api.stop()

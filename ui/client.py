@@ -1,0 +1,200 @@
+"""Typed HTTP client for the coinflow serving API; failures become friendly typed errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+MAX_HORIZON = 30
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Point(_Response):
+    """One dated BTC close in USD."""
+
+    date: str
+    close: float
+
+
+class Lineage(_Response):
+    """Where a served model came from: registry version, run, data and code."""
+
+    model_name: str
+    version: int
+    aliases: list[str] = []
+    run_id: str | None = None
+    data_version: str | None = None
+    dvc_md5: str | None = None
+    git_sha: str | None = None
+    trained_at: str | None = None
+    kind: str | None = None
+
+
+class Forecast(_Response):
+    """`POST /predict`: the forecast, the actual closes it was made from, and lineage."""
+
+    forecasts: list[Point]
+    history: list[Point]
+    lineage: Lineage
+
+
+class VersionMetrics(_Response):
+    """Test-split scores recorded on a registered version."""
+
+    test_mase: float | None = None
+    test_mae: float | None = None
+    test_rmse: float | None = None
+
+
+class ModelVersion(_Response):
+    """One registered version as `GET /models` lists it."""
+
+    version: int
+    aliases: list[str] = []
+    kind: str | None = None
+    run_id: str | None = None
+    data_version: str | None = None
+    dvc_md5: str | None = None
+    created_at: str | int | float | None = None
+    metrics: VersionMetrics = VersionMetrics()
+
+
+class Models(_Response):
+    """`GET /models`: the registered model, its aliases and versions."""
+
+    name: str
+    aliases: dict[str, int] = {}
+    versions: list[ModelVersion] = []
+
+
+class Trial(_Response):
+    """One trial (child run) of a sweep."""
+
+    run_id: str | None = None
+    trial_number: int | None = None
+    status: str | None = None
+    hidden_size: int | None = None
+    num_layers: int | None = None
+    cell: str | None = None
+    lookback: int | None = None
+    lr: float | None = None
+    val_loss: float | None = None
+    test_mase: float | None = None
+
+
+class Sweep(_Response):
+    """`GET /sweeps/latest`: the latest sweep's parent run and its trials."""
+
+    parent_run_id: str | None = None
+    study_name: str | None = None
+    trials: list[Trial] = []
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model to ask for: a registry alias or a version number."""
+
+    kind: Literal["alias", "version"]
+    value: str
+
+    def query(self) -> dict[str, str]:
+        """The `?alias=` / `?version=` query parameters of `POST /predict`."""
+        return {self.kind: self.value}
+
+
+class ApiClientError(Exception):
+    """Base of the client's errors; `message` is safe to show to a user."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ApiUnavailable(ApiClientError):
+    """The API could not be reached, or did not answer in time."""
+
+
+class ApiError(ApiClientError):
+    """The API answered with an error status or a body the UI cannot read."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def error_detail(response: httpx.Response) -> str:
+    """The human part of an error body: problem JSON `detail`/`title`, FastAPI 422 list, or text."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return response.text.strip()[:200] or response.reason_phrase
+    if isinstance(body, dict):
+        detail = body.get("detail") or body.get("title") or body.get("message")
+        if isinstance(detail, list):  # FastAPI request validation errors
+            return "; ".join(str(item.get("msg", item)) if isinstance(item, dict) else str(item)
+                             for item in detail)
+        if detail:
+            return str(detail)
+    return str(body)[:200]
+
+
+class ApiClient:
+    """Calls the serving API with timeouts; every failure is an `ApiClientError`."""
+
+    def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self._http = httpx.Client(base_url=self.base_url,
+                                  timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0)))
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, model: type[R], **kwargs: Any) -> R:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise ApiUnavailable(f"The forecast API at {self.base_url} did not answer within "
+                                 f"{self.timeout_s:g} s ({type(exc).__name__}).") from exc
+        except httpx.TransportError as exc:
+            raise ApiUnavailable(f"The forecast API at {self.base_url} is not reachable "
+                                 f"({type(exc).__name__}). Is `coinflow serve` running?") from exc
+        if response.is_error:
+            raise ApiError(f"The API refused {method} {path} ({response.status_code}): "
+                           f"{error_detail(response)}", response.status_code)
+        try:
+            return model.model_validate(response.json())
+        except (ValueError, ValidationError) as exc:
+            raise ApiError(f"The API's answer to {method} {path} is not what the UI expects: "
+                           f"{str(exc).splitlines()[0]}", response.status_code) from exc
+
+    def models(self) -> Models:
+        """Registered versions, aliases and their test metrics (`GET /models`)."""
+        return self._call("GET", "/models", Models)
+
+    def predict(self, ref: ModelRef, horizon: int) -> Forecast:
+        """Forecast `horizon` days ahead with the model named by `ref` (`POST /predict`)."""
+        if not 1 <= horizon <= MAX_HORIZON:
+            raise ApiError(f"horizon must be between 1 and {MAX_HORIZON} days, got {horizon}")
+        return self._call("POST", "/predict", Forecast, params=ref.query(),
+                          json={"horizon": horizon})
+
+    def latest_sweep(self) -> Sweep:
+        """The latest sweep's trials (`GET /sweeps/latest`)."""
+        return self._call("GET", "/sweeps/latest", Sweep)
