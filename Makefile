@@ -10,7 +10,7 @@ export GIT_PYTHON_REFRESH := quiet
 # dvc.yaml stages call `python -m pipelines.<stage>`: make that the venv's python.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install demo test lint data clean-state
+.PHONY: install demo test lint airflow
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -22,14 +22,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-data: install
-	$(BIN)/dvc pull -q data.dvc
-	$(BIN)/dvc repro
-
-demo: data
-	$(BIN)/coinflow data versions
-	@echo "Persistence baseline (metrics/baseline.json):"; cat metrics/baseline.json
-	@echo "Great Expectations Data Docs: reports/validation/<version>/index.html"
+demo: install  ## the whole chain on embedded defaults, then the API + UI until Ctrl-C
+	scripts/demo.sh
 
 lint: install
 	$(BIN)/ruff check .
@@ -38,3 +32,6 @@ lint: install
 test: lint
 	$(BIN)/dvc pull -q data.dvc
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc
+
+airflow: install  ## Airflow 3 locally (airflow standalone, SQLite in .airflow/); prints UI address + login
+	scripts/airflow_local.sh

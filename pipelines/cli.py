@@ -7,12 +7,22 @@ from typing import Annotated
 
 import typer
 
+from pipelines import train_cli
+from registry import cli as registry_cli
+from serving.cli import serve as serve_command
+from ui.cli import ui as ui_command
+
 app = typer.Typer(
     help="coinflow: versioned data → GE gate → Optuna/MLflow sweeps → registry → API/UI",
     no_args_is_help=True, add_completion=False,
 )
 data_app = typer.Typer(help="Dataset versions (DVC outputs).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(registry_cli.app, name="registry")
+app.command("ui")(ui_command)
+app.command("serve")(serve_command)
+app.command("train")(train_cli.train)
+app.command("sweep")(train_cli.sweep)
 
 
 @data_app.command("versions")

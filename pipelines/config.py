@@ -55,17 +55,17 @@ class FeatureParams(_Strict):
 
 class TrainParams(_Strict):
     cell: Cell = "rnn"
-    hidden_size: int = Field(64, ge=1)
-    num_layers: int = Field(2, ge=1)
+    hidden_size: int = Field(default=64, ge=1)
+    num_layers: int = Field(default=2, ge=1)
     bidirectional: bool = True
-    dropout: float = Field(0.0, ge=0, lt=1)
-    lr: float = Field(1e-3, gt=0)
-    lookback: int = Field(30, ge=1)
-    max_epochs: int = Field(60, ge=1)
-    patience: int = Field(8, ge=1)
-    batch_size: int = Field(256, ge=1)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    lr: float = Field(default=1e-3, gt=0)
+    lookback: int = Field(default=30, ge=1)
+    max_epochs: int = Field(default=60, ge=1)
+    patience: int = Field(default=8, ge=1)
+    batch_size: int = Field(default=256, ge=1)
     seed: int = 42
-    threads: int = Field(1, ge=1)
+    threads: int = Field(default=1, ge=1)
 
 
 class SearchSpace(_Strict):

@@ -179,11 +179,11 @@ def write_features(frame: pd.DataFrame, version: str, md5: str, params: FeatureP
     return baseline
 
 
-def main(versions_dir: Path = VERSIONS_DIR, out_dir: Path = FEATURES_DIR,
-         metrics_dir: Path = METRICS_DIR) -> None:
-    """Features of params' data.version, only once the GE gate has passed it."""
+def main(version: str | None = None, versions_dir: Path = VERSIONS_DIR,
+         out_dir: Path = FEATURES_DIR, metrics_dir: Path = METRICS_DIR) -> str:
+    """Features of `version` (default params' data.version) once the GE gate passed it; its md5."""
     params = load_params()
-    version = params.data.version
+    version = version or params.data.version
     path = version_path(version, versions_dir)
     if not path.is_file():
         raise GateNotPassedError(f"dataset version {version} missing at {path}: nothing validated")
@@ -192,6 +192,7 @@ def main(versions_dir: Path = VERSIONS_DIR, out_dir: Path = FEATURES_DIR,
     baseline = write_features(pd.read_parquet(path), version, md5, params.features, out_dir,
                               metrics_dir)
     log.info("%s: persistence test MAE $%.2f", version, baseline["test"]["mae"])
+    return md5
 
 
 if __name__ == "__main__":

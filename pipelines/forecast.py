@@ -79,3 +79,77 @@ def forecast_closes(model: ReturnModel, scaler: Scaler, lookback: int, rows: pd.
         rows = pd.concat([rows.iloc[1:], next_row(rows, close)])
         out.append((rows.index[-1], close))
     return pd.DataFrame(out, columns=["date", "close"])
+
+
+# --- numpy fast path: the same arithmetic as above on plain arrays (the API's hot path) -------
+# Column positions in INPUT_COLUMNS order; tests/serving/test_fast_path.py proves both paths agree.
+_OPEN, _HIGH, _LOW, _CLOSE, _VOLUME, _ETH, _GOLD, _GOLD_FILLED = range(len(INPUT_COLUMNS))
+_PRICES = [_OPEN, _HIGH, _LOW, _CLOSE, _ETH, _GOLD]
+
+
+def rows_to_arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Rows in the input schema → (dates as datetime64[D], values (n, INPUT_COLUMNS) float64)."""
+    dates = pd.to_datetime(rows["date"] if "date" in rows.columns else rows.index)
+    return (np.asarray(dates.values, dtype="datetime64[D]"),
+            rows[INPUT_COLUMNS].to_numpy(dtype="float64"))
+
+
+def check_arrays(dates: np.ndarray, values: np.ndarray, needed: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Array twin of check_rows: the latest `needed` rows, consecutive, finite and positive."""
+    if values.ndim != 2 or values.shape[1] != len(INPUT_COLUMNS) or len(dates) != len(values):
+        raise InputRowsError(f"rows must have {len(INPUT_COLUMNS)} columns {INPUT_COLUMNS}")
+    if len(values) < needed:
+        raise InputRowsError(f"need at least {needed} consecutive daily rows, got {len(values)}")
+    dates, values = dates[-needed:], values[-needed:]
+    if (np.diff(dates).astype("timedelta64[D]").astype(int) != 1).any():
+        raise InputRowsError("rows must be on consecutive calendar days, oldest first")
+    if not np.isfinite(values).all():
+        raise InputRowsError("rows hold missing or non-finite values")
+    if (values[:, _PRICES] <= 0).any():
+        raise InputRowsError("prices must be positive")
+    return dates, values
+
+
+def features_array(values: np.ndarray) -> np.ndarray:
+    """compute_features on an array: one row per input row after the first (which feeds returns)."""
+    cur, prev = values[1:], values[:-1]
+    close = cur[:, _CLOSE]
+    log_volume = np.log1p(values[:, _VOLUME])
+    return np.column_stack([
+        np.log(close / prev[:, _CLOSE]),
+        np.log(cur[:, _HIGH] / close),
+        np.log(cur[:, _LOW] / close),
+        np.log(cur[:, _OPEN] / close),
+        log_volume[1:] - log_volume[:-1],
+        np.log(cur[:, _ETH] / prev[:, _ETH]),
+        np.log(cur[:, _GOLD] / prev[:, _GOLD]),
+        cur[:, _GOLD_FILLED],
+    ])
+
+
+def forecast_arrays(model: ReturnModel, scaler: Scaler, lookback: int, dates: np.ndarray,
+                    values: np.ndarray, horizon: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """forecast_closes without pandas: (forecast dates datetime64[D], closes USD float64)."""
+    if not 1 <= horizon <= 30:
+        raise InputRowsError(f"horizon must be between 1 and 30, got {horizon}")
+    dates, values = check_arrays(dates, values, lookback + 1)
+    window = np.empty((lookback + 1 + horizon, values.shape[1]), dtype="float64")
+    window[: lookback + 1] = values
+    last_date = dates[-1]
+    out_dates = last_date + np.arange(1, horizon + 1).astype("timedelta64[D]")
+    closes = np.empty(horizon, dtype="float64")
+    for step in range(horizon):
+        rows = window[step : step + lookback + 1]
+        feats = features_array(rows)
+        scaled = scaler.transform(feats).astype("float32")[None, :, :]
+        log_return = float(scaler.target_from_scaled(model(scaled))[0])
+        close = float(rows[-1, _CLOSE] * np.exp(log_return))
+        # The synthetic next day of next_row: flat OHLC at the forecast, the rest carried.
+        nxt = window[step + lookback + 1]
+        nxt[:] = rows[-1]
+        nxt[[_OPEN, _HIGH, _LOW, _CLOSE]] = close
+        weekday = (int(out_dates[step].astype("int64")) + 3) % 7  # 1970-01-01 was a Thursday
+        nxt[_GOLD_FILLED] = float(weekday >= 5)
+        closes[step] = close
+    return out_dates, closes

@@ -18,6 +18,8 @@ from pipelines.features import Scaler
 from pipelines.forecast import InputRowsError, check_rows, forecast_closes, input_frame
 
 MODELS_DIR = Path(__file__).with_name("models")
+# Pinned explicitly: inferring them makes MLflow load the model in a subprocess (~4 s a log).
+REQUIREMENTS = ("mlflow", "numpy", "pandas", "pydantic", "pyyaml")
 CODE_PATHS = [str(Path(__file__).resolve().parents[1] / pkg) for pkg in ("pipelines", "registry")]
 
 
@@ -93,6 +95,13 @@ def signature_for(input_example: pd.DataFrame) -> ModelSignature:
     return infer_signature(input_example, output, params={"horizon": 1})
 
 
+def pip_requirements(torch_model: bool) -> list[str]:
+    """The model's pip requirements, pinned to the installed versions."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in (*REQUIREMENTS, *("torch",) * torch_model)]
+
+
 def _log(code_file: str, config: dict[str, Any], rows: pd.DataFrame, extra: dict[str, Path],
          name: str) -> ModelInfo:
     """Log a models-from-code pyfunc whose artifacts are JSON/state_dict files (never pickle)."""
@@ -107,6 +116,7 @@ def _log(code_file: str, config: dict[str, Any], rows: pd.DataFrame, extra: dict
         return mlflow.pyfunc.log_model(
             name=name, python_model=str(MODELS_DIR / code_file),
             artifacts={k: str(v) for k, v in artifacts.items()}, code_paths=CODE_PATHS,
+            pip_requirements=pip_requirements(torch_model="weights" in extra),
             signature=signature_for(example), input_example=example,
         )
 

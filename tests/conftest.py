@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Iterator
@@ -49,14 +50,14 @@ def postgres_url() -> str:
     return "postgresql+psycopg2://postgres@127.0.0.1:5432"
 
 
-@pytest.fixture
-def fresh_pg_db(postgres_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A new, empty Postgres database for one test; dropped afterwards."""
+@contextlib.contextmanager
+def pg_database(postgres_url: str, stem: str) -> Iterator[str]:
+    """A new, empty Postgres database named cf_<stem>_<random>; dropped afterwards."""
     import uuid
 
     import sqlalchemy as sa
 
-    stem = "".join(ch if ch.isalnum() else "_" for ch in request.node.name[:20].lower())
+    stem = "".join(ch if ch.isalnum() else "_" for ch in stem[:20].lower())
     name = f"cf_{stem}_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(f"{postgres_url}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -67,6 +68,13 @@ def fresh_pg_db(postgres_url: str, request: pytest.FixtureRequest) -> Iterator[s
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def fresh_pg_db(postgres_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new, empty Postgres database for one test; dropped afterwards."""
+    with pg_database(postgres_url, request.node.name) as url:
+        yield url
 
 
 @pytest.fixture
@@ -113,3 +121,47 @@ def features_v03(real_versions: Path, tmp_path_factory: pytest.TempPathFactory) 
     write_features(pd.read_parquet(path), "v0.3", file_md5(path),
                    load_params(REPO / "params.yaml").features, root / "features", root / "metrics")
     return root / "features"
+
+
+@pytest.fixture(scope="session")
+def learnable_workspace(real_versions: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project root (params.yaml, data/versions, metrics/validation.json, data/features) whose
+    one version `syn-ar1` is v0.3 with BTC prices replaced by a mean-reverting AR(1) series: a
+    tiny RNN beats persistence on it (MASE ~0.9), so promotions have something to promote."""
+    import json
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+
+    from pipelines.config import load_params
+    from pipelines.features import write_features
+    from pipelines.validate import outcome_record, validate_version
+    from pipelines.version import file_md5
+
+    params = load_params(REPO / "params.yaml")
+    frame = pd.read_parquet(real_versions / "v0.3.parquet")
+    rng = np.random.default_rng(7)
+    eps = rng.normal(0.0, 0.03, len(frame))
+    ret = np.zeros(len(frame))
+    for i in range(1, len(frame)):
+        ret[i] = -0.5 * ret[i - 1] + eps[i]  # tomorrow partly undoes today: learnable
+    close = 400.0 * np.exp(np.cumsum(ret))
+    opens = np.concatenate([[close[0]], close[:-1]])
+    wick = 1 + np.abs(rng.normal(0.0, 0.01, len(frame)))
+    frame = frame.assign(btc_open=opens, btc_close=close, btc_high=np.maximum(opens, close) * wick,
+                         btc_low=np.minimum(opens, close) / wick)
+    root = tmp_path_factory.mktemp("learnable")
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    path = root / "data" / "versions" / "syn-ar1.parquet"
+    path.parent.mkdir(parents=True)
+    frame.to_parquet(path)
+    outcome = validate_version(frame, "syn-ar1", frame.index[-1].date(), params.validate_,
+                               root / "reports" / "validation" / "syn-ar1")
+    assert outcome.success, [str(f) for f in outcome.failed]
+    (root / "metrics").mkdir()
+    (root / "metrics" / "validation.json").write_text(
+        json.dumps({"syn-ar1": outcome_record(outcome, file_md5(path))}, default=str))
+    write_features(frame, "syn-ar1", file_md5(path), params.features, root / "data" / "features",
+                   root / "metrics")
+    return root

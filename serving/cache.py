@@ -1,0 +1,217 @@
+"""Loaded model versions (bounded LRU) and the alias → version map, swapped only once loaded."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from serving.predictor import LoadedModel, build_loaded_model
+from serving.problems import AliasNotSetError, ModelLoadError, ServingError
+from serving.registry import Registry, iso_ms
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class RegistryStatus:
+    """The last contact with the registry: when it last answered, and the last failure."""
+
+    reachable: bool = False
+    last_ok: float | None = None
+    last_error: str | None = None
+    last_check: float = 0.0
+
+
+class ModelCache:
+    """Versions held in memory (LRU, bounded) plus the aliases being served.
+
+    A request takes a reference to a LoadedModel and uses it to the end: eviction only drops
+    the cache's own reference, so an in-flight request never loses its model. Alias moves load
+    the new version completely before the alias → version mapping is swapped.
+    """
+
+    def __init__(self, registry: Registry, size: int, default_alias: str,
+                 on_change: Callable[[str, int | None], None] | None = None) -> None:
+        self.registry = registry
+        self.size = size
+        self.default_alias = default_alias
+        self.status = RegistryStatus()
+        self._models: OrderedDict[int, LoadedModel] = OrderedDict()
+        self._served: dict[str, int] = {}  # aliases requests use → loaded versions
+        self._known: dict[str, int] = {}  # the registry's whole alias map, last seen
+        self._lock = threading.Lock()  # guards the three dicts above
+        self._loading: dict[int, threading.Lock] = {}
+        self._refresh_lock = threading.Lock()
+        self._probing = threading.Lock()  # held by the one running probe
+        self._on_change = on_change
+
+    # --- registry contact bookkeeping -------------------------------------------------------
+    def _ok(self) -> None:
+        self.status.reachable, self.status.last_ok = True, time.time()
+        self.status.last_check, self.status.last_error = self.status.last_ok, None
+
+    def _failed(self, exc: ServingError) -> None:
+        self.status.reachable, self.status.last_check = False, time.time()
+        self.status.last_error = exc.detail
+
+    def registry_call(self, call: Callable[[], T]) -> T:
+        """Run a registry look-up, recording whether the registry answered."""
+        from serving.problems import RegistryUnavailableError
+
+        try:
+            result = call()
+        except RegistryUnavailableError as exc:
+            self._failed(exc)
+            raise
+        except ServingError:
+            self._ok()  # it answered: "not found" is an answer
+            raise
+        self._ok()
+        return result
+
+    # --- versions ---------------------------------------------------------------------------
+    def cached(self, version: int) -> LoadedModel | None:
+        """The loaded version, marked recently used; None when not in memory."""
+        with self._lock:
+            model = self._models.get(version)
+            if model is not None:
+                self._models.move_to_end(version)
+            return model
+
+    def model(self, version: int) -> LoadedModel:
+        """A version from memory, or loaded from the registry (one load per version at a time)."""
+        model = self.cached(version)
+        if model is not None:
+            return model
+        with self._lock:
+            gate = self._loading.setdefault(version, threading.Lock())
+        with gate:
+            model = self.cached(version)
+            if model is None:
+                model = self._load(version)
+                self._insert(model)
+        with self._lock:
+            self._loading.pop(version, None)
+        return model
+
+    def _load(self, version: int) -> LoadedModel:
+        mv: Any = self.registry_call(lambda: self.registry.version(version))
+        py_model: Any = self.registry_call(lambda: self.registry.load(version))
+        run_id = getattr(mv, "run_id", None)
+        try:
+            py = py_model.unwrap_python_model()
+            run_tags = self.registry.run_tags(run_id) if run_id else {}
+            model = build_loaded_model(self.registry.name, version, py, dict(mv.tags or {}),
+                                       run_id, run_tags)
+        except Exception as exc:
+            raise ModelLoadError(f"{self.registry.name!r} version {version} loaded but cannot "
+                                 f"forecast: {type(exc).__name__}: {exc}") from exc
+        log.info("loaded %s version %s (%s)", self.registry.name, version, model.kind)
+        return model
+
+    def _insert(self, model: LoadedModel) -> None:
+        with self._lock:
+            self._models[model.version] = model
+            self._models.move_to_end(model.version)
+            pinned = set(self._served.values())
+            for old in list(self._models):
+                if len(self._models) <= self.size:
+                    break
+                if old not in pinned and old != model.version:
+                    del self._models[old]  # in-flight requests keep their own reference
+                    log.info("evicted version %s from the model cache", old)
+
+    def loaded_versions(self) -> list[int]:
+        """Versions in memory, oldest use first."""
+        with self._lock:
+            return list(self._models)
+
+    # --- aliases ----------------------------------------------------------------------------
+    def by_alias(self, alias: str) -> LoadedModel:
+        """The model an alias serves; resolved through the registry the first time."""
+        with self._lock:
+            version = self._served.get(alias)
+        if version is not None:
+            model = self.cached(version)
+            if model is not None:
+                return model
+        aliases = self.registry_call(self.registry.aliases)
+        if alias not in aliases:
+            raise AliasNotSetError(
+                f"alias {alias!r} is not set on registered model {self.registry.name!r} "
+                f"(set aliases: {', '.join(sorted(aliases)) or 'none'})")
+        model = self.model(aliases[alias])
+        self._swap(alias, model.version, aliases)
+        return model
+
+    def _swap(self, alias: str, version: int | None, known: dict[str, int]) -> None:
+        with self._lock:
+            old = self._served.get(alias)
+            if version is None:
+                self._served.pop(alias, None)
+            else:
+                self._served[alias] = version
+            self._known = dict(known)
+        if old != version:
+            log.info("alias %s: %s → %s", alias, old, version)
+            if self._on_change is not None:
+                self._on_change(alias, version)
+
+    def aliases_of(self, version: int) -> list[str]:
+        """The registry's aliases on a version, as last seen."""
+        with self._lock:
+            return sorted(a for a, v in self._known.items() if v == version)
+
+    def served(self) -> dict[str, int]:
+        """Aliases this API serves → their versions."""
+        with self._lock:
+            return dict(self._served)
+
+    def known_aliases(self) -> dict[str, int]:
+        """The registry's alias map as last seen."""
+        with self._lock:
+            return dict(self._known)
+
+    def refresh(self) -> dict[str, dict[str, int | None]]:
+        """Re-resolve the default and every served alias; load moved versions, then swap."""
+        with self._refresh_lock:
+            aliases = self.registry_call(self.registry.aliases)
+            changed: dict[str, dict[str, int | None]] = {}
+            tracked = set(self.served()) | {self.default_alias}
+            for alias in sorted(tracked):
+                old = self.served().get(alias)
+                new = aliases.get(alias)
+                if new is not None and new != old:
+                    self.model(new)  # fully loaded and warmed before anyone is switched
+                if new != old:
+                    changed[alias] = {"from": old, "to": new}
+                self._swap(alias, new, aliases)
+            with self._lock:
+                self._known = dict(aliases)
+            return changed
+
+    def probe(self) -> None:
+        """Ask the registry for the alias map, only to record whether it answers."""
+        try:
+            self.registry_call(self.registry.aliases)
+        except ServingError:
+            pass
+        finally:
+            self._probing.release()
+
+    def probe_in_background(self) -> None:
+        """Start one probe thread unless one is running: /ready never waits on the registry."""
+        if self._probing.acquire(blocking=False):
+            threading.Thread(target=self.probe, name="registry-probe", daemon=True).start()
+
+    def state(self) -> dict[str, object]:
+        """Snapshot for /ready."""
+        return {"reachable": self.status.reachable, "last_ok": iso_ms(
+            int(self.status.last_ok * 1000) if self.status.last_ok else None),
+            "last_error": self.status.last_error}

@@ -1,0 +1,27 @@
+"""Dependencies: the app's model cache, metrics and settings (async: no threadpool hop)."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from serving.cache import ModelCache
+from serving.metrics import Metrics
+from serving.settings import ServingSettings
+
+
+async def get_cache(request: Request) -> ModelCache:
+    """The model cache built in the lifespan."""
+    cache: ModelCache = request.app.state.cache
+    return cache
+
+
+async def get_metrics(request: Request) -> Metrics:
+    """The app's Prometheus metrics."""
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+async def get_settings(request: Request) -> ServingSettings:
+    """The settings the app was created with."""
+    settings: ServingSettings = request.app.state.settings
+    return settings

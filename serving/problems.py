@@ -1,0 +1,134 @@
+"""Errors as RFC 9457 problem JSON (`application/problem+json`: type, title, status, detail)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+PROBLEM_TYPE = "application/problem+json"
+_TYPE_PREFIX = "urn:coinflow:problem:"
+
+
+class Problem(BaseModel):
+    """An error response: `type` names the kind of problem, `detail` says what to change."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+class ServingError(Exception):
+    """A request the API cannot serve; subclasses fix the status, slug and title."""
+
+    status = 500
+    slug = "internal-error"
+    title = "Internal server error"
+
+    def __init__(self, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers
+
+
+class UnknownVersionError(ServingError):
+    status, slug, title = 404, "unknown-version", "Model version not found"
+
+
+class AliasNotSetError(ServingError):
+    status, slug, title = 404, "alias-not-set", "Alias not set"
+
+
+class NotFoundError(ServingError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class BadInputError(ServingError):
+    status, slug, title = 422, "invalid-input", "Invalid input"
+
+
+class UnauthorizedError(ServingError):
+    status, slug, title = 401, "unauthorized", "Missing bearer token"
+
+
+class ForbiddenError(ServingError):
+    status, slug, title = 403, "forbidden", "Forbidden"
+
+
+class RegistryUnavailableError(ServingError):
+    status, slug, title = 503, "registry-unavailable", "Model registry unreachable"
+
+
+class ModelLoadError(ServingError):
+    status, slug, title = 503, "model-load-failed", "Model could not be loaded"
+
+
+def problem_response(status: int, slug: str, title: str, detail: str,
+                     headers: dict[str, str] | None = None,
+                     errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+    """A problem+json response."""
+    body: dict[str, Any] = {"type": _TYPE_PREFIX + slug, "title": title, "status": status,
+                            "detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_TYPE)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # Only JSON-safe fields: `ctx` may hold exception objects.
+    return [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
+             "type": str(e.get("type", ""))} for e in exc.errors()]
+
+
+def _summary(errors: list[dict[str, Any]]) -> str:
+    parts = [f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:5]]
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Every error the app returns, including FastAPI's own 404/405/422, becomes problem JSON."""
+
+    async def serving_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ServingError)
+        return problem_response(exc.status, exc.slug, exc.title, exc.detail, exc.headers)
+
+    async def validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = _validation_errors(exc)
+        return problem_response(422, "validation-error", "Request validation failed",
+                                _summary(errors), errors=errors)
+
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        from http import HTTPStatus
+
+        if exc.status_code == 400:  # FastAPI's "error parsing the body": a malformed body
+            return problem_response(422, "validation-error", "Request validation failed",
+                                    f"the request body cannot be parsed: {exc.detail}")
+        title = HTTPStatus(exc.status_code).phrase
+        return problem_response(exc.status_code, title.lower().replace(" ", "-"), title,
+                                str(exc.detail), dict(exc.headers or {}))
+
+    async def unhandled(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(500, "internal-error", "Internal server error",
+                                f"{type(exc).__name__}: the server failed; see its log")
+
+    app.add_exception_handler(ServingError, serving_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unhandled)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for problem statuses (content type fixed in app.openapi)."""
+    return {status: {"model": Problem} for status in statuses}

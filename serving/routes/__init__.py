@@ -1,0 +1,1 @@
+"""API routers: predict, models/sweeps, operations (health, ready, metrics, admin)."""

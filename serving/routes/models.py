@@ -1,0 +1,33 @@
+"""GET /models (versions, aliases, key metrics) and GET /sweeps/latest (from MLflow runs)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from serving.cache import ModelCache
+from serving.deps import get_cache
+from serving.problems import problem_responses
+from serving.registry import version_summary
+from serving.schemas import ModelsResponse, SweepResponse
+
+router = APIRouter(tags=["registry"])
+
+
+@router.get("/models", response_model=ModelsResponse, responses=problem_responses(503))
+def list_models(cache: Annotated[ModelCache, Depends(get_cache)]) -> dict[str, object]:
+    """Registered versions (newest first), aliases and test metrics from version tags."""
+    aliases = cache.registry_call(cache.registry.aliases)
+    versions = cache.registry_call(cache.registry.versions)
+    loaded = set(cache.loaded_versions())
+    return {"name": cache.registry.name, "aliases": aliases,
+            "versions": [version_summary(mv, sorted(a for a, v in aliases.items()
+                                                    if v == int(mv.version)),
+                                         int(mv.version) in loaded) for mv in versions]}
+
+
+@router.get("/sweeps/latest", response_model=SweepResponse, responses=problem_responses(404, 503))
+def latest_sweep(cache: Annotated[ModelCache, Depends(get_cache)]) -> dict[str, object]:
+    """The newest Optuna sweep (parent run tagged coinflow.kind=sweep) and its trial runs."""
+    return cache.registry_call(cache.registry.latest_sweep)

@@ -1,0 +1,96 @@
+"""Operations: /health (liveness), /ready (readiness), /metrics (Prometheus), /admin/reload."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from serving.cache import ModelCache
+from serving.deps import get_cache, get_metrics, get_settings
+from serving.metrics import Metrics
+from serving.problems import ForbiddenError, UnauthorizedError, problem_responses
+from serving.schemas import HealthResponse, ReadyResponse, ReloadResponse
+from serving.settings import ServingSettings
+
+router = APIRouter(tags=["operations"])
+bearer = HTTPBearer(auto_error=False, description="COINFLOW_ADMIN_TOKEN")
+
+
+@router.get("/health", response_model=HealthResponse)
+async def health(request: Request) -> dict[str, object]:
+    """Liveness: the process is up (says nothing about models or the registry)."""
+    return {"status": "ok", "uptime_s": round(time.time() - request.app.state.started_at, 3)}
+
+
+def readiness(cache: ModelCache, settings: ServingSettings) -> dict[str, object]:
+    """ready | degraded (serving from cache, registry unreachable) | not_ready (no model)."""
+    if time.time() - cache.status.last_check > settings.coinflow_ready_probe_s:
+        cache.probe_in_background()  # the next call sees its result
+    alias = settings.coinflow_default_alias
+    served = cache.served()
+    version = served.get(alias)
+    reasons: list[str] = []
+    if version is None:
+        reasons.append(f"no model loaded for alias {alias!r} of {cache.registry.name!r}: "
+                       + ("the alias is not set in the registry" if cache.status.reachable
+                          else "the registry has not answered yet"))
+    if not cache.status.reachable:
+        reasons.append(f"registry {cache.registry.uri!r} unreachable: {cache.status.last_error}; "
+                       "serving cached versions, alias moves are not seen until it answers")
+    status = "not_ready" if version is None else "ready" if not reasons else "degraded"
+    return {"status": status, "model_name": cache.registry.name, "default_alias": alias,
+            "serving_version": version, "aliases": served,
+            "loaded_versions": cache.loaded_versions(), "registry": cache.state(),
+            "reasons": reasons}
+
+
+@router.get("/ready", response_model=ReadyResponse,
+            responses={503: {"model": ReadyResponse, "description": "no model to serve"}})
+async def ready(cache: Annotated[ModelCache, Depends(get_cache)],
+                settings: Annotated[ServingSettings, Depends(get_settings)]) -> JSONResponse:
+    """200 ready/degraded while a model can be served; 503 not_ready otherwise."""
+    body = ReadyResponse.model_validate(readiness(cache, settings))
+    return JSONResponse(body.model_dump(), status_code=503 if body.status == "not_ready" else 200)
+
+
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                             "description": "Prometheus text exposition format"}})
+async def metrics_text(cache: Annotated[ModelCache, Depends(get_cache)],
+                       metrics: Annotated[Metrics, Depends(get_metrics)]) -> Response:
+    """Request counts, latency histogram, served model versions, registry status."""
+    metrics.registry_up.set(1 if cache.status.reachable else 0)
+    metrics.cached_models.set(len(cache.loaded_versions()))
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def check_admin(settings: ServingSettings,
+                credentials: HTTPAuthorizationCredentials | None) -> None:
+    """403 when admin is disabled (no token set) or the token is wrong; 401 when none is sent."""
+    token = settings.admin_token
+    if token is None:
+        raise ForbiddenError("the admin API is disabled: set COINFLOW_ADMIN_TOKEN to enable it")
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise UnauthorizedError("send 'Authorization: Bearer <COINFLOW_ADMIN_TOKEN>'",
+                                {"WWW-Authenticate": "Bearer"})
+    if not secrets.compare_digest(credentials.credentials.encode(), token.encode()):
+        raise ForbiddenError("the bearer token does not match COINFLOW_ADMIN_TOKEN")
+
+
+@router.post("/admin/reload", response_model=ReloadResponse,
+             responses=problem_responses(401, 403, 503))
+def reload_aliases(
+    cache: Annotated[ModelCache, Depends(get_cache)],
+    settings: Annotated[ServingSettings, Depends(get_settings)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> dict[str, object]:
+    """Re-resolve the served aliases now; moved versions are loaded before they are swapped in."""
+    check_admin(settings, credentials)
+    changed = cache.refresh()
+    return {"changed": changed, "aliases": cache.served()}

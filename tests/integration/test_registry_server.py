@@ -1,0 +1,74 @@
+"""The registry against a real `mlflow server` (Postgres backend store, proxied local artifacts):
+register, persistence champion, promote, refuse worse, rollback, two racing promoter processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from registry.errors import NothingToDoError
+from tests.integration.conftest import StartServer
+from tests.registry_scenarios import POLICY, check_race, race_promotions, train_runs
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def server_store(fresh_pg_db: str, mlflow_server: StartServer, tmp_path: Path,
+                 monkeypatch: pytest.MonkeyPatch) -> str:
+    """MLFLOW_TRACKING_URI pointing at a fresh server on a fresh Postgres database."""
+    url = mlflow_server(fresh_pg_db, tmp_path / "artifacts")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", url)
+    monkeypatch.setenv("COINFLOW_EXPERIMENT", "coinflow")
+    monkeypatch.setenv("COINFLOW_PROGRESS", "0")
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return url
+
+
+def test_promotion_lifecycle_on_mlflow_server(server_store: str,
+                                              learnable_workspace: Path) -> None:
+    from registry.aliases import rollback
+    from registry.lineage import read_lineage
+    from registry.promote import promote
+    from registry.register import ensure_champion, register_run
+    from registry.scoring import load_eval_set
+    from registry.store import aliases, get_version, open_registry, read_record
+
+    ws = learnable_workspace
+    runs = train_runs(ws)  # two models logged through the server's artifact proxy
+    ev = load_eval_set(ws / "data" / "features", ws / "data" / "versions")
+    reg = open_registry("btc-forecaster")
+    assert reg.client.tracking_uri == server_store
+
+    persistence = ensure_champion(reg, ev, ws / "data" / "versions", ws / "metrics")
+    good = register_run(reg, runs.good)
+    out = promote(reg, ev, POLICY)
+    assert out.decision.promote and out.champion_after == good
+    assert aliases(reg) == {"champion": good, "previous-champion": persistence}
+    assert read_record(reg, out.record_run_id)["champion"]["version"] == persistence
+    lineage = read_lineage(reg.client, reg.name, get_version(reg, "champion"), ["champion"],
+                           ws / "data" / "versions", ws / "metrics")
+    assert lineage.sweep["id"] == runs.parent and lineage.run["status"] == "FINISHED"
+    assert lineage.data_on_disk.startswith("matches")
+
+    medium = register_run(reg, runs.medium)
+    refused = promote(reg, ev, POLICY)
+    assert not refused.decision.promote and refused.champion_after == good
+    assert aliases(reg) == {"champion": good, "previous-champion": persistence,
+                            "challenger": medium}
+
+    back = rollback(reg, "integration test")
+    assert (back.from_version, back.to_version) == (good, persistence)
+    assert aliases(reg) == {"champion": persistence, "previous-champion": good,
+                            "challenger": medium}
+    with pytest.raises(NothingToDoError):
+        rollback(open_registry("btc-empty"))
+
+    # Two promoter processes, both scored against the persistence champion, race to commit.
+    race = open_registry("btc-race")
+    seed = ensure_champion(race, ev, ws / "data" / "versions", ws / "metrics")
+    race_good, race_medium = register_run(race, runs.good), register_run(race, runs.medium)
+    out_race = race_promotions(race.name, ws, (race_good, race_medium))
+    check_race(race.client, race.name, out_race, seed, race_good, race_medium)

@@ -1,0 +1,140 @@
+"""Shared set-up for the registry tests (embedded store and `mlflow server`): trained runs,
+a corrupt copy of a model, and two promoter processes racing on one registry."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from registry.promote import Policy
+
+POLICY = Policy(margin=0.01, max_mase=1.0)  # params.yaml's registry block
+
+
+@dataclass(frozen=True)
+class TrainedRuns:
+    """Runs in the current tracking store: a sweep parent, its good child, a weaker model."""
+
+    parent: str
+    good: str  # MASE ~0.89 on syn-ar1's test split
+    medium: str  # MASE ~0.95: beats persistence, not the good one
+    experiment_id: str
+
+
+def workspace_paths(ws: Path) -> dict[str, Path]:
+    """tracked_training's folders inside a learnable_workspace."""
+    return {"features_dir": ws / "data" / "features", "versions_dir": ws / "data" / "versions",
+            "metrics_dir": ws / "metrics", "reports_dir": ws / "no-reports"}
+
+
+def train_runs(ws: Path) -> TrainedRuns:
+    """Two tiny RNNs trained on syn-ar1 (a fake sweep parent for the good one), pyfuncs logged."""
+    import mlflow
+    from pipelines.config import TrainParams
+    from pipelines.tracked import tracked_training
+    from pipelines.tracking import configure_mlflow
+    from pipelines.train import load_training_data
+
+    experiment_id = configure_mlflow()
+    paths = workspace_paths(ws)
+    data = load_training_data(paths["features_dir"])
+    with mlflow.start_run(run_name="sweep-parent", tags={"coinflow.kind": "sweep"}) as parent:
+        good = tracked_training(TrainParams(hidden_size=8, max_epochs=3, lookback=10, lr=1e-2),
+                                data, run_name="good", nested=True, **paths)
+    medium = tracked_training(TrainParams(hidden_size=8, max_epochs=2, lookback=10, lr=1e-3),
+                              data, run_name="medium", **paths)
+    assert good.status == medium.status == "FINISHED"
+    assert good.metrics["test_mase"] < medium.metrics["test_mase"] - 0.02
+    assert medium.metrics["test_mase"] < 0.98
+    return TrainedRuns(parent.info.run_id, good.run_id, medium.run_id, experiment_id)
+
+
+def broken_copy_run(run_id: str) -> str:
+    """A new run (same lineage tags) whose `model` is the given run's with garbage weights."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    (logged,) = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=logged.artifact_location,
+                                                         dst_path=tmp))
+        (local / "artifacts" / "weights.pt").write_bytes(b"this is not a torch state dict")
+        tags = {k: v for k, v in run.data.tags.items() if k.startswith("coinflow.")}
+        with mlflow.start_run(run_name="broken", tags=tags) as broken:
+            mlflow.log_artifacts(str(local), "model")
+        shutil.rmtree(local, ignore_errors=True)
+    return str(broken.info.run_id)
+
+
+def _promote_worker(name: str, ws: str, version: int, barrier: Any, results: Any) -> None:
+    """One promoter process: score, wait until the other has scored too, then commit."""
+    from registry.promote import promote
+    from registry.scoring import load_eval_set
+    from registry.store import open_registry
+
+    try:
+        reg = open_registry(name)
+        ev = load_eval_set(Path(ws) / "data" / "features", Path(ws) / "data" / "versions")
+
+        def on_scored(attempt: int) -> None:
+            if attempt == 1:  # both processes scored against the same champion: now race
+                barrier.wait(timeout=120)
+
+        out = promote(reg, ev, POLICY, version, on_scored=on_scored)
+        results.put({"version": version, "promoted": out.decision.promote,
+                     "attempts": out.attempts, "before": out.champion_before,
+                     "after": out.champion_after, "pid": os.getpid()})
+    except BaseException as exc:  # report, never hang the parent
+        results.put({"version": version, "error": f"{type(exc).__name__}: {exc}"})
+
+
+def race_promotions(name: str, ws: Path, versions: tuple[int, int]) -> list[dict[str, Any]]:
+    """Promote two versions at once: one in a fresh child process, one in this process (which
+    has everything imported already); their results, the first committer first."""
+    ctx = mp.get_context("spawn")  # a fresh interpreter: no SQLite connection shared by fork
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    child = ctx.Process(target=_promote_worker, args=(name, str(ws), versions[1], barrier, results))
+    child.start()
+    try:
+        _promote_worker(name, str(ws), versions[0], barrier, results)
+        out = [results.get(timeout=240) for _ in range(2)]
+    finally:
+        child.join(timeout=60)
+        if child.is_alive():
+            child.kill()
+    errors = [r for r in out if "error" in r]
+    assert not errors, errors
+    assert {r["pid"] for r in out} == {os.getpid(), child.pid}  # two processes raced
+    return sorted(out, key=lambda r: r["attempts"])
+
+
+def check_race(client: Any, name: str, out: list[dict[str, Any]], seed: int, good: int,
+               medium: int) -> None:
+    """Both scored against `seed`; the one that committed second saw the move and re-scored.
+
+    Whatever the order, the good model ends champion and previous-champion is the version it
+    actually replaced (a lost update would leave the weaker model champion, or point
+    previous-champion at a version that was never replaced)."""
+    first, second = out
+    assert (first["attempts"], second["attempts"]) == (1, 2), out
+    assert first["before"] == seed and first["promoted"]
+    assert second["before"] == first["after"]  # compare-and-set saw the first commit
+    aliases = {a: int(v) for a, v in client.get_registered_model(name).aliases.items()}
+    assert aliases["champion"] == good
+    replaced = client.get_model_version(name, str(good)).tags["coinflow.decision.replaced"]
+    assert aliases["previous-champion"] == int(replaced)
+    from registry.lock import lock_name
+
+    assert not client.search_registered_models(f"name = '{lock_name(name)}'")  # released
+    if first["version"] == good:  # medium re-scored against good and was refused
+        assert not second["promoted"] and aliases["previous-champion"] == seed
+    else:  # medium won the lock; good re-scored against it and still won
+        assert second["promoted"] and aliases["previous-champion"] == medium

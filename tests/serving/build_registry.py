@@ -1,0 +1,113 @@
+"""Builds the serving tests' MLflow store in its own process (MLflow's global URIs stay out of
+pytest's): two tiny trained forecasters + persistence, registered under several model names
+with contract version tags and aliases, a sweep with trials, and reference forecasts computed
+by each pyfunc's own predict() (the pandas path) for the API to match.
+
+    python tests/serving/build_registry.py ROOT FEATURES_DIR VERSIONS_DIR NAME [NAME ...]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+NAMES_ALIASES = {"champion": 1, "challenger": 2, "baseline": 3}
+
+
+def version_tags(kind: str, run: Any, params: dict[str, Any]) -> dict[str, str]:
+    """The registry contract's coinflow.* version tags, from the training run."""
+    tags, metrics = run.data.tags, run.data.metrics
+    out = {"coinflow.kind": kind, "coinflow.run_id": run.info.run_id,
+           "coinflow.data_version": tags["coinflow.data_version"],
+           "coinflow.dvc_md5": tags["coinflow.dvc_md5"],
+           "coinflow.git_sha": tags["coinflow.git_sha"],
+           "coinflow.ge_status": tags["coinflow.ge_status"],
+           "coinflow.params": json.dumps(params),
+           "coinflow.trained_at": dt.datetime.fromtimestamp(run.info.start_time / 1000,
+                                                            tz=dt.UTC).isoformat()}
+    for name in ("test_mase", "test_mae", "test_rmse"):
+        if name in metrics:
+            out[f"coinflow.{name}"] = str(metrics[name])
+    return out
+
+
+def main(root: Path, features_dir: Path, versions_dir: Path, names: list[str]) -> None:
+    import torch
+
+    import mlflow
+    from mlflow import MlflowClient
+    from pipelines.config import TrainParams
+    from pipelines.forecast import input_frame
+    from pipelines.tracked import recent_rows, tracked_training
+    from pipelines.tracking import TrackingSettings, configure_mlflow, lineage_tags
+    from pipelines.train import load_training_data
+    from registry.pyfunc import log_persistence
+
+    torch.set_num_threads(1)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    configure_mlflow(TrackingSettings(mlflow_tracking_uri=uri,
+                                      coinflow_artifact_root=str(root / "mlartifacts"),
+                                      coinflow_experiment="serving-tests"))
+    data = load_training_data(features_dir)
+    metrics_dir = root / "metrics"
+    trained: dict[str, tuple[str, dict[str, Any]]] = {}
+    for key, train in {"a": TrainParams(hidden_size=8, max_epochs=2, lookback=10),
+                        "b": TrainParams(hidden_size=8, max_epochs=2, lookback=12, seed=7,
+                                         cell="gru")}.items():
+        outcome = tracked_training(train, data, run_name=f"tiny-{key}", features_dir=features_dir,
+                                   versions_dir=versions_dir, metrics_dir=metrics_dir)
+        assert outcome.status == "FINISHED", outcome
+        trained[key] = (outcome.run_id, train.model_dump())
+    rows = recent_rows(data.version, versions_dir)
+    with mlflow.start_run(run_name="persistence",
+                          tags=lineage_tags(data.version, data.md5, metrics_dir)) as run:
+        log_persistence({"kind": "persistence", "lookback": 0, "data_version": data.version,
+                         "dvc_md5": data.md5}, rows)
+        trained["p"] = (run.info.run_id, {})
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    sources = [("a", "torch"), ("b", "torch"), ("p", "persistence")]
+    for name in names:
+        for key, kind in sources:
+            run_id, params = trained[key]
+            mv = mlflow.register_model(f"runs:/{run_id}/model", name)
+            for tag, value in version_tags(kind, client.get_run(run_id), params).items():
+                client.set_model_version_tag(name, mv.version, tag, value)
+        for alias, version in NAMES_ALIASES.items():
+            client.set_registered_model_alias(name, alias, str(version))
+
+    # Reference forecasts from each pyfunc's own predict() on its shipped rows.
+    references: dict[str, Any] = {}
+    for version, (key, _) in enumerate(sources, start=1):
+        py = mlflow.pyfunc.load_model(f"models:/{names[0]}/{version}").unwrap_python_model()
+        frame = input_frame(py.recent_rows).tail(py.rows_needed).reset_index(drop=True)
+        references[str(version)] = {
+            "run_id": trained[key][0], "rows_needed": py.rows_needed,
+            "recent_rows": py.recent_rows.to_dict(orient="records"),
+            "forecasts": {str(h): py.predict(None, frame, {"horizon": h}).to_dict("records")
+                          for h in (1, 7)}}
+
+    # A sweep as pipelines.sweep records it: parent run + trial child runs (no training).
+    sweep_tags = {"coinflow.kind": "sweep", "coinflow.study_name": "serving-sweep"}
+    with mlflow.start_run(run_name="sweep", tags=sweep_tags) as parent:
+        for number, (cell, hidden) in enumerate([("gru", 16), ("lstm", 32), ("rnn", 8)]):
+            with mlflow.start_run(run_name=f"trial-{number}", nested=True,
+                                  tags={"coinflow.kind": "trial",
+                                        "coinflow.trial_number": str(number)}):
+                mlflow.log_params({"cell": cell, "hidden_size": hidden, "num_layers": 1,
+                                   "lookback": 10 + number, "lr": 0.001 * (number + 1)})
+                mlflow.log_metrics({"best_val_loss": 0.5 + number / 10,
+                                    "test_mase": 0.99 + number / 100})
+
+    manifest = {"uri": uri, "names": names, "versions": references,
+                "sweep_parent": parent.info.run_id, "data_version": data.version,
+                "dvc_md5": data.md5, "git_sha": client.get_run(trained["a"][0]).data.tags[
+                    "coinflow.git_sha"]}
+    (root / "manifest.json").write_text(json.dumps(manifest, default=str))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4:])
