@@ -3,6 +3,7 @@ one parent MLflow run, exactly n_trials trials with unique numbers, work done by
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -57,6 +58,8 @@ def test_two_processes_share_a_postgres_study(project: Path, fresh_pg_db: str) -
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     workers = {t.user_attrs["coinflow_worker"]["pid"] for t in trials}
     assert workers == {p.pid for p in procs}  # both processes ran trials
+    # ... and sampled different points (the joining process salts its TPE seed)
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == N_TRIALS
 
     client = mlflow.MlflowClient()
     (parent,) = client.search_runs([experiment_id()], "tags.`coinflow.kind` = 'sweep'")

@@ -1,0 +1,246 @@
+"""Optuna sweep: a parent MLflow run, one child run per trial, the best trial's model logged last.
+
+Studies are named `<sweep.study_name>-<hash of sweep/train/features params, budget, data md5>` by
+default: the same params on the same data resume (or re-close) one study, and any change starts
+a new one. The trial budget is stored in the study; workers (processes, hosts, Airflow tasks)
+claim trials until the study holds that many, so a killed worker's rerun neither repeats nor
+loses finished trials. TPE is seeded per process: `sweep.seed + i` for the i-th worker of the
+run_sweep that created the study (one worker alone is reproducible), pid-salted for any process
+that joins or resumes it, so concurrent workers never draw the same random start-up points.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipelines.config import Params
+from pipelines.sweep_storage import claim_lock, fail_dead_trials, storage_kind
+from pipelines.sweep_worker import (
+    BUDGET_ATTR,
+    PARENT_ATTR,
+    RUN_ATTR,
+    SweepError,
+    SweepHandle,
+    end_dead_runs,
+    experiment_id,
+    load_sweep_study,
+    run_exists,
+    run_trials,
+    suggest_params,
+    worker_main,
+)
+
+if TYPE_CHECKING:  # torch stays out of `import pipelines.sweep` (CLI, DAG parsing, spawn)
+    from pipelines.train import TrainingData
+
+__all__ = ["SweepError", "SweepHandle", "SweepResult", "close_sweep", "open_sweep", "run_sweep",
+           "run_trials", "suggest_params"]
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """The closed sweep: its best trial and run, and how its trials ended."""
+
+    parent_run_id: str
+    best_run_id: str
+    best_trial: int
+    best_value: float
+    best_params: dict[str, Any]
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+    study_name: str = ""
+    model_uri: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def default_study_name(params: Params, n_trials: int, md5: str) -> str:
+    """`<study_name>-<8 hex>`: changes with sweep/train/features params, budget or data md5."""
+    key = json.dumps({"sweep": params.sweep.model_dump(mode="json"), "n_trials": n_trials,
+                      "train": params.train.model_dump(mode="json"), "md5": md5,
+                      "features": params.features.model_dump(mode="json")}, sort_keys=True)
+    return f"{params.sweep.study_name}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+def check_space(params: Params, data: TrainingData) -> None:
+    """Refuse an impossible search space before any study or run exists."""
+    space = params.sweep.space
+    for name in ("hidden_size", "num_layers", "lr", "lookback"):
+        low, high = getattr(space, name)
+        if not 0 < low <= high:
+            raise SweepError(f"sweep.space.{name} must be [low, high] with 0 < low <= high, "
+                             f"got [{low}, {high}]")
+    if space.lookback[1] >= data.split.n_train:
+        raise SweepError(f"sweep.space.lookback upper bound {space.lookback[1]} is not shorter "
+                         f"than the {data.split.n_train} training rows of {data.version}")
+    if not space.cell:
+        raise SweepError("sweep.space.cell lists no cell")
+
+
+def open_sweep(params: Params, *, study_name: str | None = None, storage: str | None = None,
+               n_trials: int | None = None, data: TrainingData | None = None) -> SweepHandle:
+    """Create or reopen the study (budget n_trials) and its parent MLflow run (left RUNNING)."""
+    return _open_sweep(params, study_name, storage, n_trials, data)[0]
+
+
+def _open_sweep(params: Params, study_name: str | None, storage: str | None,
+                n_trials: int | None, data: TrainingData | None) -> tuple[SweepHandle, bool]:
+    """open_sweep, also saying whether this call created the sweep (or joined/resumed it)."""
+    import optuna
+    from mlflow.entities import Param
+
+    import mlflow
+    from pipelines.sweep_storage import open_storage
+    from pipelines.tracking import TrackingSettings, lineage_tags
+    from pipelines.train import load_training_data
+
+    data = data or load_training_data()
+    check_space(params, data)
+    n_trials = n_trials or params.sweep.n_trials
+    study_name = study_name or default_study_name(params, n_trials, data.md5)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,120}", study_name):
+        raise SweepError(f"study name {study_name!r}: use 1-120 letters, digits, '_', '.', '-'")
+    storage = storage or TrackingSettings().coinflow_optuna_storage
+    client = mlflow.MlflowClient()
+    with claim_lock(storage, study_name):  # cooperating processes share one parent run
+        study = optuna.create_study(study_name=study_name, storage=open_storage(storage),
+                                    direction="minimize", load_if_exists=True)
+        study.set_user_attr(BUDGET_ATTR, n_trials)
+        parent = str(study.user_attrs.get(PARENT_ATTR, ""))
+        joined = bool(parent) and run_exists(client, parent)
+        if joined:
+            client.update_run(parent, status="RUNNING")
+        else:
+            tags = {**lineage_tags(data.version, data.md5), "coinflow.kind": "sweep",
+                    "coinflow.study_name": study_name,
+                    "coinflow.optuna_storage": storage_kind(storage)}
+            parent = client.create_run(experiment_id(), run_name=f"sweep-{study_name}",
+                                       tags=tags).info.run_id
+            sweep = {"study_name": study_name, "n_trials": n_trials, "seed": params.sweep.seed,
+                     "max_epochs": params.sweep.max_epochs, "timeout_s": params.sweep.timeout_s,
+                     "data_version": data.version,
+                     **{f"space_{k}": json.dumps(v)
+                        for k, v in params.sweep.space.model_dump().items()}}
+            client.log_batch(parent, params=[Param(k, str(v)) for k, v in sweep.items()])
+            study.set_user_attr(PARENT_ATTR, parent)
+    log.info("sweep %s: parent run %s, %d trials%s", study_name, parent, n_trials,
+             " (joined)" if joined else "")
+    return SweepHandle(study_name, storage, parent), not joined
+
+
+def close_sweep(handle: SweepHandle, params: Params, plots_dir: Path | None = None) -> SweepResult:
+    """Wait for running trials, log the winner's pyfunc, summarise, end the parent. Idempotent."""
+    from optuna.trial import TrialState
+
+    import mlflow
+    from pipelines.sweep_report import draw_plots, finish_parent, log_best_model
+
+    study = load_sweep_study(handle)
+    deadline = time.monotonic() + params.sweep.timeout_s
+    while study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        if time.monotonic() > deadline:
+            raise SweepError(f"{handle.study_name}: trials still running after "
+                             f"{params.sweep.timeout_s} s")
+        with claim_lock(handle.storage, handle.study_name):
+            end_dead_runs(handle, fail_dead_trials(study, 0))
+        time.sleep(1.0)
+    counts = {f"n_{s.name.lower()}": len(study.get_trials(deepcopy=False, states=(s,)))
+              for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        mlflow.MlflowClient().set_tag(handle.parent_run_id, "coinflow.failure", "no complete trial")
+        mlflow.MlflowClient().set_terminated(handle.parent_run_id, "FAILED")
+        raise SweepError(f"{handle.study_name}: no trial completed ({counts})")
+    best = min(complete, key=lambda t: (t.value, t.number))
+    best_run_id = best.user_attrs[RUN_ATTR]
+    metrics = dict(mlflow.MlflowClient().get_run(best_run_id).data.metrics)
+    with tempfile.TemporaryDirectory() as tmp:
+        plots = draw_plots(study, plots_dir or Path(tmp))
+        with claim_lock(handle.storage, handle.study_name):  # cooperating closers log one model
+            model_uri = log_best_model(best_run_id)
+            finish_parent(handle.parent_run_id, best, best_run_id, model_uri, metrics, counts,
+                          plots)
+    return SweepResult(handle.parent_run_id, best_run_id, best.number, float(best.value),
+                       dict(best.params), counts["n_complete"], counts["n_pruned"],
+                       counts["n_fail"], handle.study_name, model_uri, metrics)
+
+
+def run_sweep(params: Params, *, workers: int = 1, study_name: str | None = None,
+              storage: str | None = None, n_trials: int | None = None,
+              data: TrainingData | None = None, plots_dir: Path | None = None) -> SweepResult:
+    """Spawn (workers - 1) processes, open the sweep, run trials here too, close."""
+    import multiprocessing
+
+    from pipelines.tracking import TrackingSettings, configure_mlflow
+    from pipelines.train import load_training_data, progress_default
+
+    storage = storage or TrackingSettings().coinflow_optuna_storage
+    if workers < 1:
+        raise SweepError(f"workers must be >= 1, got {workers}")
+    if workers > 1 and storage_kind(storage) == "sqlite":
+        raise SweepError("SQLite cannot serve parallel workers: use the journal file (one host) "
+                         "or a postgresql+psycopg2:// storage")
+    spawn = multiprocessing.get_context("spawn")
+    handles = spawn.Queue()
+    procs = [spawn.Process(target=worker_main, args=(handles, params, i), name=f"sweep-worker-{i}")
+             for i in range(1, workers)]
+    for proc in procs:  # first: their start-up (imports, warm-up) overlaps the set-up below
+        proc.start()
+    handle = None
+    try:
+        if not progress_default():  # MLflow's artifact download bars follow COINFLOW_PROGRESS
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        configure_mlflow()
+        data = data or load_training_data()
+        handle, created = _open_sweep(params, study_name, storage, n_trials, data)
+        for _ in procs:  # sampler seeds: sweep.seed + i if we created it, else pid-salted
+            handles.put((handle, created))
+        run_trials(handle, params, data=data, worker=0 if created else None)
+    finally:
+        if handle is None:
+            for _ in procs:
+                handles.put(None)
+        for proc in procs:
+            proc.join()
+    crashed = {p.name: p.exitcode for p in procs if p.exitcode != 0}
+    if crashed:
+        raise SweepError(f"sweep workers failed {crashed}: rerun the same study name to resume")
+    return close_sweep(handle, params, plots_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m pipelines.sweep [--workers N]` (or COINFLOW_SWEEP_WORKERS): the dvc stage."""
+    import argparse
+
+    from pipelines.config import load_params
+    from pipelines.sweep_report import METRICS_JSON, PLOTS_DIR, write_sweep_metrics
+
+    parser = argparse.ArgumentParser(prog="python -m pipelines.sweep")
+    parser.add_argument("--workers", type=int,
+                        default=int(os.environ.get("COINFLOW_SWEEP_WORKERS", "1")))
+    parser.add_argument("--n-trials", type=int)
+    parser.add_argument("--study-name")
+    parser.add_argument("--storage")
+    args = parser.parse_args(argv)
+    params = load_params()
+    result = run_sweep(params, workers=args.workers, study_name=args.study_name,
+                       storage=args.storage, n_trials=args.n_trials, plots_dir=PLOTS_DIR)
+    write_sweep_metrics(result, METRICS_JSON)
+    log.info("sweep %s: best trial %d (run %s) val loss %.5f, test MASE %.3f",
+             result.study_name, result.best_trial, result.best_run_id, result.best_value,
+             result.metrics.get("test_mase", float("nan")))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    main()

@@ -1,0 +1,318 @@
+"""The registry against the embedded store (SQLite + local artifacts): register, persistence
+champion, fair re-score, promote, refuse, rollback, lineage, bad input, concurrent promoters."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from registry.errors import (
+    LineageError,
+    LockTimeoutError,
+    ModelLoadError,
+    NothingToDoError,
+    UnknownVersionError,
+)
+from registry.promote import Policy, promote
+from registry.scoring import EvalSet, load_eval_set
+from registry.store import Registry, aliases
+from tests.registry_scenarios import (
+    POLICY,
+    TrainedRuns,
+    broken_copy_run,
+    check_race,
+    race_promotions,
+    train_runs,
+)
+
+pytestmark = pytest.mark.model
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One embedded store for the module (trained runs are reused); each test its own model."""
+    root = tmp_path_factory.mktemp("registry-store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("MLFLOW_REGISTRY_URI", uri)
+        mp.setenv("COINFLOW_ARTIFACT_ROOT", str(root / "mlartifacts"))
+        mp.setenv("COINFLOW_EXPERIMENT", "coinflow")
+        mp.setenv("COINFLOW_PROGRESS", "0")
+        mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        yield uri
+
+
+@pytest.fixture(scope="module")
+def runs(store: str, learnable_workspace: Path) -> TrainedRuns:
+    return train_runs(learnable_workspace)
+
+
+@pytest.fixture(scope="module")
+def ev(learnable_workspace: Path) -> EvalSet:
+    ws = learnable_workspace
+    return load_eval_set(ws / "data" / "features", ws / "data" / "versions")
+
+
+@pytest.fixture
+def reg(runs: TrainedRuns, request: pytest.FixtureRequest) -> Registry:
+    """A registered model of its own for each test (versions point at the shared runs)."""
+    from registry.store import open_registry
+
+    return open_registry("btc-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40])
+
+
+def seed(reg: Registry, ev: EvalSet, ws: Path) -> int:
+    from registry.register import ensure_champion
+
+    return ensure_champion(reg, ev, ws / "data" / "versions", ws / "metrics")
+
+
+def test_register_seed_and_promote(reg: Registry, ev: EvalSet, runs: TrainedRuns,
+                                   learnable_workspace: Path) -> None:
+    from registry.register import register_run
+
+    good = register_run(reg, runs.good)
+    assert register_run(reg, runs.good) == good  # idempotent
+    tags = reg.client.get_model_version(reg.name, str(good)).tags
+    assert tags["coinflow.run_id"] == runs.good
+    assert tags["coinflow.sweep_parent_id"] == runs.parent
+    assert tags["coinflow.data_version"] == "syn-ar1" and tags["coinflow.dvc_md5"] == ev.md5
+    assert tags["coinflow.ge_status"] == "success" and tags["coinflow.git_sha"]
+    assert json.loads(tags["coinflow.params"])["hidden_size"] == "8"
+    assert aliases(reg) == {"challenger": good}
+
+    persistence = seed(reg, ev, learnable_workspace)
+    assert aliases(reg) == {"challenger": good, "champion": persistence}
+    assert reg.client.get_model_version(reg.name, str(persistence)).tags["coinflow.kind"] == \
+        "persistence"
+
+    out = promote(reg, ev, POLICY)
+    assert out.decision.promote, out.decision.reason
+    assert (out.champion_before, out.champion_after, out.attempts) == (persistence, good, 1)
+    assert aliases(reg) == {"champion": good, "previous-champion": persistence}
+    # Fair re-score: same rows as the training run's own test split, persistence exactly 1.
+    assert out.decision.champion is not None and out.decision.champion.mase == 1.0
+    assert out.decision.baseline.mase == 1.0
+    assert out.decision.challenger.mase == pytest.approx(float(tags["coinflow.test_mase"]),
+                                                         abs=1e-4)
+    decided = reg.client.get_model_version(reg.name, str(good)).tags
+    assert decided["coinflow.decision.promoted"] == "true"
+    assert decided["coinflow.decision.replaced"] == str(persistence)
+    assert decided["coinflow.decision.rule"] == POLICY.rule
+    from registry.store import read_record
+
+    record = read_record(reg, out.record_run_id)
+    assert record["promoted"] and record["champion"]["version"] == persistence
+    assert record["challenger"]["mase"] == pytest.approx(out.decision.challenger.mase)
+    assert record["eval"]["data_version"] == "syn-ar1" and record["reason"]
+
+
+def test_worse_challenger_is_refused_and_aliases_stay(reg: Registry, ev: EvalSet, runs: TrainedRuns,
+                                                      learnable_workspace: Path) -> None:
+    from registry.register import register_run
+
+    seed(reg, ev, learnable_workspace)
+    good = register_run(reg, runs.good)
+    assert promote(reg, ev, POLICY).decision.promote
+    medium = register_run(reg, runs.medium)
+    before = aliases(reg)
+    out = promote(reg, ev, POLICY)
+    assert not out.decision.promote
+    assert "not below champion" in out.decision.reason
+    assert aliases(reg) == before
+    assert (before["champion"], before["challenger"]) == (good, medium)
+    tags = reg.client.get_model_version(reg.name, str(medium)).tags
+    assert tags["coinflow.decision.promoted"] == "false"
+    assert tags["coinflow.decision.champion_version"] == str(good)
+
+
+def test_rollback_restores_previous_champion(reg: Registry, ev: EvalSet, runs: TrainedRuns,
+                                             learnable_workspace: Path) -> None:
+    from registry.aliases import rollback
+    from registry.register import register_run
+
+    persistence = seed(reg, ev, learnable_workspace)
+    with pytest.raises(NothingToDoError, match="previous-champion"):
+        rollback(reg)
+    good = register_run(reg, runs.good)
+    promote(reg, ev, POLICY)
+    out = rollback(reg, "test: good model misbehaves")
+    assert (out.from_version, out.to_version) == (good, persistence)
+    assert aliases(reg) == {"champion": persistence, "previous-champion": good}
+    tags = reg.client.get_model_version(reg.name, str(persistence)).tags
+    assert tags["coinflow.rollback.from"] == str(good)
+    assert tags["coinflow.rollback.reason"] == "test: good model misbehaves"
+    run = reg.client.get_run(out.record_run_id)
+    assert run.data.tags["coinflow.action"] == "rollback"
+
+
+def test_bad_input_is_refused_with_aliases_untouched(reg: Registry, ev: EvalSet, runs: TrainedRuns,
+                                                     learnable_workspace: Path) -> None:
+    from registry.register import register_run
+
+    seed(reg, ev, learnable_workspace)
+    good = register_run(reg, runs.good)
+    promote(reg, ev, POLICY)
+    source = reg.client.get_model_version(reg.name, str(good)).source
+    by_hand = int(reg.client.create_model_version(reg.name, source, runs.good).version)
+    broken = register_run(reg, broken_copy_run(runs.good))
+    before = aliases(reg)
+    assert before["challenger"] == broken
+    with pytest.raises(NothingToDoError, match=f"v{good} is already the champion"):
+        promote(reg, ev, POLICY, good)
+    with pytest.raises(UnknownVersionError, match="has no version 99"):
+        promote(reg, ev, POLICY, 99)
+    with pytest.raises(LineageError, match=r"lacks lineage tags \['coinflow.kind'"):
+        promote(reg, ev, POLICY, by_hand)
+    with pytest.raises(ModelLoadError, match=f"v{broken} failed to load"):
+        promote(reg, ev, POLICY, broken)
+    with pytest.raises(LineageError, match=f"run {runs.parent} lacks lineage tags"):
+        register_run(reg, runs.parent)  # the sweep parent: no lineage, no model
+    good_tags = reg.client.get_run(runs.good).data.tags
+    lineage_only = reg.client.create_run(runs.experiment_id, tags={
+        k: v for k, v in good_tags.items() if k.startswith("coinflow.")})
+    reg.client.set_terminated(lineage_only.info.run_id)
+    with pytest.raises(ModelLoadError, match="has no `model` pyfunc"):
+        register_run(reg, lineage_only.info.run_id)
+    assert aliases(reg) == before
+    for version in (by_hand, broken):
+        tags = reg.client.get_model_version(reg.name, str(version)).tags
+        assert not any(k.startswith("coinflow.decision.") for k in tags)
+
+
+def test_ge_failed_data_is_refused(reg: Registry, ev: EvalSet, runs: TrainedRuns,
+                                   learnable_workspace: Path) -> None:
+    from registry.register import register_run
+
+    seed(reg, ev, learnable_workspace)
+    version = register_run(reg, runs.medium)
+    reg.client.set_model_version_tag(reg.name, str(version), "coinflow.ge_status", "failed")
+    before = aliases(reg)
+    with pytest.raises(LineageError, match="did not pass the Great Expectations gate"):
+        promote(reg, ev, POLICY, version)
+    assert aliases(reg) == before
+
+
+def test_batched_scores_equal_pyfunc_predict(reg: Registry, ev: EvalSet, runs: TrainedRuns) -> None:
+    from registry.register import register_run
+    from registry.scoring import predict_test_returns
+    from registry.store import load_python_model
+
+    py = load_python_model(reg, register_run(reg, runs.good))
+    part = dataclasses.replace(ev, dates=ev.dates[:25], close=ev.close[:25],
+                               next_close=ev.next_close[:25], positions=ev.positions[:25])
+    batched = predict_test_returns(py, part, batched=True)
+    one_by_one = predict_test_returns(py, part, batched=False)
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-5, atol=1e-7)
+    assert np.abs(batched).max() > 1e-4  # a real forecast, not persistence's zeros
+
+
+def test_concurrent_promotions_end_consistent(reg: Registry, ev: EvalSet, runs: TrainedRuns,
+                                              learnable_workspace: Path) -> None:
+    from registry.register import register_run
+
+    persistence = seed(reg, ev, learnable_workspace)
+    good, medium = register_run(reg, runs.good), register_run(reg, runs.medium)
+    out = race_promotions(reg.name, learnable_workspace, (good, medium))
+    check_race(reg.client, reg.name, out, persistence, good, medium)
+
+
+def test_lock_is_exclusive_and_expires(reg: Registry) -> None:
+    from registry.lock import EXPIRES_TAG, RegistryLock, lock_name
+
+    with RegistryLock(reg.client, reg.name) as held:
+        waiter = RegistryLock(reg.client, reg.name, timeout_s=0.5, poll_s=0.1)
+        with pytest.raises(LockTimeoutError, match=re.escape(held.owner)):
+            waiter.acquire()
+        held.verify()
+    assert not reg.client.search_registered_models(f"name = '{lock_name(reg.name)}'")
+    # A holder that died: its lock expired, the next promoter breaks it.
+    RegistryLock(reg.client, reg.name, ttl_s=60).acquire()
+    reg.client.set_registered_model_tag(lock_name(reg.name), EXPIRES_TAG, f"{time.time() - 1}")
+    with RegistryLock(reg.client, reg.name, timeout_s=5) as breaker:
+        breaker.verify()
+
+
+def test_persistence_gate_on_real_data(runs: TrainedRuns, real_versions: Path,
+                                       features_v03: Path, tmp_path: Path) -> None:
+    """Real BTC v0.3: a tiny RNN does not beat tomorrow = today, so persistence stays champion
+    even with a zero margin and persistence as the only other model."""
+    import mlflow
+    from pipelines.config import TrainParams, load_params
+    from pipelines.tracked import tracked_training
+    from pipelines.train import load_training_data
+    from pipelines.validate import outcome_record, validate_version
+    from pipelines.version import file_md5
+    from registry.register import ensure_champion, register_run
+    from registry.store import open_registry
+
+    params = load_params(REPO / "params.yaml")
+    path = real_versions / "v0.3.parquet"
+    frame = pd.read_parquet(path)
+    gate = validate_version(frame, "v0.3", params.data.versions["v0.3"], params.validate_,
+                            tmp_path / "docs")
+    (tmp_path / "validation.json").write_text(json.dumps(
+        {"v0.3": outcome_record(gate, file_md5(path))}, default=str))
+    mlflow.set_experiment(experiment_id=runs.experiment_id)
+    run = tracked_training(TrainParams(hidden_size=8, max_epochs=2, lookback=10, lr=1e-3),
+                           load_training_data(features_v03), run_name="real-tiny",
+                           features_dir=features_v03, versions_dir=real_versions,
+                           metrics_dir=tmp_path, reports_dir=tmp_path / "none")
+    reg = open_registry("btc-real-v03")
+    ev = load_eval_set(features_v03, real_versions)
+    version = register_run(reg, run.run_id)
+    persistence = ensure_champion(reg, ev, real_versions, tmp_path)
+    for policy in (POLICY, Policy(margin=0.0, max_mase=1.0)):
+        out = promote(reg, ev, policy)
+        assert not out.decision.promote
+        assert "no better than persistence" in out.decision.reason
+        assert out.decision.challenger.mase > 1.0
+    assert aliases(reg) == {"champion": persistence, "challenger": version}
+
+
+def test_cli_and_promote_stage(runs: TrainedRuns, learnable_workspace: Path, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m registry.promote` in a project root, then status / lineage / rollback CLI."""
+    from pipelines.cli import app
+    from registry.promote import main
+
+    shutil.copytree(learnable_workspace, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "metrics" / "sweep.json").write_text(json.dumps(
+        {"parent_run_id": runs.parent, "best_run_id": runs.good, "best_trial": 0}))
+    monkeypatch.chdir(tmp_path)
+    main()
+    summary = json.loads((tmp_path / "metrics" / "promotion.json").read_text())
+    assert summary["promoted"] and summary["champion_before"] is not None
+    assert summary["challenger_mase"] < 0.95 and summary["baseline_mase"] == 1.0
+    main()  # `dvc repro` again: nothing new registered, nothing moved
+    again = json.loads((tmp_path / "metrics" / "promotion.json").read_text())
+    assert not again["promoted"] and "already the champion" in again["reason"]
+    assert again["champion_after"] == summary["champion_after"]
+
+    cli = CliRunner()
+    status = cli.invoke(app, ["registry", "status"])
+    assert status.exit_code == 0, status.output
+    assert "btc-forecaster: champion v2, previous-champion v1" in status.output
+    assert re.search(r"v2\s+champion\s+torch\s+syn-ar1", status.output)
+    lineage = cli.invoke(app, ["registry", "lineage", "champion"])
+    assert lineage.exit_code == 0, lineage.output
+    for needle in (runs.good, runs.parent, "syn-ar1", "matches data/versions/syn-ar1.parquet",
+                   "PASS", "promoted at"):
+        assert needle in lineage.output
+    refused = cli.invoke(app, ["registry", "promote", "--version", "42"])
+    assert refused.exit_code == 1 and "refused: " in refused.output
+    assert "has no version 42" in refused.output
+    rolled = cli.invoke(app, ["registry", "rollback", "--reason", "cli test"])
+    assert rolled.exit_code == 0 and "champion v2 -> v1" in rolled.output
