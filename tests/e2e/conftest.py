@@ -28,7 +28,7 @@ def _install_chromium(log: Path) -> None:
                        env=env, stdout=out, stderr=subprocess.STDOUT, timeout=600, check=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # sync Playwright holds an event loop: end it with the module
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Headless Debian Chromium driven by Playwright (never `playwright install`)."""
     _install_chromium(tmp_path_factory.mktemp("apt") / "apt.log")
