@@ -16,8 +16,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.processes import free_port, stop_group  # noqa: E402  (needs REPO on sys.path)
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,6 @@ class Result:
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _worker(port: int, request: bytes, budget: list[int], deadline: float,
@@ -116,12 +111,7 @@ def server(cmd: list[str], env: dict[str, str], log: Path, port: int,
             time.sleep(0.3)
         yield
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc, grace_s=20)
 
 
 def scratch_registry(root: Path, name: str) -> str:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import free_port  # noqa: F401  (re-exported for tests)
+
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
@@ -35,12 +37,6 @@ def port_open(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

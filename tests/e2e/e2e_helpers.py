@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -13,6 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO
+from tests.processes import stop_group
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -74,13 +73,7 @@ class ChildServer:
         """SIGTERM the child's process group, SIGKILL after 15 s."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=15)
+        stop_group(self.proc)
         self.proc = None
 
     def tail(self, lines: int = 40) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,21 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.processes import free_port, stop_group
 
 StartServer = Callable[[str, Path], str]
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the server and its workers (own process group), politely first."""
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=15)
 
 
 @pytest.fixture
@@ -64,4 +51,4 @@ def mlflow_server(tmp_path: Path) -> Iterator[StartServer]:
 
     yield start
     for proc in procs:
-        _stop(proc)
+        stop_group(proc)

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import free_port, pg_database
+from tests.conftest import pg_database
 from tests.dags.airflow_helpers import (
     AIRFLOW,
     TASKS,
@@ -31,28 +29,13 @@ from tests.dags.airflow_helpers import (
     mlflow_client,
     sweep_runs,
 )
+from tests.processes import free_port, stop_group
 
 pytestmark = [pytest.mark.integration, pytest.mark.dags, pytest.mark.slow]
 
 DAG_ID = "coinflow_daily"
 CONF = {"data_version": "v0.3", "n_trials": 4, "workers": 2}
 READY_S, RUN_S = 120.0, 420.0
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group we started, then SIGKILL what is left."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-    # LocalExecutor workers share the scheduler's group; make sure none outlives the test.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 class Airflow:
@@ -80,7 +63,7 @@ class Airflow:
 
     def stop(self) -> None:
         for proc in reversed(list(self.procs.values())):
-            _stop(proc)
+            stop_group(proc)
 
 
 def _wait(what: str, airflow: Airflow, probe: Any, timeout_s: float) -> Any:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.processes import free_port, stop_group  # noqa: F401  (free_port re-exported)
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "serving-test-admin-token"
@@ -66,14 +66,7 @@ class Server:
 
     def stop(self) -> None:
         """SIGTERM the process group; SIGKILL if it lingers."""
-        if self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=15)
+        stop_group(self.proc)
 
 
 def start_server(cmd: list[str], env: dict[str, str], cwd: Path, log: Path, port: int,
@@ -110,13 +103,6 @@ def running_api(tmp: Path, tracking_uri: str, model_name: str, **settings: str) 
         server.stop()
 
 
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def need_service(config: pytest.Config, available: bool, what: str) -> None:
