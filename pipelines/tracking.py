@@ -46,12 +46,14 @@ def configure_mlflow(settings: TrackingSettings | None = None) -> str:
 
 
 def git_sha(repo: Path | None = None) -> str:
-    """HEAD commit, suffixed '-dirty' when tracked files changed; 'unknown' outside git."""
+    """HEAD commit, '-dirty' when tracked code or params changed; 'unknown' outside git."""
     cwd = repo or Path.cwd()
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                              text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+        # Files the pipeline itself rewrites (dvc.lock, metrics, plots) do not make code dirty.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":!dvc.lock", ":!metrics", ":!plots"], cwd=cwd,
                                capture_output=True, text=True, check=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown"
