@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -61,9 +62,20 @@ def test_dvc_repro_from_a_fresh_copy(tmp_path: Path) -> None:
     _run(["dvc", "repro"], work, env)
     lock = yaml.safe_load((work / "dvc.lock").read_text())
     stages = set(lock["stages"])
-    assert {"ingest", "version", "validate", "features"} <= stages
+    assert stages == {"ingest", "version", "validate", "features", "train", "sweep", "promote"}
     outs = {o["path"]: o["md5"] for o in lock["stages"]["version"]["outs"]}
     assert len(set(outs.values())) == 3  # each version its own content hash
-    assert (work / "metrics" / "baseline.json").is_file()
+    for metric in ("baseline", "validation", "train", "sweep", "promotion"):
+        assert (work / "metrics" / f"{metric}.json").is_file(), metric
+    sweep = json.loads((work / "metrics" / "sweep.json").read_text())
+    assert sweep["n_complete"] + sweep["n_pruned"] + sweep["n_failed"] == TINY_SWEEP["n_trials"]
+    promotion = json.loads((work / "metrics" / "promotion.json").read_text())
+    # v1 is the persistence champion seeded on first use, v2 the sweep's challenger; the
+    # decision is consistent with where `champion` points afterwards.
+    assert promotion["champion_before"] == 1 and promotion["version"] == 2
+    assert promotion["champion_after"] == (2 if promotion["promoted"] else 1)
+    assert promotion["baseline_mase"] == 1.0 and promotion["reason"]
+    shown = _run(["dvc", "metrics", "show"], work, env)
+    assert "metrics/sweep.json" in shown
     second = _run(["dvc", "repro"], work, env)
     assert "Data and pipelines are up to date" in second
