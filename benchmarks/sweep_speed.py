@@ -17,31 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-
-@contextmanager
-def throwaway_database(server: str) -> Iterator[str]:
-    """CREATE DATABASE for one benchmark run; DROP it afterwards."""
-    import sqlalchemy as sa
-
-    name = f"cf_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{server}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+from tests.processes import pg_database  # noqa: E402  (needs REPO on sys.path)
 
 
 def timed_sweep(root: Path, n_trials: int, workers: int, storage: str | None,
@@ -93,13 +75,13 @@ def main() -> None:
         journal = open_storage(str(root / "optuna" / "journal.log"))
         results["1 worker, journal file"] = {**res, **trial_stats(journal, res["study_name"])}
         root = build_workspace(Path(tmp) / "w2")
-        with throwaway_database(args.pg) as url:
+        with pg_database(args.pg, "bench") as url:
             res = timed_sweep(root, args.n_trials, 2, url)
             results["2 workers, Postgres"] = {**res, **trial_stats(url, res["study_name"])}
         # The same trials in both: TPE adapts to what it has seen, so two sweeps sample
         # different (cheaper or dearer) models; replaying the 1-worker trials isolates speed.
         root = build_workspace(Path(tmp) / "w2r")
-        with throwaway_database(args.pg) as url:
+        with pg_database(args.pg, "bench") as url:
             study = optuna.create_study(study_name="replay", storage=url, direction="minimize")
             for params in results["1 worker, journal file"]["params"]:
                 study.enqueue_trial(params)

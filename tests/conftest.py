@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 from collections.abc import Iterator
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import free_port  # noqa: F401  (re-exported for tests)
+from tests.processes import free_port, pg_database  # noqa: F401  (re-exported for tests)
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -44,26 +43,6 @@ def postgres_url() -> str:
     """Base SQLAlchemy URL of the machine's Postgres (trust auth)."""
     need_service(port_open("127.0.0.1", 5432), "Postgres on 127.0.0.1:5432")
     return "postgresql+psycopg2://postgres@127.0.0.1:5432"
-
-
-@contextlib.contextmanager
-def pg_database(postgres_url: str, stem: str) -> Iterator[str]:
-    """A new, empty Postgres database named cf_<stem>_<random>; dropped afterwards."""
-    import uuid
-
-    import sqlalchemy as sa
-
-    stem = "".join(ch if ch.isalnum() else "_" for ch in stem[:20].lower())
-    name = f"cf_{stem}_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(f"{postgres_url}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{postgres_url}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture

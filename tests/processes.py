@@ -1,4 +1,4 @@
-"""Child servers that tests and benchmarks start in their own process group, and free ports."""
+"""Helpers tests and benchmarks share: child process groups, free ports, throwaway databases."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -34,3 +35,23 @@ def stop_group(proc: subprocess.Popen[Any], grace_s: float = 15.0) -> None:
             proc.wait(timeout=grace_s)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)  # grandchildren that outlived their parent
+
+
+@contextlib.contextmanager
+def pg_database(postgres_url: str, stem: str) -> Iterator[str]:
+    """A new, empty Postgres database named cf_<stem>_<random>; dropped afterwards."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    stem = "".join(ch if ch.isalnum() else "_" for ch in stem[:20].lower())
+    name = f"cf_{stem}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(f"{postgres_url}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{postgres_url}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import pg_database
 from tests.dags.airflow_helpers import (
     AIRFLOW,
     TASKS,
@@ -29,7 +28,7 @@ from tests.dags.airflow_helpers import (
     mlflow_client,
     sweep_runs,
 )
-from tests.processes import free_port, stop_group
+from tests.processes import free_port, pg_database, stop_group
 
 pytestmark = [pytest.mark.integration, pytest.mark.dags, pytest.mark.slow]
 
