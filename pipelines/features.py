@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 # Raw columns a forecast needs, per day (the serving API's row schema).
 INPUT_COLUMNS = ["btc_open", "btc_high", "btc_low", "btc_close", "btc_volume",
                  "eth_close", "gold_close", "gold_filled"]
+# Positions of INPUT_COLUMNS in a raw-row array (the serving hot path works on arrays).
+OPEN, HIGH, LOW, CLOSE, VOLUME, ETH, GOLD, GOLD_FILLED = range(len(INPUT_COLUMNS))
 FEATURE_COLUMNS = ["btc_ret", "btc_high_rel", "btc_low_rel", "btc_open_rel", "btc_vol_chg",
                    "eth_ret", "gold_ret", "gold_filled"]
 
@@ -70,23 +72,35 @@ class Split:
         return self.n_train + self.n_val
 
 
+def features_from(values: np.ndarray, prev: np.ndarray) -> np.ndarray:
+    """FEATURE_COLUMNS of each day (rows of INPUT_COLUMNS) given the day before it (`prev`)."""
+    close = values[:, CLOSE]
+    with np.errstate(invalid="ignore", divide="ignore"):  # missing inputs (NaN) give NaN
+        return np.column_stack([
+            np.log(close / prev[:, CLOSE]),
+            np.log(values[:, HIGH] / close),
+            np.log(values[:, LOW] / close),
+            np.log(values[:, OPEN] / close),
+            np.log1p(values[:, VOLUME]) - np.log1p(prev[:, VOLUME]),
+            np.log(values[:, ETH] / prev[:, ETH]),
+            np.log(values[:, GOLD] / prev[:, GOLD]),
+            values[:, GOLD_FILLED],
+        ])
+
+
+def features_array(values: np.ndarray) -> np.ndarray:
+    """Features of every row after the first (which only feeds the first day's returns)."""
+    return features_from(values[1:], values[:-1])
+
+
 def compute_features(frame: pd.DataFrame) -> pd.DataFrame:
     """Per-day features from days t and t-1 only; NaN where an input is missing."""
     missing = [c for c in INPUT_COLUMNS if c not in frame.columns]
     if missing:
         raise KeyError(f"input rows lack columns: {missing}")
-    close = frame["btc_close"]
-    out = pd.DataFrame(index=frame.index)
-    out["btc_ret"] = np.log(close / close.shift(1))
-    out["btc_high_rel"] = np.log(frame["btc_high"] / close)
-    out["btc_low_rel"] = np.log(frame["btc_low"] / close)
-    out["btc_open_rel"] = np.log(frame["btc_open"] / close)
-    log_volume = np.log1p(frame["btc_volume"])
-    out["btc_vol_chg"] = log_volume - log_volume.shift(1)
-    out["eth_ret"] = np.log(frame["eth_close"] / frame["eth_close"].shift(1))
-    out["gold_ret"] = np.log(frame["gold_close"] / frame["gold_close"].shift(1))
-    out["gold_filled"] = frame["gold_filled"].astype("float64")
-    return out[FEATURE_COLUMNS]
+    values = frame[INPUT_COLUMNS].to_numpy(dtype="float64")
+    prev = np.vstack([np.full((1, len(INPUT_COLUMNS)), np.nan), values])[:-1]
+    return pd.DataFrame(features_from(values, prev), index=frame.index, columns=FEATURE_COLUMNS)
 
 
 def build_table(frame: pd.DataFrame) -> pd.DataFrame:
