@@ -27,6 +27,7 @@ demo: install  ## the whole chain on embedded defaults, then the API + UI until 
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 test: lint

@@ -33,8 +33,12 @@ def chain(workdir: Path) -> dict[str, float]:
 
     os.chdir(workdir)
     timings = {}
-    for name, stage in (("ingest", ingest.main), ("version", version.main),
-                        ("validate", validate.main), ("features", features.main)):
+    for name, stage in (
+        ("ingest", ingest.main),
+        ("version", version.main),
+        ("validate", validate.main),
+        ("features", features.main),
+    ):
         started = time.perf_counter()
         stage()
         timings[name] = time.perf_counter() - started
@@ -66,8 +70,10 @@ def main(repeats: int = 3) -> None:
         print(f"  {name:<9} {seconds:6.3f} s")
     print(f"  {'total':<9} {total:6.3f} s")
     baseline = statistics.median(naive)
-    print(f"naive read_csv of the three files (no versions, no gate): {baseline:.3f} s; "
-          f"ratio chain/naive = {total / baseline:.1f}x")
+    print(
+        f"naive read_csv of the three files (no versions, no gate): {baseline:.3f} s; "
+        f"ratio chain/naive = {total / baseline:.1f}x"
+    )
 
 
 if __name__ == "__main__":

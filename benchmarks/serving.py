@@ -48,8 +48,14 @@ class Result:
         return self.requests / self.seconds
 
 
-async def _worker(port: int, request: bytes, budget: list[int], deadline: float,
-                  latencies: list[float], errors: list[int]) -> None:
+async def _worker(
+    port: int,
+    request: bytes,
+    budget: list[int],
+    deadline: float,
+    latencies: list[float],
+    errors: list[int],
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while budget[0] > 0 and time.perf_counter() < deadline:
@@ -69,20 +75,26 @@ async def _worker(port: int, request: bytes, budget: list[int], deadline: float,
         writer.close()
 
 
-def drive(name: str, port: int, path: str, body: bytes, concurrency: int, requests: int,
-          max_s: float) -> Result:
+def drive(
+    name: str, port: int, path: str, body: bytes, concurrency: int, requests: int, max_s: float
+) -> Result:
     """POST `body` to 127.0.0.1:port `requests` times (or for `max_s` seconds), keep-alive."""
-    request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-               ).encode() + body
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
     latencies: list[float] = []
     errors = [0]
 
     async def main() -> float:
         budget = [requests]
         start = time.perf_counter()
-        await asyncio.gather(*(_worker(port, request, budget, start + max_s, latencies, errors)
-                               for _ in range(concurrency)))
+        await asyncio.gather(
+            *(
+                _worker(port, request, budget, start + max_s, latencies, errors)
+                for _ in range(concurrency)
+            )
+        )
         return time.perf_counter() - start
 
     seconds = asyncio.run(main())
@@ -92,14 +104,19 @@ def drive(name: str, port: int, path: str, body: bytes, concurrency: int, reques
 
 
 @contextlib.contextmanager
-def server(cmd: list[str], env: dict[str, str], log: Path, port: int,
-           ready: str) -> Iterator[None]:
+def server(cmd: list[str], env: dict[str, str], log: Path, port: int, ready: str) -> Iterator[None]:
     """A child server in its own process group, stopped (SIGTERM, then SIGKILL) afterwards."""
     import httpx
 
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env=env, cwd=log.parent, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=log.parent,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -116,9 +133,9 @@ def server(cmd: list[str], env: dict[str, str], log: Path, port: int,
 
 def scratch_registry(root: Path, name: str) -> str:
     """A throwaway store with one model of params.yaml's architecture (2 epochs), version 1."""
+    import mlflow
     import pandas as pd
 
-    import mlflow
     from pipelines.config import load_params
     from pipelines.features import write_features
     from pipelines.tracked import tracked_training
@@ -129,15 +146,31 @@ def scratch_registry(root: Path, name: str) -> str:
     params = load_params(REPO / "params.yaml")
     versions = REPO / "data" / "versions"
     path = version_path(params.data.version, versions)
-    write_features(pd.read_parquet(path), params.data.version, file_md5(path), params.features,
-                   root / "features", root / "metrics")
+    write_features(
+        pd.read_parquet(path),
+        params.data.version,
+        file_md5(path),
+        params.features,
+        root / "features",
+        root / "metrics",
+    )
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    configure_mlflow(TrackingSettings(mlflow_tracking_uri=uri, coinflow_experiment="benchmark",
-                                      coinflow_artifact_root=str(root / "mlartifacts")))
-    outcome = tracked_training(params.train.model_copy(update={"max_epochs": 2}),
-                               load_training_data(root / "features"), run_name="benchmark",
-                               features_dir=root / "features", versions_dir=versions,
-                               metrics_dir=root / "metrics", reports_dir=root / "reports")
+    configure_mlflow(
+        TrackingSettings(
+            mlflow_tracking_uri=uri,
+            coinflow_experiment="benchmark",
+            coinflow_artifact_root=str(root / "mlartifacts"),
+        )
+    )
+    outcome = tracked_training(
+        params.train.model_copy(update={"max_epochs": 2}),
+        load_training_data(root / "features"),
+        run_name="benchmark",
+        features_dir=root / "features",
+        versions_dir=versions,
+        metrics_dir=root / "metrics",
+        reports_dir=root / "reports",
+    )
     mlflow.register_model(f"runs:/{outcome.run_id}/model", name)
     return uri
 
@@ -169,42 +202,85 @@ def main() -> None:
         uri = args.tracking_uri or scratch_registry(tmp, args.model)
         rows = payload_rows(uri, args.model, args.version)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "COINFLOW_"))}
-        env.update(MLFLOW_TRACKING_URI=uri, PYTHONPATH=str(REPO),
-                   PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+        env.update(
+            MLFLOW_TRACKING_URI=uri,
+            PYTHONPATH=str(REPO),
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        )
         ours_port, theirs_port = free_port(), free_port()
-        ours_cmd = [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(ours_port),
-                    "--log-level", "warning"]
-        theirs_cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m",
-                      f"models:/{args.model}/{args.version}", "--env-manager", "local",
-                      "-h", "127.0.0.1", "-p", str(theirs_port)]
+        ours_cmd = [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "serve",
+            "--port",
+            str(ours_port),
+            "--log-level",
+            "warning",
+        ]
+        theirs_cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            f"models:/{args.model}/{args.version}",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(theirs_port),
+        ]
         ours_body = json.dumps({"horizon": 1, "rows": rows}).encode()
         columns = list(rows[0])
-        theirs_body = json.dumps({"dataframe_split": {"columns": columns, "data": [
-            [r[c] for c in columns] for r in rows]}, "params": {"horizon": 1}}).encode()
+        theirs_body = json.dumps(
+            {
+                "dataframe_split": {
+                    "columns": columns,
+                    "data": [[r[c] for c in columns] for r in rows],
+                },
+                "params": {"horizon": 1},
+            }
+        ).encode()
         ours_env = {**env, "COINFLOW_MODEL_NAME": args.model, "COINFLOW_REFRESH_S": "0"}
         results: list[Result] = []
-        with server(ours_cmd, ours_env, tmp / "ours.log", ours_port, "/health"), \
-                server(theirs_cmd, env, tmp / "theirs.log", theirs_port, "/ping"):
+        with (
+            server(ours_cmd, ours_env, tmp / "ours.log", ours_port, "/health"),
+            server(theirs_cmd, env, tmp / "theirs.log", theirs_port, "/ping"),
+        ):
             import httpx
 
             path = f"/predict?version={args.version}"
-            ours = httpx.post(f"http://127.0.0.1:{ours_port}{path}", content=ours_body,
-                              headers={"content-type": "application/json"}, timeout=60).json()
-            theirs = httpx.post(f"http://127.0.0.1:{theirs_port}/invocations",
-                                content=theirs_body, timeout=60,
-                                headers={"content-type": "application/json"}).json()
+            ours = httpx.post(
+                f"http://127.0.0.1:{ours_port}{path}",
+                content=ours_body,
+                headers={"content-type": "application/json"},
+                timeout=60,
+            ).json()
+            theirs = httpx.post(
+                f"http://127.0.0.1:{theirs_port}/invocations",
+                content=theirs_body,
+                timeout=60,
+                headers={"content-type": "application/json"},
+            ).json()
             if ours["forecasts"] != theirs["predictions"]:
                 raise SystemExit(f"the servers disagree: {ours['forecasts']} vs {theirs}")
-            print(f"same forecast from both: {ours['forecasts']}  ({len(rows)} rows, "
-                  f"{args.model} v{args.version}, {ours['lineage']['kind']})")
+            print(
+                f"same forecast from both: {ours['forecasts']}  ({len(rows)} rows, "
+                f"{args.model} v{args.version}, {ours['lineage']['kind']})"
+            )
             for concurrency in args.concurrency:
                 for name, port, url, body in (
-                        ("coinflow /predict rows", ours_port, path, ours_body),
-                        ("coinflow /predict default", ours_port, path, b'{"horizon": 1}'),
-                        ("mlflow models serve", theirs_port, "/invocations", theirs_body)):
+                    ("coinflow /predict rows", ours_port, path, ours_body),
+                    ("coinflow /predict default", ours_port, path, b'{"horizon": 1}'),
+                    ("mlflow models serve", theirs_port, "/invocations", theirs_body),
+                ):
                     drive(name, port, url, body, concurrency, 200, 10)  # warm-up
-                    results.append(drive(name, port, url, body, concurrency, args.requests,
-                                         args.max_seconds))
+                    results.append(
+                        drive(name, port, url, body, concurrency, args.requests, args.max_seconds)
+                    )
     report(results)
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ | {"rps": r.rps} for r in results], indent=2))
@@ -212,18 +288,24 @@ def main() -> None:
 
 def report(results: list[Result]) -> None:
     """A table, then our/theirs ratios per concurrency."""
-    print(f"\n{'server':<27} {'conc':>4} {'requests':>8} {'errors':>6} {'req/s':>8} "
-          f"{'p50 ms':>7} {'p99 ms':>7}")
+    print(
+        f"\n{'server':<27} {'conc':>4} {'requests':>8} {'errors':>6} {'req/s':>8} "
+        f"{'p50 ms':>7} {'p99 ms':>7}"
+    )
     for r in results:
-        print(f"{r.name:<27} {r.concurrency:>4} {r.requests:>8} {r.errors:>6} {r.rps:>8.0f} "
-              f"{r.p50_ms:>7.2f} {r.p99_ms:>7.2f}")
+        print(
+            f"{r.name:<27} {r.concurrency:>4} {r.requests:>8} {r.errors:>6} {r.rps:>8.0f} "
+            f"{r.p50_ms:>7.2f} {r.p99_ms:>7.2f}"
+        )
     print()
     for concurrency in sorted({r.concurrency for r in results}):
         at = {r.name: r for r in results if r.concurrency == concurrency}
         ours, theirs = at["coinflow /predict rows"], at["mlflow models serve"]
-        print(f"concurrency {concurrency:>2}: throughput {ours.rps / theirs.rps:.1f}x, "
-              f"p50 {theirs.p50_ms / ours.p50_ms:.1f}x lower, "
-              f"p99 {theirs.p99_ms / ours.p99_ms:.1f}x lower (same rows, same version)")
+        print(
+            f"concurrency {concurrency:>2}: throughput {ours.rps / theirs.rps:.1f}x, "
+            f"p50 {theirs.p50_ms / ours.p50_ms:.1f}x lower, "
+            f"p99 {theirs.p99_ms / ours.p99_ms:.1f}x lower (same rows, same version)"
+        )
 
 
 if __name__ == "__main__":

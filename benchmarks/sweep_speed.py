@@ -26,24 +26,40 @@ sys.path.insert(0, str(REPO))
 from tests.processes import pg_database  # noqa: E402  (needs REPO on sys.path)
 
 
-def timed_sweep(root: Path, n_trials: int, workers: int, storage: str | None,
-                study_name: str | None = None) -> dict[str, Any]:
+def timed_sweep(
+    root: Path, n_trials: int, workers: int, storage: str | None, study_name: str | None = None
+) -> dict[str, Any]:
     """Run the sweep stage as a user would; returns its metrics/sweep.json plus wall seconds."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns.db'}",
-           "COINFLOW_ARTIFACT_ROOT": str(root / "mlartifacts"), "COINFLOW_PROGRESS": "0",
-           "COINFLOW_OPTUNA_STORAGE": str(root / "optuna" / "journal.log"),
-           "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, "-m", "pipelines.sweep", "--n-trials", str(n_trials),
-           "--workers", str(workers), *(["--storage", storage] if storage else []),
-           *(["--study-name", study_name] if study_name else [])]
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns.db'}",
+        "COINFLOW_ARTIFACT_ROOT": str(root / "mlartifacts"),
+        "COINFLOW_PROGRESS": "0",
+        "COINFLOW_OPTUNA_STORAGE": str(root / "optuna" / "journal.log"),
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "PYTHONWARNINGS": "ignore",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipelines.sweep",
+        "--n-trials",
+        str(n_trials),
+        "--workers",
+        str(workers),
+        *(["--storage", storage] if storage else []),
+        *(["--study-name", study_name] if study_name else []),
+    ]
     started = time.perf_counter()
     with open(root / "sweep.log", "w") as log:
-        done = subprocess.run(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                              check=False)
+        done = subprocess.run(
+            cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
+        )
     wall = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"sweep failed ({done.returncode}):\n"
-                         + (root / "sweep.log").read_text()[-3000:])
+        raise SystemExit(
+            f"sweep failed ({done.returncode}):\n" + (root / "sweep.log").read_text()[-3000:]
+        )
     return {**json.loads((root / "metrics" / "sweep.json").read_text()), "wall_s": wall}
 
 
@@ -53,8 +69,11 @@ def trial_stats(storage: Any, name: str) -> dict[str, Any]:
 
     trials = optuna.load_study(study_name=name, storage=storage).get_trials()
     seconds = [t.duration.total_seconds() for t in trials if t.duration is not None]
-    return {"trial_s": sum(seconds), "max_trial_s": max(seconds),
-            "params": [t.params for t in trials]}
+    return {
+        "trial_s": sum(seconds),
+        "max_trial_s": max(seconds),
+        "params": [t.params for t in trials],
+    }
 
 
 def main() -> None:
@@ -89,19 +108,27 @@ def main() -> None:
             results["2 workers, same trials"] = {**res, **trial_stats(url, "replay")}
         sweep = load_params(root / "params.yaml").sweep
         baseline = json.loads((root / "metrics" / "baseline.json").read_text())
-    print(f"{args.n_trials}-trial sweep on v0.3, {os.cpu_count()} CPUs; space "
-          f"{sweep.space.model_dump()}, max_epochs {sweep.max_epochs}")
-    print(f"{'configuration':<24} {'wall s':>7} {'in trials s':>11} {'max trial s':>11} "
-          f"{'complete':>8} {'pruned':>6} {'failed':>6} {'best val':>9} {'test MASE':>9} "
-          f"{'test MAE $':>10}")
+    print(
+        f"{args.n_trials}-trial sweep on v0.3, {os.cpu_count()} CPUs; space "
+        f"{sweep.space.model_dump()}, max_epochs {sweep.max_epochs}"
+    )
+    print(
+        f"{'configuration':<24} {'wall s':>7} {'in trials s':>11} {'max trial s':>11} "
+        f"{'complete':>8} {'pruned':>6} {'failed':>6} {'best val':>9} {'test MASE':>9} "
+        f"{'test MAE $':>10}"
+    )
     for label, r in results.items():
-        print(f"{label:<24} {r['wall_s']:7.1f} {r['trial_s']:11.1f} {r['max_trial_s']:11.1f} "
-              f"{r['n_complete']:8d} {r['n_pruned']:6d} {r['n_failed']:6d} "
-              f"{r['best_val_loss']:9.5f} {r['test_mase']:9.3f} {r['test_mae']:10.1f}")
+        print(
+            f"{label:<24} {r['wall_s']:7.1f} {r['trial_s']:11.1f} {r['max_trial_s']:11.1f} "
+            f"{r['n_complete']:8d} {r['n_pruned']:6d} {r['n_failed']:6d} "
+            f"{r['best_val_loss']:9.5f} {r['test_mase']:9.3f} {r['test_mae']:10.1f}"
+        )
     one, two, same = (r["wall_s"] for r in results.values())
     print(f"persistence test MAE ${baseline['test']['mae']:.1f} (MASE 1.000 by definition)")
-    print(f"1 worker: {one:.1f} s (target <= 120 s); 2 workers: {two:.1f} s ({one / two:.2f}x); "
-          f"2 workers on the 1-worker trials: {same:.1f} s ({one / same:.2f}x, target >= 1.7x)")
+    print(
+        f"1 worker: {one:.1f} s (target <= 120 s); 2 workers: {two:.1f} s ({one / two:.2f}x); "
+        f"2 workers on the 1-worker trials: {same:.1f} s ({one / same:.2f}x, target >= 1.7x)"
+    )
     for label, r in results.items():
         print(f"best trial ({label}): #{r['best_trial']} {r['best_params']}")
 

@@ -44,10 +44,17 @@ def lecture_loop(data: Any, params: Any, epochs: int) -> tuple[list[float], list
             return torch.tensor(x, dtype=torch.float32), torch.tensor(data.y[end])
 
     torch.manual_seed(params.seed)
-    net = Forecaster(ModelConfig(input_size=data.x.shape[1], hidden_size=params.hidden_size,
-                                 num_layers=params.num_layers, cell=params.cell))
-    train = DataLoader(Windows(data.end_rows("train", params.lookback)), batch_size=32,
-                       shuffle=True)
+    net = Forecaster(
+        ModelConfig(
+            input_size=data.x.shape[1],
+            hidden_size=params.hidden_size,
+            num_layers=params.num_layers,
+            cell=params.cell,
+        )
+    )
+    train = DataLoader(
+        Windows(data.end_rows("train", params.lookback)), batch_size=32, shuffle=True
+    )
     val = DataLoader(Windows(data.end_rows("val", params.lookback)), batch_size=32)
     optimizer = torch.optim.Adam(net.parameters(), lr=params.lr)
     loss_fn = torch.nn.MSELoss()
@@ -93,17 +100,23 @@ def first_time_at(stamps: list[float], losses: list[float], target: float) -> fl
 
 def compare(name: str, data: Any, params: Any, epochs: int) -> None:
     """Both loops on one model config; prints s/epoch and time to a loss both reach."""
-    print(f"\n{name}: {params.cell} hidden={params.hidden_size} layers={params.num_layers} "
-          f"bidirectional, lookback={params.lookback}, lr={params.lr}, {epochs} epochs")
+    print(
+        f"\n{name}: {params.cell} hidden={params.hidden_size} layers={params.num_layers} "
+        f"bidirectional, lookback={params.lookback}, lr={params.lr}, {epochs} epochs"
+    )
     ours = our_loop(data, params, epochs)
     lecture = lecture_loop(data, params, epochs)
     target = max(min(ours[1]), min(lecture[1]))
-    rows = (("lecture (Dataset+DataLoader, batch 32)", lecture),
-            (f"coinflow (whole tensors, batch {params.batch_size})", ours))
+    rows = (
+        ("lecture (Dataset+DataLoader, batch 32)", lecture),
+        (f"coinflow (whole tensors, batch {params.batch_size})", ours),
+    )
     print(f"  {'loop':<40} {'s/epoch':>8} {'total s':>8} {'best val':>9} {'t(val<=target)':>15}")
     for label, (stamps, losses) in rows:
-        print(f"  {label:<40} {stamps[-1] / len(stamps):8.3f} {stamps[-1]:8.2f} "
-              f"{min(losses):9.5f} {first_time_at(stamps, losses, target):14.2f}s")
+        print(
+            f"  {label:<40} {stamps[-1] / len(stamps):8.3f} {stamps[-1]:8.2f} "
+            f"{min(losses):9.5f} {first_time_at(stamps, losses, target):14.2f}s"
+        )
     per_epoch = (lecture[0][-1] / len(lecture[0])) / (ours[0][-1] / len(ours[0]))
     to_target = first_time_at(*lecture, target) / first_time_at(*ours, target)
     print(f"  target val loss {target:.5f} (the worse of the two best losses)")
@@ -127,8 +140,10 @@ def main() -> None:
         params = load_params(root / "params.yaml").train
         data = load_training_data(root / "data" / "features")
     params = params.model_copy(update={"threads": args.threads})
-    print(f"v0.3: {data.split.n_train} train / {data.split.n_val} val rows, "
-          f"{args.threads} torch thread(s), seed {params.seed}")
+    print(
+        f"v0.3: {data.split.n_train} train / {data.split.n_val} val rows, "
+        f"{args.threads} torch thread(s), seed {params.seed}"
+    )
     compare("lecture model (params.yaml train block)", data, params, args.epochs)
     small = params.model_copy(update={"hidden_size": 8, "num_layers": 1, "lookback": 10})
     compare("sweep-sized model", data, small, args.epochs)

@@ -29,6 +29,12 @@ def build_workspace(root: Path, overrides: dict[str, dict[str, Any]] | None = No
     path = versions / f"{params.data.version}.parquet"
     if not path.is_file():
         raise SystemExit(f"{path} missing: run `dvc pull && dvc repro version` first")
-    write_features(pd.read_parquet(path), params.data.version, file_md5(path), params.features,
-                   root / "data" / "features", root / "metrics")
+    write_features(
+        pd.read_parquet(path),
+        params.data.version,
+        file_md5(path),
+        params.features,
+        root / "data" / "features",
+        root / "metrics",
+    )
     return root

@@ -44,8 +44,11 @@ def _param_defaults(root: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: set COINFLOW_WORKDIR to the project root")
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return {"data_version": raw["data"]["version"], "versions": sorted(raw["data"]["versions"]),
-            "n_trials": int(raw["sweep"]["n_trials"])}
+    return {
+        "data_version": raw["data"]["version"],
+        "versions": sorted(raw["data"]["versions"]),
+        "n_trials": int(raw["sweep"]["n_trials"]),
+    }
 
 
 @contextlib.contextmanager
@@ -83,8 +86,9 @@ def _stage_params(data_version: str) -> Any:
     from pipelines.config import load_params
 
     params = load_params()
-    return params.model_copy(update={"data": params.data.model_copy(
-        update={"version": data_version})})
+    return params.model_copy(
+        update={"data": params.data.model_copy(update={"version": data_version})}
+    )
 
 
 def _handle(job: dict[str, Any]) -> Any:
@@ -92,8 +96,9 @@ def _handle(job: dict[str, Any]) -> Any:
     from pipelines.sweep import SweepHandle
     from pipelines.tracking import TrackingSettings
 
-    return SweepHandle(job["study_name"], TrackingSettings().coinflow_optuna_storage,
-                       job["parent_run_id"])
+    return SweepHandle(
+        job["study_name"], TrackingSettings().coinflow_optuna_storage, job["parent_run_id"]
+    )
 
 
 def _registry(data_version: str) -> tuple[Any, Any, Any]:
@@ -114,15 +119,32 @@ _DEFAULTS = _param_defaults(workdir())
     start_date=pendulum.datetime(2024, 11, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={"owner": "coinflow", "retries": int(os.environ.get("COINFLOW_DAG_RETRIES", "2")),
-                  "retry_delay": pendulum.duration(minutes=2)},
+    default_args={
+        "owner": "coinflow",
+        "retries": int(os.environ.get("COINFLOW_DAG_RETRIES", "2")),
+        "retry_delay": pendulum.duration(minutes=2),
+    },
     params={
-        "data_version": Param(_DEFAULTS["data_version"], type="string", enum=_DEFAULTS["versions"],
-                              description="dataset version to train on"),
-        "n_trials": Param(_DEFAULTS["n_trials"], type="integer", minimum=1, maximum=500,
-                          description="Optuna trials in this run's sweep (all workers together)"),
-        "workers": Param(2, type="integer", minimum=1, maximum=MAX_WORKERS,
-                         description="parallel sweep worker tasks sharing the study"),
+        "data_version": Param(
+            _DEFAULTS["data_version"],
+            type="string",
+            enum=_DEFAULTS["versions"],
+            description="dataset version to train on",
+        ),
+        "n_trials": Param(
+            _DEFAULTS["n_trials"],
+            type="integer",
+            minimum=1,
+            maximum=500,
+            description="Optuna trials in this run's sweep (all workers together)",
+        ),
+        "workers": Param(
+            2,
+            type="integer",
+            minimum=1,
+            maximum=MAX_WORKERS,
+            description="parallel sweep worker tasks sharing the study",
+        ),
     },
     tags=["coinflow", "mlops"],
     doc_md=__doc__,
@@ -140,8 +162,11 @@ def coinflow_daily() -> None:
 
         with in_workdir() as root:
             if not all((root / "data/raw" / name).is_file() for name in RAW_FILES):
-                subprocess.run([sys.executable, "-m", "dvc", "pull", "-q", "data/raw"], check=True,
-                               env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+                subprocess.run(
+                    [sys.executable, "-m", "dvc", "pull", "-q", "data/raw"],
+                    check=True,
+                    env={**os.environ, "DVC_NO_ANALYTICS": "1"},
+                )
             stage.main()
         return "data/interim"
 
@@ -192,15 +217,21 @@ def coinflow_daily() -> None:
             params = _stage_params(feats["data_version"])
             storage = TrackingSettings().coinflow_optuna_storage
             if run["workers"] > 1 and storage_kind(storage) == "sqlite":
-                raise sweep.SweepError("SQLite cannot serve parallel sweep workers: set "
-                                       "COINFLOW_OPTUNA_STORAGE to postgresql+psycopg2://... "
-                                       "(or a journal file path, single host only)")
+                raise sweep.SweepError(
+                    "SQLite cannot serve parallel sweep workers: set "
+                    "COINFLOW_OPTUNA_STORAGE to postgresql+psycopg2://... "
+                    "(or a journal file path, single host only)"
+                )
             name = sweep.default_study_name(params, run["n_trials"], feats["md5"])
             configure_mlflow()
-            handle = sweep.open_sweep(params, study_name=f"{name}-{run['key']}", storage=storage,
-                                      n_trials=run["n_trials"])
-        ref = {"study_name": handle.study_name, "parent_run_id": handle.parent_run_id,
-               "data_version": feats["data_version"]}
+            handle = sweep.open_sweep(
+                params, study_name=f"{name}-{run['key']}", storage=storage, n_trials=run["n_trials"]
+            )
+        ref = {
+            "study_name": handle.study_name,
+            "parent_run_id": handle.parent_run_id,
+            "data_version": feats["data_version"],
+        }
         return [{**ref, "worker": i} for i in sweep_workers(run["n_trials"], run["workers"])]
 
     @task
@@ -226,10 +257,20 @@ def coinflow_daily() -> None:
             configure_mlflow()
             result = sweep.close_sweep(_handle(job), params)
         ran = [done[i] for i in range(len(done))]  # indexing: iterating past the end logs a 404
-        log.info("sweep %s: workers ran %s trials now; best run %s (val loss %.5f), %d complete",
-                 job["study_name"], ran, result.best_run_id, result.best_value, result.n_complete)
-        return {"parent_run_id": result.parent_run_id, "best_run_id": result.best_run_id,
-                "data_version": job["data_version"], "n_complete": result.n_complete}
+        log.info(
+            "sweep %s: workers ran %s trials now; best run %s (val loss %.5f), %d complete",
+            job["study_name"],
+            ran,
+            result.best_run_id,
+            result.best_value,
+            result.n_complete,
+        )
+        return {
+            "parent_run_id": result.parent_run_id,
+            "best_run_id": result.best_run_id,
+            "data_version": job["data_version"],
+            "n_complete": result.n_complete,
+        }
 
     @task
     def register(best: dict[str, Any]) -> dict[str, Any]:
@@ -243,8 +284,12 @@ def coinflow_daily() -> None:
             champion = ensure_champion(reg, ev)
             if number != champion and aliases(reg).get(CHALLENGER) != number:
                 reg.client.set_registered_model_alias(reg.name, CHALLENGER, str(number))
-        return {"model_name": reg.name, "version": number, "champion": champion,
-                "data_version": best["data_version"]}
+        return {
+            "model_name": reg.name,
+            "version": number,
+            "champion": champion,
+            "data_version": best["data_version"],
+        }
 
     @task
     def promote(registered: dict[str, Any]) -> dict[str, Any]:
@@ -260,12 +305,20 @@ def coinflow_daily() -> None:
             judged = tags.get(DECISION + "champion_version") == str(champion)
             if number == champion or judged:
                 log.info("%s v%d: nothing to do (champion is v%s)", reg.name, number, champion)
-                return {**registered, "promoted": number == champion, "champion": champion,
-                        "reason": tags.get(DECISION + "reason", "already champion")}
+                return {
+                    **registered,
+                    "promoted": number == champion,
+                    "champion": champion,
+                    "reason": tags.get(DECISION + "reason", "already champion"),
+                }
             outcome = rules.promote(reg, ev, rules.Policy.from_params(params.registry), number)
         log.info("%s v%d: %s", reg.name, number, outcome.decision.reason)
-        return {**registered, "promoted": outcome.decision.promote,
-                "champion": outcome.champion_after, "reason": outcome.decision.reason}
+        return {
+            **registered,
+            "promoted": outcome.decision.promote,
+            "champion": outcome.champion_after,
+            "reason": outcome.decision.reason,
+        }
 
     @task
     def smoke_predict(decision: dict[str, Any]) -> dict[str, Any]:
@@ -273,6 +326,7 @@ def coinflow_daily() -> None:
         import math
 
         import mlflow
+
         from pipelines.tracking import configure_mlflow
 
         uri = f"models:/{decision['model_name']}@champion"
@@ -280,8 +334,9 @@ def coinflow_daily() -> None:
             configure_mlflow()
             model = mlflow.pyfunc.load_model(uri)
             py = model.unwrap_python_model()
-            out = model.predict(py.recent_rows.tail(py.rows_needed).reset_index(drop=True),
-                                params={"horizon": 1})
+            out = model.predict(
+                py.recent_rows.tail(py.rows_needed).reset_index(drop=True), params={"horizon": 1}
+            )
         day, close = str(out["date"].iloc[0]), float(out["close"].iloc[0])
         if not (math.isfinite(close) and close > 0):
             raise ValueError(f"{uri} forecast a close of {close} for {day}")

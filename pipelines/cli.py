@@ -14,7 +14,8 @@ from ui.cli import ui as ui_command
 
 app = typer.Typer(
     help="coinflow: versioned data → GE gate → Optuna/MLflow sweeps → registry → API/UI",
-    no_args_is_help=True, add_completion=False,
+    no_args_is_help=True,
+    add_completion=False,
 )
 data_app = typer.Typer(help="Dataset versions (DVC outputs).", no_args_is_help=True)
 app.add_typer(data_app, name="data")

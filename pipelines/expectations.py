@@ -38,8 +38,11 @@ def add_check_columns(frame: pd.DataFrame, tolerance: float) -> pd.DataFrame:
     opn, high, low, close = (_numeric(out, f"btc_{c}") for c in ("open", "high", "low", "close"))
     out["btc_high_slack"] = high * (1 + tolerance) - np.maximum(opn, close)
     out["btc_low_slack"] = np.minimum(opn, close) - low * (1 - tolerance)
-    dates = (pd.to_datetime(out["date"], errors="coerce") if "date" in out
-             else pd.Series(pd.NaT, index=out.index))
+    dates = (
+        pd.to_datetime(out["date"], errors="coerce")
+        if "date" in out
+        else pd.Series(pd.NaT, index=out.index)
+    )
     out["date_gap_days"] = dates.diff() / pd.Timedelta(days=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         out["btc_log_move"] = np.log(close / close.shift(1))
@@ -54,45 +57,75 @@ def build_suite(name: str, cutoff: dt.date, params: ValidateParams) -> Any:
     tol = params.ohlc_tolerance
     columns = [*DTYPES, ROW, *CHECK_COLUMNS]
     exps: list[Any] = [
-        gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True,
-                                         description="exactly the version columns"),
+        gxe.ExpectTableColumnsToMatchSet(
+            column_set=columns, exact_match=True, description="exactly the version columns"
+        ),
         gxe.ExpectTableRowCountToBeBetween(
-            min_value=params.min_rows, max_value=params.max_rows,
-            description=f"{params.min_rows} to {params.max_rows} rows"),
+            min_value=params.min_rows,
+            max_value=params.max_rows,
+            description=f"{params.min_rows} to {params.max_rows} rows",
+        ),
     ]
-    exps += [gxe.ExpectColumnValuesToBeOfType(column=c, type_=t, description=f"dtype {t}")
-             for c, t in DTYPES.items()]
-    exps += [gxe.ExpectColumnValuesToNotBeNull(column=c, description="no missing values")
-             for c in REQUIRED_COLUMNS]
-    exps += [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, strict_min=True,
-                                               description="price > 0 (nulls ignored)")
-             for c in PRICE_COLUMNS]
-    exps += [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, description="volume >= 0")
-             for c in ("btc_volume", "eth_volume")]
     exps += [
-        gxe.ExpectColumnValuesToBeInSet(column="gold_filled", value_set=[0, 1],
-                                        description="gold_filled is a 0/1 flag"),
+        gxe.ExpectColumnValuesToBeOfType(column=c, type_=t, description=f"dtype {t}")
+        for c, t in DTYPES.items()
+    ]
+    exps += [
+        gxe.ExpectColumnValuesToNotBeNull(column=c, description="no missing values")
+        for c in REQUIRED_COLUMNS
+    ]
+    exps += [
+        gxe.ExpectColumnValuesToBeBetween(
+            column=c, min_value=0, strict_min=True, description="price > 0 (nulls ignored)"
+        )
+        for c in PRICE_COLUMNS
+    ]
+    exps += [
+        gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, description="volume >= 0")
+        for c in ("btc_volume", "eth_volume")
+    ]
+    exps += [
+        gxe.ExpectColumnValuesToBeInSet(
+            column="gold_filled", value_set=[0, 1], description="gold_filled is a 0/1 flag"
+        ),
         gxe.ExpectColumnPairValuesAToBeGreaterThanB(
-            column_A="btc_high", column_B="btc_low", or_equal=True,
-            ignore_row_if="either_value_is_missing", description="High >= Low"),
+            column_A="btc_high",
+            column_B="btc_low",
+            or_equal=True,
+            ignore_row_if="either_value_is_missing",
+            description="High >= Low",
+        ),
         gxe.ExpectColumnValuesToBeBetween(
-            column="btc_high_slack", min_value=0,
-            description=f"High >= max(Open, Close) within {tol:.2%}"),
+            column="btc_high_slack",
+            min_value=0,
+            description=f"High >= max(Open, Close) within {tol:.2%}",
+        ),
         gxe.ExpectColumnValuesToBeBetween(
-            column="btc_low_slack", min_value=0,
-            description=f"Low <= min(Open, Close) within {tol:.2%}"),
+            column="btc_low_slack",
+            min_value=0,
+            description=f"Low <= min(Open, Close) within {tol:.2%}",
+        ),
         gxe.ExpectColumnValuesToBeUnique(column="date", description="dates are unique"),
-        gxe.ExpectColumnValuesToBeIncreasing(column="date", strictly=True,
-                                             description="dates strictly increasing"),
-        gxe.ExpectColumnValuesToBeBetween(column="date", max_value=pd.Timestamp(cutoff),
-                                          description=f"no date after the cut-off {cutoff}"),
+        gxe.ExpectColumnValuesToBeIncreasing(
+            column="date", strictly=True, description="dates strictly increasing"
+        ),
         gxe.ExpectColumnValuesToBeBetween(
-            column="date_gap_days", min_value=1, max_value=params.max_gap_days,
-            description=f"next row 1 to {params.max_gap_days} day(s) later"),
+            column="date",
+            max_value=pd.Timestamp(cutoff),
+            description=f"no date after the cut-off {cutoff}",
+        ),
         gxe.ExpectColumnValuesToBeBetween(
-            column="btc_log_move", min_value=-params.max_abs_log_move,
+            column="date_gap_days",
+            min_value=1,
+            max_value=params.max_gap_days,
+            description=f"next row 1 to {params.max_gap_days} day(s) later",
+        ),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="btc_log_move",
+            min_value=-params.max_abs_log_move,
             max_value=params.max_abs_log_move,
-            description=f"|log close-to-close move| <= {params.max_abs_log_move}"),
+            description=f"|log close-to-close move| <= {params.max_abs_log_move}",
+        ),
     ]
     suite = gx.ExpectationSuite(name=name)
     for exp in exps:

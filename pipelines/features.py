@@ -24,12 +24,28 @@ from pipelines.version import file_md5
 log = logging.getLogger(__name__)
 
 # Raw columns a forecast needs, per day (the serving API's row schema).
-INPUT_COLUMNS = ["btc_open", "btc_high", "btc_low", "btc_close", "btc_volume",
-                 "eth_close", "gold_close", "gold_filled"]
+INPUT_COLUMNS = [
+    "btc_open",
+    "btc_high",
+    "btc_low",
+    "btc_close",
+    "btc_volume",
+    "eth_close",
+    "gold_close",
+    "gold_filled",
+]
 # Positions of INPUT_COLUMNS in a raw-row array (the serving hot path works on arrays).
 OPEN, HIGH, LOW, CLOSE, VOLUME, ETH, GOLD, GOLD_FILLED = range(len(INPUT_COLUMNS))
-FEATURE_COLUMNS = ["btc_ret", "btc_high_rel", "btc_low_rel", "btc_open_rel", "btc_vol_chg",
-                   "eth_ret", "gold_ret", "gold_filled"]
+FEATURE_COLUMNS = [
+    "btc_ret",
+    "btc_high_rel",
+    "btc_low_rel",
+    "btc_open_rel",
+    "btc_vol_chg",
+    "eth_ret",
+    "gold_ret",
+    "gold_filled",
+]
 
 
 class GateNotPassedError(RuntimeError):
@@ -76,16 +92,18 @@ def features_from(values: np.ndarray, prev: np.ndarray) -> np.ndarray:
     """FEATURE_COLUMNS of each day (rows of INPUT_COLUMNS) given the day before it (`prev`)."""
     close = values[:, CLOSE]
     with np.errstate(invalid="ignore", divide="ignore"):  # missing inputs (NaN) give NaN
-        return np.column_stack([
-            np.log(close / prev[:, CLOSE]),
-            np.log(values[:, HIGH] / close),
-            np.log(values[:, LOW] / close),
-            np.log(values[:, OPEN] / close),
-            np.log1p(values[:, VOLUME]) - np.log1p(prev[:, VOLUME]),
-            np.log(values[:, ETH] / prev[:, ETH]),
-            np.log(values[:, GOLD] / prev[:, GOLD]),
-            values[:, GOLD_FILLED],
-        ])
+        return np.column_stack(
+            [
+                np.log(close / prev[:, CLOSE]),
+                np.log(values[:, HIGH] / close),
+                np.log(values[:, LOW] / close),
+                np.log(values[:, OPEN] / close),
+                np.log1p(values[:, VOLUME]) - np.log1p(prev[:, VOLUME]),
+                np.log(values[:, ETH] / prev[:, ETH]),
+                np.log(values[:, GOLD] / prev[:, GOLD]),
+                values[:, GOLD_FILLED],
+            ]
+        )
 
 
 def features_array(values: np.ndarray) -> np.ndarray:
@@ -133,9 +151,12 @@ def fit_scaler(table: pd.DataFrame, split: Split) -> Scaler:
     """Mean/std of features and target over training rows only."""
     train = table.iloc[: split.n_train]
     std = train[FEATURE_COLUMNS].std(ddof=0).replace(0.0, 1.0)
-    return Scaler(mean=train[FEATURE_COLUMNS].mean().tolist(), std=std.tolist(),
-                  target_mean=float(train["target"].mean()),
-                  target_std=float(train["target"].std(ddof=0)) or 1.0)
+    return Scaler(
+        mean=train[FEATURE_COLUMNS].mean().tolist(),
+        std=std.tolist(),
+        target_mean=float(train["target"].mean()),
+        target_std=float(train["target"].std(ddof=0)) or 1.0,
+    )
 
 
 def make_windows(x: np.ndarray, lookback: int, end_rows: np.ndarray) -> np.ndarray:
@@ -151,17 +172,27 @@ def make_windows(x: np.ndarray, lookback: int, end_rows: np.ndarray) -> np.ndarr
 def persistence_errors(table: pd.DataFrame) -> dict[str, Any]:
     """MAE and RMSE in USD of the forecast 'tomorrow's close = today's close'."""
     err = (table["next_close"] - table["close"]).to_numpy()
-    return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err**2))),
-            "rows": len(err)}
+    return {
+        "mae": float(np.mean(np.abs(err))),
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "rows": len(err),
+    }
 
 
 def baseline_report(table: pd.DataFrame, split: Split) -> dict[str, dict[str, Any]]:
     """Persistence figures on the validation and test rows, with their date ranges."""
-    parts = {"val": table.iloc[split.val_start : split.test_start],
-             "test": table.iloc[split.test_start :]}
-    return {name: {**persistence_errors(part), "first": str(part.index[0].date()),
-                   "last_target": str((part.index[-1] + pd.Timedelta(days=1)).date())}
-            for name, part in parts.items()}
+    parts = {
+        "val": table.iloc[split.val_start : split.test_start],
+        "test": table.iloc[split.test_start :],
+    }
+    return {
+        name: {
+            **persistence_errors(part),
+            "first": str(part.index[0].date()),
+            "last_target": str((part.index[-1] + pd.Timedelta(days=1)).date()),
+        }
+        for name, part in parts.items()
+    }
 
 
 def gate_passed(validation_file: Path, version: str, md5: str) -> None:
@@ -175,16 +206,28 @@ def gate_passed(validation_file: Path, version: str, md5: str) -> None:
         )
 
 
-def write_features(frame: pd.DataFrame, version: str, md5: str, params: FeatureParams,
-                   out_dir: Path, metrics_dir: Path) -> dict[str, dict[str, Any]]:
+def write_features(
+    frame: pd.DataFrame,
+    version: str,
+    md5: str,
+    params: FeatureParams,
+    out_dir: Path,
+    metrics_dir: Path,
+) -> dict[str, dict[str, Any]]:
     """Build, split and scale one version; write table.parquet, meta.json and baseline.json."""
     table = build_table(frame)
     split = split_chronologically(len(table), params.train_frac, params.val_frac)
     scaler = fit_scaler(table, split)
     baseline = baseline_report(table, split)
-    meta = {"version": version, "md5": md5, "split": asdict(split), "scaler": asdict(scaler),
-            "features": FEATURE_COLUMNS, "first": str(table.index[0].date()),
-            "last": str(table.index[-1].date())}
+    meta = {
+        "version": version,
+        "md5": md5,
+        "split": asdict(split),
+        "scaler": asdict(scaler),
+        "features": FEATURE_COLUMNS,
+        "first": str(table.index[0].date()),
+        "last": str(table.index[-1].date()),
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out_dir / "table.parquet")
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -193,8 +236,12 @@ def write_features(frame: pd.DataFrame, version: str, md5: str, params: FeatureP
     return baseline
 
 
-def main(version: str | None = None, versions_dir: Path = VERSIONS_DIR,
-         out_dir: Path = FEATURES_DIR, metrics_dir: Path = METRICS_DIR) -> str:
+def main(
+    version: str | None = None,
+    versions_dir: Path = VERSIONS_DIR,
+    out_dir: Path = FEATURES_DIR,
+    metrics_dir: Path = METRICS_DIR,
+) -> str:
     """Features of `version` (default params' data.version) once the GE gate passed it; its md5."""
     params = load_params()
     version = version or params.data.version
@@ -203,8 +250,9 @@ def main(version: str | None = None, versions_dir: Path = VERSIONS_DIR,
         raise GateNotPassedError(f"dataset version {version} missing at {path}: nothing validated")
     md5 = file_md5(path)
     gate_passed(metrics_dir / "validation.json", version, md5)
-    baseline = write_features(pd.read_parquet(path), version, md5, params.features, out_dir,
-                              metrics_dir)
+    baseline = write_features(
+        pd.read_parquet(path), version, md5, params.features, out_dir, metrics_dir
+    )
     log.info("%s: persistence test MAE $%.2f", version, baseline["test"]["mae"])
     return md5
 

@@ -49,27 +49,33 @@ def rows_to_arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     if missing:
         raise InputRowsError(f"rows lack columns {missing}")
     dates = pd.to_datetime(rows["date"] if "date" in rows.columns else rows.index)
-    return (np.asarray(dates.values, dtype="datetime64[D]"),
-            rows[INPUT_COLUMNS].to_numpy(dtype="float64"))
+    return (
+        np.asarray(dates.values, dtype="datetime64[D]"),
+        rows[INPUT_COLUMNS].to_numpy(dtype="float64"),
+    )
 
 
 def check_rows(rows: pd.DataFrame, needed: int) -> pd.DataFrame:
     """The latest `needed` rows, checked by check_arrays, as a date-indexed frame."""
     dates, values = check_arrays(*rows_to_arrays(rows), needed)
-    return pd.DataFrame(values, columns=INPUT_COLUMNS,
-                        index=pd.DatetimeIndex(dates.astype("datetime64[ns]"), name="date"))
+    return pd.DataFrame(
+        values,
+        columns=INPUT_COLUMNS,
+        index=pd.DatetimeIndex(dates.astype("datetime64[ns]"), name="date"),
+    )
 
 
-def forecast_closes(model: ReturnModel, scaler: Scaler, lookback: int, rows: pd.DataFrame,
-                    horizon: int = 1) -> pd.DataFrame:
+def forecast_closes(
+    model: ReturnModel, scaler: Scaler, lookback: int, rows: pd.DataFrame, horizon: int = 1
+) -> pd.DataFrame:
     """Forecast `horizon` next-day closes (USD) recursively from the latest rows."""
     dates, closes = forecast_arrays(model, scaler, lookback, *rows_to_arrays(rows), horizon)
-    return pd.DataFrame({"date": pd.to_datetime(dates.astype("datetime64[ns]")),
-                         "close": closes})
+    return pd.DataFrame({"date": pd.to_datetime(dates.astype("datetime64[ns]")), "close": closes})
 
 
-def check_arrays(dates: np.ndarray, values: np.ndarray, needed: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def check_arrays(
+    dates: np.ndarray, values: np.ndarray, needed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The latest `needed` rows, consecutive, finite and positive (dates datetime64[D])."""
     if values.ndim != 2 or values.shape[1] != len(INPUT_COLUMNS) or len(dates) != len(values):
         raise InputRowsError(f"rows must have {len(INPUT_COLUMNS)} columns {INPUT_COLUMNS}")
@@ -85,8 +91,14 @@ def check_arrays(dates: np.ndarray, values: np.ndarray, needed: int
     return dates, values
 
 
-def forecast_arrays(model: ReturnModel, scaler: Scaler, lookback: int, dates: np.ndarray,
-                    values: np.ndarray, horizon: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def forecast_arrays(
+    model: ReturnModel,
+    scaler: Scaler,
+    lookback: int,
+    dates: np.ndarray,
+    values: np.ndarray,
+    horizon: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
     """Recursive forecasts: (forecast dates datetime64[D], closes USD float64).
 
     Each step appends a synthetic next day: flat OHLC at the forecast, the rest carried, gold

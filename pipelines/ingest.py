@@ -39,8 +39,14 @@ def _percent(text: str) -> float:
     return _number(text.rstrip("%"))
 
 
-_PARSERS = {"Price": _number, "Open": _number, "High": _number, "Low": _number,
-            "Vol.": _volume, "Change %": _percent}
+_PARSERS = {
+    "Price": _number,
+    "Open": _number,
+    "High": _number,
+    "Low": _number,
+    "Vol.": _volume,
+    "Change %": _percent,
+}
 
 
 def parse_investing_csv(text: str, source: str = "<text>") -> pd.DataFrame:
@@ -73,8 +79,14 @@ def parse_investing_csv(text: str, source: str = "<text>") -> pd.DataFrame:
                 ) from exc
         records.append(record)
     frame = pd.DataFrame.from_records(records).rename(
-        columns={"Price": "close", "Open": "open", "High": "high", "Low": "low",
-                 "Vol.": "volume", "Change %": "change_pct"}
+        columns={
+            "Price": "close",
+            "Open": "open",
+            "High": "high",
+            "Low": "low",
+            "Vol.": "volume",
+            "Change %": "change_pct",
+        }
     )
     frame["Date"] = pd.to_datetime(frame["Date"])
     frame = frame.set_index("Date").rename_axis("date").sort_index()
@@ -98,8 +110,9 @@ def main(raw_dir: Path = RAW_DIR, out_dir: Path = INTERIM_DIR) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for asset, frame in frames.items():  # parse all first: a bad file writes nothing
         frame.to_parquet(out_dir / f"{asset}.parquet")
-        log.info("%s: %d rows %s → %s", asset, len(frame), frame.index[0].date(),
-                 frame.index[-1].date())
+        log.info(
+            "%s: %d rows %s → %s", asset, len(frame), frame.index[0].date(), frame.index[-1].date()
+        )
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 
 
-def score_forecast(pred_return: np.ndarray, close: np.ndarray,
-                   next_close: np.ndarray) -> dict[str, float]:
+def score_forecast(
+    pred_return: np.ndarray, close: np.ndarray, next_close: np.ndarray
+) -> dict[str, float]:
     """MAE, RMSE, MAPE, MASE (vs persistence on the same rows) and directional accuracy."""
     pred = close * np.exp(pred_return)
     err = pred - next_close
@@ -26,8 +27,14 @@ def score_forecast(pred_return: np.ndarray, close: np.ndarray,
     }
 
 
-def plot_forecast(dates: pd.DatetimeIndex, close: np.ndarray, next_close: np.ndarray,
-                  pred_return: np.ndarray, title: str, path: Path) -> Path:
+def plot_forecast(
+    dates: pd.DatetimeIndex,
+    close: np.ndarray,
+    next_close: np.ndarray,
+    pred_return: np.ndarray,
+    title: str,
+    path: Path,
+) -> Path:
     """PNG of actual next-day closes, the model's forecast and persistence."""
     import matplotlib
 
@@ -38,8 +45,14 @@ def plot_forecast(dates: pd.DatetimeIndex, close: np.ndarray, next_close: np.nda
     fig, ax = plt.subplots(figsize=(11, 4.5))
     ax.plot(target_dates, next_close, label="actual close", color="black", linewidth=1.2)
     ax.plot(target_dates, close * np.exp(pred_return), label="model forecast", linewidth=1)
-    ax.plot(target_dates, close, label="persistence (tomorrow = today)", linewidth=0.8,
-            linestyle="--", alpha=0.7)
+    ax.plot(
+        target_dates,
+        close,
+        label="persistence (tomorrow = today)",
+        linewidth=0.8,
+        linestyle="--",
+        alpha=0.7,
+    )
     ax.set_title(title)
     ax.set_ylabel("BTC close (USD)")
     ax.legend(loc="upper left")

@@ -46,7 +46,10 @@ class Forecaster(nn.Module):
         self.config = config
         directions = 2 if config.bidirectional else 1
         self.rnn = CELLS[config.cell](
-            config.input_size, config.hidden_size, config.num_layers, batch_first=True,
+            config.input_size,
+            config.hidden_size,
+            config.num_layers,
+            batch_first=True,
             bidirectional=config.bidirectional,
             dropout=config.dropout if config.num_layers > 1 else 0.0,
         )

@@ -42,8 +42,16 @@ from pipelines.sweep_worker import (
 if TYPE_CHECKING:  # torch stays out of `import pipelines.sweep` (CLI, DAG parsing, spawn)
     from pipelines.train import TrainingData
 
-__all__ = ["SweepError", "SweepHandle", "SweepResult", "close_sweep", "open_sweep", "run_sweep",
-           "run_trials", "suggest_params"]
+__all__ = [
+    "SweepError",
+    "SweepHandle",
+    "SweepResult",
+    "close_sweep",
+    "open_sweep",
+    "run_sweep",
+    "run_trials",
+    "suggest_params",
+]
 log = logging.getLogger(__name__)
 
 
@@ -66,9 +74,16 @@ class SweepResult:
 
 def default_study_name(params: Params, n_trials: int, md5: str) -> str:
     """`<study_name>-<8 hex>`: changes with sweep/train/features params, budget or data md5."""
-    key = json.dumps({"sweep": params.sweep.model_dump(mode="json"), "n_trials": n_trials,
-                      "train": params.train.model_dump(mode="json"), "md5": md5,
-                      "features": params.features.model_dump(mode="json")}, sort_keys=True)
+    key = json.dumps(
+        {
+            "sweep": params.sweep.model_dump(mode="json"),
+            "n_trials": n_trials,
+            "train": params.train.model_dump(mode="json"),
+            "md5": md5,
+            "features": params.features.model_dump(mode="json"),
+        },
+        sort_keys=True,
+    )
     return f"{params.sweep.study_name}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
@@ -78,28 +93,42 @@ def check_space(params: Params, data: TrainingData) -> None:
     for name in ("hidden_size", "num_layers", "lr", "lookback"):
         low, high = getattr(space, name)
         if not 0 < low <= high:
-            raise SweepError(f"sweep.space.{name} must be [low, high] with 0 < low <= high, "
-                             f"got [{low}, {high}]")
+            raise SweepError(
+                f"sweep.space.{name} must be [low, high] with 0 < low <= high, got [{low}, {high}]"
+            )
     if space.lookback[1] >= data.split.n_train:
-        raise SweepError(f"sweep.space.lookback upper bound {space.lookback[1]} is not shorter "
-                         f"than the {data.split.n_train} training rows of {data.version}")
+        raise SweepError(
+            f"sweep.space.lookback upper bound {space.lookback[1]} is not shorter "
+            f"than the {data.split.n_train} training rows of {data.version}"
+        )
     if not space.cell:
         raise SweepError("sweep.space.cell lists no cell")
 
 
-def open_sweep(params: Params, *, study_name: str | None = None, storage: str | None = None,
-               n_trials: int | None = None, data: TrainingData | None = None) -> SweepHandle:
+def open_sweep(
+    params: Params,
+    *,
+    study_name: str | None = None,
+    storage: str | None = None,
+    n_trials: int | None = None,
+    data: TrainingData | None = None,
+) -> SweepHandle:
     """Create or reopen the study (budget n_trials) and its parent MLflow run (left RUNNING)."""
     return _open_sweep(params, study_name, storage, n_trials, data)[0]
 
 
-def _open_sweep(params: Params, study_name: str | None, storage: str | None,
-                n_trials: int | None, data: TrainingData | None) -> tuple[SweepHandle, bool]:
+def _open_sweep(
+    params: Params,
+    study_name: str | None,
+    storage: str | None,
+    n_trials: int | None,
+    data: TrainingData | None,
+) -> tuple[SweepHandle, bool]:
     """open_sweep, also saying whether this call created the sweep (or joined/resumed it)."""
+    import mlflow
     import optuna
     from mlflow.entities import Param
 
-    import mlflow
     from pipelines.sweep_storage import open_storage
     from pipelines.tracking import TrackingSettings, lineage_tags
     from pipelines.train import load_training_data
@@ -113,49 +142,69 @@ def _open_sweep(params: Params, study_name: str | None, storage: str | None,
     storage = storage or TrackingSettings().coinflow_optuna_storage
     client = mlflow.MlflowClient()
     with claim_lock(storage, study_name):  # cooperating processes share one parent run
-        study = optuna.create_study(study_name=study_name, storage=open_storage(storage),
-                                    direction="minimize", load_if_exists=True)
+        study = optuna.create_study(
+            study_name=study_name,
+            storage=open_storage(storage),
+            direction="minimize",
+            load_if_exists=True,
+        )
         study.set_user_attr(BUDGET_ATTR, n_trials)
         parent = str(study.user_attrs.get(PARENT_ATTR, ""))
         joined = bool(parent) and run_exists(client, parent)
         if joined:
             client.update_run(parent, status="RUNNING")
         else:
-            tags = {**lineage_tags(data.version, data.md5), "coinflow.kind": "sweep",
-                    "coinflow.study_name": study_name,
-                    "coinflow.optuna_storage": storage_kind(storage)}
-            parent = client.create_run(experiment_id(), run_name=f"sweep-{study_name}",
-                                       tags=tags).info.run_id
-            sweep = {"study_name": study_name, "n_trials": n_trials, "seed": params.sweep.seed,
-                     "max_epochs": params.sweep.max_epochs, "timeout_s": params.sweep.timeout_s,
-                     "data_version": data.version,
-                     **{f"space_{k}": json.dumps(v)
-                        for k, v in params.sweep.space.model_dump().items()}}
+            tags = {
+                **lineage_tags(data.version, data.md5),
+                "coinflow.kind": "sweep",
+                "coinflow.study_name": study_name,
+                "coinflow.optuna_storage": storage_kind(storage),
+            }
+            parent = client.create_run(
+                experiment_id(), run_name=f"sweep-{study_name}", tags=tags
+            ).info.run_id
+            sweep = {
+                "study_name": study_name,
+                "n_trials": n_trials,
+                "seed": params.sweep.seed,
+                "max_epochs": params.sweep.max_epochs,
+                "timeout_s": params.sweep.timeout_s,
+                "data_version": data.version,
+                **{f"space_{k}": json.dumps(v) for k, v in params.sweep.space.model_dump().items()},
+            }
             client.log_batch(parent, params=[Param(k, str(v)) for k, v in sweep.items()])
             study.set_user_attr(PARENT_ATTR, parent)
-    log.info("sweep %s: parent run %s, %d trials%s", study_name, parent, n_trials,
-             " (joined)" if joined else "")
+    log.info(
+        "sweep %s: parent run %s, %d trials%s",
+        study_name,
+        parent,
+        n_trials,
+        " (joined)" if joined else "",
+    )
     return SweepHandle(study_name, storage, parent), not joined
 
 
 def close_sweep(handle: SweepHandle, params: Params, plots_dir: Path | None = None) -> SweepResult:
     """Wait for running trials, log the winner's pyfunc, summarise, end the parent. Idempotent."""
+    import mlflow
     from optuna.trial import TrialState
 
-    import mlflow
     from pipelines.sweep_report import draw_plots, finish_parent, log_best_model
 
     study = load_sweep_study(handle)
     deadline = time.monotonic() + params.sweep.timeout_s
     while study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
         if time.monotonic() > deadline:
-            raise SweepError(f"{handle.study_name}: trials still running after "
-                             f"{params.sweep.timeout_s} s")
+            raise SweepError(
+                f"{handle.study_name}: trials still running after {params.sweep.timeout_s} s"
+            )
         with claim_lock(handle.storage, handle.study_name):
             end_dead_runs(handle, fail_dead_trials(study, 0))
         time.sleep(1.0)
-    counts = {f"n_{s.name.lower()}": len(study.get_trials(deepcopy=False, states=(s,)))
-              for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    counts = {
+        f"n_{s.name.lower()}": len(study.get_trials(deepcopy=False, states=(s,)))
+        for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    }
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         mlflow.MlflowClient().set_tag(handle.parent_run_id, "coinflow.failure", "no complete trial")
@@ -168,16 +217,34 @@ def close_sweep(handle: SweepHandle, params: Params, plots_dir: Path | None = No
         plots = draw_plots(study, plots_dir or Path(tmp))
         with claim_lock(handle.storage, handle.study_name):  # cooperating closers log one model
             model_uri = log_best_model(best_run_id)
-            finish_parent(handle.parent_run_id, best, best_run_id, model_uri, metrics, counts,
-                          plots)
-    return SweepResult(handle.parent_run_id, best_run_id, best.number, float(best.value),
-                       dict(best.params), counts["n_complete"], counts["n_pruned"],
-                       counts["n_fail"], handle.study_name, model_uri, metrics)
+            finish_parent(
+                handle.parent_run_id, best, best_run_id, model_uri, metrics, counts, plots
+            )
+    return SweepResult(
+        handle.parent_run_id,
+        best_run_id,
+        best.number,
+        float(best.value),
+        dict(best.params),
+        counts["n_complete"],
+        counts["n_pruned"],
+        counts["n_fail"],
+        handle.study_name,
+        model_uri,
+        metrics,
+    )
 
 
-def run_sweep(params: Params, *, workers: int = 1, study_name: str | None = None,
-              storage: str | None = None, n_trials: int | None = None,
-              data: TrainingData | None = None, plots_dir: Path | None = None) -> SweepResult:
+def run_sweep(
+    params: Params,
+    *,
+    workers: int = 1,
+    study_name: str | None = None,
+    storage: str | None = None,
+    n_trials: int | None = None,
+    data: TrainingData | None = None,
+    plots_dir: Path | None = None,
+) -> SweepResult:
     """Spawn (workers - 1) processes, open the sweep, run trials here too, close."""
     import multiprocessing
 
@@ -188,12 +255,16 @@ def run_sweep(params: Params, *, workers: int = 1, study_name: str | None = None
     if workers < 1:
         raise SweepError(f"workers must be >= 1, got {workers}")
     if workers > 1 and storage_kind(storage) == "sqlite":
-        raise SweepError("SQLite cannot serve parallel workers: use the journal file (one host) "
-                         "or a postgresql+psycopg2:// storage")
+        raise SweepError(
+            "SQLite cannot serve parallel workers: use the journal file (one host) "
+            "or a postgresql+psycopg2:// storage"
+        )
     spawn = multiprocessing.get_context("spawn")
     handles = spawn.Queue()
-    procs = [spawn.Process(target=worker_main, args=(handles, params, i), name=f"sweep-worker-{i}")
-             for i in range(1, workers)]
+    procs = [
+        spawn.Process(target=worker_main, args=(handles, params, i), name=f"sweep-worker-{i}")
+        for i in range(1, workers)
+    ]
     for proc in procs:  # first: their start-up (imports, warm-up) overlaps the set-up below
         proc.start()
     handle = None
@@ -226,19 +297,31 @@ def main(argv: list[str] | None = None) -> None:
     from pipelines.sweep_report import METRICS_JSON, PLOTS_DIR, write_sweep_metrics
 
     parser = argparse.ArgumentParser(prog="python -m pipelines.sweep")
-    parser.add_argument("--workers", type=int,
-                        default=int(os.environ.get("COINFLOW_SWEEP_WORKERS", "1")))
+    parser.add_argument(
+        "--workers", type=int, default=int(os.environ.get("COINFLOW_SWEEP_WORKERS", "1"))
+    )
     parser.add_argument("--n-trials", type=int)
     parser.add_argument("--study-name")
     parser.add_argument("--storage")
     args = parser.parse_args(argv)
     params = load_params()
-    result = run_sweep(params, workers=args.workers, study_name=args.study_name,
-                       storage=args.storage, n_trials=args.n_trials, plots_dir=PLOTS_DIR)
+    result = run_sweep(
+        params,
+        workers=args.workers,
+        study_name=args.study_name,
+        storage=args.storage,
+        n_trials=args.n_trials,
+        plots_dir=PLOTS_DIR,
+    )
     write_sweep_metrics(result, METRICS_JSON)
-    log.info("sweep %s: best trial %d (run %s) val loss %.5f, test MASE %.3f",
-             result.study_name, result.best_trial, result.best_run_id, result.best_value,
-             result.metrics.get("test_mase", float("nan")))
+    log.info(
+        "sweep %s: best trial %d (run %s) val loss %.5f, test MASE %.3f",
+        result.study_name,
+        result.best_trial,
+        result.best_run_id,
+        result.best_value,
+        result.metrics.get("test_mase", float("nan")),
+    )
 
 
 if __name__ == "__main__":

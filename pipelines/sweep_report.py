@@ -19,9 +19,9 @@ METRICS_JSON, PLOTS_DIR = Path("metrics/sweep.json"), Path("plots/sweep")  # dvc
 
 def log_best_model(run_id: str, versions_dir: Path = VERSIONS_DIR) -> str:
     """Log a trial run's checkpoint as the pyfunc `model` in that run; skip if already there."""
+    import mlflow
     import torch
 
-    import mlflow
     from pipelines.model import Forecaster, ModelConfig
     from pipelines.tracked import log_trained_model
 
@@ -30,12 +30,16 @@ def log_best_model(run_id: str, versions_dir: Path = VERSIONS_DIR) -> str:
     if logged:
         return logged
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoint",
-                                                          dst_path=tmp))
+        folder = Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path="checkpoint", dst_path=tmp
+            )
+        )
         spec = json.loads((folder / "config.json").read_text())
         net = Forecaster(ModelConfig(**spec["model"]))
-        net.load_state_dict(torch.load(folder / "weights.pt", weights_only=True,
-                                       map_location="cpu"))
+        net.load_state_dict(
+            torch.load(folder / "weights.pt", weights_only=True, map_location="cpu")
+        )
     with mlflow.start_run(run_id=run_id):  # the trial's run is finished; reopen it to add the model
         info = log_trained_model(net, spec, versions_dir)
         mlflow.set_tags({MODEL_TAG: info.model_uri, "coinflow.sweep_best": "true"})
@@ -65,8 +69,10 @@ def draw_plots(study: Any, out_dir: Path) -> list[Path]:
     paths = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # optuna's matplotlib plots are "experimental"
-        for name, draw, needs in ((PLOTS[0], oplt.plot_optimization_history, 1),
-                                  (PLOTS[1], oplt.plot_param_importances, 2)):
+        for name, draw, needs in (
+            (PLOTS[0], oplt.plot_optimization_history, 1),
+            (PLOTS[1], oplt.plot_param_importances, 2),
+        ):
             fig: Any = None
             if len(complete) >= needs:
                 try:
@@ -77,37 +83,50 @@ def draw_plots(study: Any, out_dir: Path) -> list[Path]:
                 except (ValueError, RuntimeError) as exc:  # e.g. every trial had the same value
                     log.warning("%s: %s", name, exc)
             if fig is None:
-                fig = _figure_with_text(f"{name.removesuffix('.png').replace('_', ' ')} needs "
-                                        f">= {needs} complete trials with distinct results "
-                                        f"({len(complete)} complete)")
+                fig = _figure_with_text(
+                    f"{name.removesuffix('.png').replace('_', ' ')} needs "
+                    f">= {needs} complete trials with distinct results "
+                    f"({len(complete)} complete)"
+                )
             fig.savefig(out_dir / name, dpi=100, bbox_inches="tight")
             plt.close(fig)
             paths.append(out_dir / name)
     return paths
 
 
-def finish_parent(parent_run_id: str, best: Any, best_run_id: str, model_uri: str,
-                  best_metrics: dict[str, float], counts: dict[str, int],
-                  plots: list[Path]) -> None:
+def finish_parent(
+    parent_run_id: str,
+    best: Any,
+    best_run_id: str,
+    model_uri: str,
+    best_metrics: dict[str, float],
+    counts: dict[str, int],
+    plots: list[Path],
+) -> None:
     """Best params (best_*), best metrics, counts, plots and tags on the parent; end it FINISHED."""
-    from mlflow.entities import Param
-
     import mlflow
+    from mlflow.entities import Param
 
     client = mlflow.MlflowClient()
     existing = client.get_run(parent_run_id).data.params
     # Params are write-once in MLflow: a re-close with the same winner logs nothing new.
-    new = [Param(f"best_{k}", str(v)) for k, v in best.params.items()
-           if f"best_{k}" not in existing]
+    new = [
+        Param(f"best_{k}", str(v)) for k, v in best.params.items() if f"best_{k}" not in existing
+    ]
     if new:
         client.log_batch(parent_run_id, params=new)
-    metrics: dict[str, float] = {"best_val_loss": float(best.value), **counts,
-               **{f"best_{k}": v for k, v in best_metrics.items()
-                  if k.startswith(("val_", "test_"))}}
+    metrics: dict[str, float] = {
+        "best_val_loss": float(best.value),
+        **counts,
+        **{f"best_{k}": v for k, v in best_metrics.items() if k.startswith(("val_", "test_"))},
+    }
     for key, value in metrics.items():
         client.log_metric(parent_run_id, key, float(value))
-    tags = {"best_run_id": best_run_id, "best_trial": str(best.number),
-            "coinflow.best_model_uri": model_uri}
+    tags = {
+        "best_run_id": best_run_id,
+        "best_trial": str(best.number),
+        "coinflow.best_model_uri": model_uri,
+    }
     for tag, text in tags.items():
         client.set_tag(parent_run_id, tag, text)
     for path in plots:
@@ -118,12 +137,19 @@ def finish_parent(parent_run_id: str, best: Any, best_run_id: str, model_uri: st
 def write_sweep_metrics(result: Any, path: Path) -> None:
     """metrics/sweep.json for dvc: run ids, best trial and params, its val/test scores, counts."""
     keep = ("test_mase", "test_mae", "test_rmse", "test_dir_acc", "val_mase", "val_mae")
-    payload = {"study_name": result.study_name, "parent_run_id": result.parent_run_id,
-               "best_run_id": result.best_run_id, "best_trial": result.best_trial,
-               "best_val_loss": result.best_value, "best_params": result.best_params,
-               **{k: result.metrics[k] for k in keep if k in result.metrics},
-               "n_complete": result.n_complete, "n_pruned": result.n_pruned,
-               "n_failed": result.n_failed, "model_uri": result.model_uri}
+    payload = {
+        "study_name": result.study_name,
+        "parent_run_id": result.parent_run_id,
+        "best_run_id": result.best_run_id,
+        "best_trial": result.best_trial,
+        "best_val_loss": result.best_value,
+        "best_params": result.best_params,
+        **{k: result.metrics[k] for k in keep if k in result.metrics},
+        "n_complete": result.n_complete,
+        "n_pruned": result.n_pruned,
+        "n_failed": result.n_failed,
+        "model_uri": result.model_uri,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")

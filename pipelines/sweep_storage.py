@@ -78,8 +78,7 @@ def open_storage(url: str) -> Any:
         return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # heartbeat_interval is "experimental" since Optuna 2.9
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S,
-                                          grace_period=GRACE_S)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
 
 
 def _lock_key(study_name: str) -> int:
@@ -179,8 +178,12 @@ def fail_dead_trials(study: Any, budget: int) -> list[Any]:
     now_failed = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
     dead = [t for t in running if t.number in now_failed]
     for trial in dead:
-        log.warning("trial %d of %s: worker %s died; marked FAIL", trial.number,
-                    study.study_name, trial.user_attrs.get(WORKER_ATTR))
+        log.warning(
+            "trial %d of %s: worker %s died; marked FAIL",
+            trial.number,
+            study.study_name,
+            trial.user_attrs.get(WORKER_ATTR),
+        )
         if len(study.get_trials(deepcopy=False)) < budget:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -41,17 +41,23 @@ class SweepHandle:
 def suggest_params(trial: Any, params: Params) -> TrainParams:
     """One point of the search space on top of params.train (one thread per worker)."""
     space = params.sweep.space
-    return TrainParams.model_validate({
-        **params.train.model_dump(), "max_epochs": params.sweep.max_epochs, "threads": 1,
-        "cell": trial.suggest_categorical("cell", list(space.cell)),
-        "hidden_size": trial.suggest_int("hidden_size", *space.hidden_size, log=True),
-        "num_layers": trial.suggest_int("num_layers", *space.num_layers),
-        "lr": trial.suggest_float("lr", *space.lr, log=True),
-        "lookback": trial.suggest_int("lookback", *space.lookback)})
+    return TrainParams.model_validate(
+        {
+            **params.train.model_dump(),
+            "max_epochs": params.sweep.max_epochs,
+            "threads": 1,
+            "cell": trial.suggest_categorical("cell", list(space.cell)),
+            "hidden_size": trial.suggest_int("hidden_size", *space.hidden_size, log=True),
+            "num_layers": trial.suggest_int("num_layers", *space.num_layers),
+            "lr": trial.suggest_float("lr", *space.lr, log=True),
+            "lookback": trial.suggest_int("lookback", *space.lookback),
+        }
+    )
 
 
-def load_sweep_study(handle: SweepHandle, params: Params | None = None,
-                     worker: int | None = 0) -> Any:
+def load_sweep_study(
+    handle: SweepHandle, params: Params | None = None, worker: int | None = 0
+) -> Any:
     """The handle's study; with params, a TPE sampler seeded per worker and a median pruner.
 
     Worker i of `run_sweep` samples with seed sweep.seed + i (worker 0 alone is reproducible);
@@ -69,16 +75,20 @@ def load_sweep_study(handle: SweepHandle, params: Params | None = None,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # constant_liar is "experimental"
             salt = worker if worker is not None else os.getpid()
-            sampler = optuna.samplers.TPESampler(seed=params.sweep.seed + salt,
-                                                 constant_liar=True)
+            sampler = optuna.samplers.TPESampler(seed=params.sweep.seed + salt, constant_liar=True)
         pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
-    return optuna.load_study(study_name=handle.study_name, storage=open_storage(handle.storage),
-                             sampler=sampler, pruner=pruner)
+    return optuna.load_study(
+        study_name=handle.study_name,
+        storage=open_storage(handle.storage),
+        sampler=sampler,
+        pruner=pruner,
+    )
 
 
 def experiment_id() -> str:
     """The coinflow experiment (configure_mlflow() has created it)."""
     import mlflow
+
     from pipelines.tracking import TrackingSettings
 
     experiment = mlflow.get_experiment_by_name(TrackingSettings().coinflow_experiment)
@@ -106,7 +116,8 @@ def end_dead_runs(handle: SweepHandle, dead: list[Any]) -> None:
         runs = client.search_runs(
             [experiment_id()],
             f"tags.`coinflow.study_name` = '{handle.study_name}' and "
-            f"tags.`coinflow.trial_number` = '{trial.number}' and attributes.status = 'RUNNING'")
+            f"tags.`coinflow.trial_number` = '{trial.number}' and attributes.status = 'RUNNING'",
+        )
         for run in runs:
             client.set_tag(run.info.run_id, "coinflow.failure", "worker died")
             client.set_terminated(run.info.run_id, "FAILED")
@@ -129,8 +140,9 @@ def claim_trial(study: Any, handle: SweepHandle) -> Any:
     return trial
 
 
-def run_trial(study: Any, trial: Any, handle: SweepHandle, params: Params,
-              data: TrainingData) -> str:
+def run_trial(
+    study: Any, trial: Any, handle: SweepHandle, params: Params, data: TrainingData
+) -> str:
     """The thin objective: sample → tracked run (checkpoint, no pyfunc) → tell Optuna."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
@@ -141,11 +153,21 @@ def run_trial(study: Any, trial: Any, handle: SweepHandle, params: Params,
         trial.report(val_loss, epoch)
         return bool(trial.should_prune())
 
-    tags = {"coinflow.kind": "trial", "coinflow.trial_number": str(trial.number),
-            "coinflow.study_name": handle.study_name, "mlflow.parentRunId": handle.parent_run_id}
+    tags = {
+        "coinflow.kind": "trial",
+        "coinflow.trial_number": str(trial.number),
+        "coinflow.study_name": handle.study_name,
+        "mlflow.parentRunId": handle.parent_run_id,
+    }
     try:
-        outcome = tracked_training(suggest_params(trial, params), data, tags=tags, on_epoch=prune,
-                                   run_name=f"trial-{trial.number}", log_model=False)
+        outcome = tracked_training(
+            suggest_params(trial, params),
+            data,
+            tags=tags,
+            on_epoch=prune,
+            run_name=f"trial-{trial.number}",
+            log_model=False,
+        )
     except BaseException:
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)  # the sweep stops
         raise
@@ -160,8 +182,14 @@ def run_trial(study: Any, trial: Any, handle: SweepHandle, params: Params,
     return str(outcome.status)
 
 
-def run_trials(handle: SweepHandle, params: Params, n_trials: int | None = None,
-               data: TrainingData | None = None, *, worker: int | None = None) -> int:
+def run_trials(
+    handle: SweepHandle,
+    params: Params,
+    n_trials: int | None = None,
+    data: TrainingData | None = None,
+    *,
+    worker: int | None = None,
+) -> int:
     """One worker: claim and run trials until the study's budget (or n_trials here) is used."""
     from tqdm import tqdm
 
@@ -171,8 +199,11 @@ def run_trials(handle: SweepHandle, params: Params, n_trials: int | None = None,
     data = data or load_training_data()
     study = load_sweep_study(handle, params, worker)
     deadline, ran = time.monotonic() + params.sweep.timeout_s, 0
-    bar = tqdm(total=int(study.user_attrs[BUDGET_ATTR]), desc=f"trials (worker {worker or 0})",
-               disable=not progress_default())
+    bar = tqdm(
+        total=int(study.user_attrs[BUDGET_ATTR]),
+        desc=f"trials (worker {worker or 0})",
+        disable=not progress_default(),
+    )
     while (n_trials is None or ran < n_trials) and time.monotonic() < deadline:
         trial = claim_trial(study, handle)
         if trial is None:

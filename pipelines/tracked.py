@@ -31,8 +31,9 @@ class RunOutcome:
     metrics: dict[str, float]
 
 
-def recent_rows(version: str, versions_dir: Path = VERSIONS_DIR,
-                n: int = RECENT_ROWS) -> pd.DataFrame:
+def recent_rows(
+    version: str, versions_dir: Path = VERSIONS_DIR, n: int = RECENT_ROWS
+) -> pd.DataFrame:
     """The latest raw rows of a dataset version, as the pyfunc's input (date as ISO string)."""
     from pipelines.features import INPUT_COLUMNS
 
@@ -46,10 +47,17 @@ def model_spec(params: TrainParams, data: TrainingData, net: Any) -> dict[str, A
 
     from pipelines.features import FEATURE_COLUMNS, INPUT_COLUMNS
 
-    return {"model": net.config.to_dict(), "lookback": params.lookback,
-            "scaler": asdict(data.scaler), "features": FEATURE_COLUMNS, "inputs": INPUT_COLUMNS,
-            "data_version": data.version, "dvc_md5": data.md5, "train": params.model_dump(),
-            "trained_at": pd.Timestamp.now(tz="UTC").isoformat()}
+    return {
+        "model": net.config.to_dict(),
+        "lookback": params.lookback,
+        "scaler": asdict(data.scaler),
+        "features": FEATURE_COLUMNS,
+        "inputs": INPUT_COLUMNS,
+        "data_version": data.version,
+        "dvc_md5": data.md5,
+        "train": params.model_dump(),
+        "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
+    }
 
 
 def _log_history(run_id: str, history: list[tuple[float, float]]) -> None:
@@ -58,20 +66,26 @@ def _log_history(run_id: str, history: list[tuple[float, float]]) -> None:
     from mlflow.tracking import MlflowClient
 
     now = int(time.time() * 1000)
-    metrics = [Metric(name, value, now, step)
-               for step, (train, val) in enumerate(history, start=1)
-               for name, value in (("train_loss", train), ("val_loss", val))]
+    metrics = [
+        Metric(name, value, now, step)
+        for step, (train, val) in enumerate(history, start=1)
+        for name, value in (("train_loss", train), ("val_loss", val))
+    ]
     MlflowClient().log_batch(run_id, metrics=metrics)
 
 
 def _log_dataset(data: TrainingData, features_dir: Path) -> None:
+    import mlflow
     import mlflow.data.pandas_dataset
 
-    import mlflow
-
     table = pd.read_parquet(features_dir / "table.parquet")
-    dataset = mlflow.data.pandas_dataset.from_pandas(table, source=str(version_path(data.version)),
-                                      targets="target", name=f"btc-{data.version}", digest=data.md5)
+    dataset = mlflow.data.pandas_dataset.from_pandas(
+        table,
+        source=str(version_path(data.version)),
+        targets="target",
+        name=f"btc-{data.version}",
+        digest=data.md5,
+    )
     mlflow.log_input(dataset, context="training")
 
 
@@ -86,6 +100,7 @@ def log_data_docs(docs: Path) -> None:
 def log_scores(net: Any, params: TrainParams, data: TrainingData, tmp: Path) -> dict[str, float]:
     """Validation/test scores in USD and the test forecast plot, logged to the active run."""
     import mlflow
+
     from pipelines.metrics import plot_forecast, score_forecast
 
     metrics: dict[str, float] = {}
@@ -95,20 +110,34 @@ def log_scores(net: Any, params: TrainParams, data: TrainingData, tmp: Path) -> 
         scores = score_forecast(pred, data.close[rows], data.next_close[rows])
         metrics |= {f"{part}_{k}": v for k, v in scores.items()}
         if part == "test":
-            plot = plot_forecast(data.dates[rows], data.close[rows], data.next_close[rows], pred,
-                                 f"{data.version} test: MASE {scores['mase']:.3f} vs persistence",
-                                 tmp / "forecast_vs_actual.png")
+            plot = plot_forecast(
+                data.dates[rows],
+                data.close[rows],
+                data.next_close[rows],
+                pred,
+                f"{data.version} test: MASE {scores['mase']:.3f} vs persistence",
+                tmp / "forecast_vs_actual.png",
+            )
             mlflow.log_artifact(str(plot), "plots")
     mlflow.log_metrics(metrics)
     return metrics
 
 
-def tracked_training(params: TrainParams, data: TrainingData, *, run_name: str,
-                     nested: bool = False, tags: dict[str, str] | None = None,
-                     on_epoch: EpochHook | None = None, progress: bool = False,
-                     log_model: bool = True, features_dir: Path = FEATURES_DIR,
-                     versions_dir: Path = VERSIONS_DIR, metrics_dir: Path = METRICS_DIR,
-                     reports_dir: Path = REPORTS_DIR) -> RunOutcome:
+def tracked_training(
+    params: TrainParams,
+    data: TrainingData,
+    *,
+    run_name: str,
+    nested: bool = False,
+    tags: dict[str, str] | None = None,
+    on_epoch: EpochHook | None = None,
+    progress: bool = False,
+    log_model: bool = True,
+    features_dir: Path = FEATURES_DIR,
+    versions_dir: Path = VERSIONS_DIR,
+    metrics_dir: Path = METRICS_DIR,
+    reports_dir: Path = REPORTS_DIR,
+) -> RunOutcome:
     """Train once inside an MLflow run; a diverged run ends FAILED and returns, it never raises."""
     import mlflow
 
@@ -122,8 +151,9 @@ def tracked_training(params: TrainParams, data: TrainingData, *, run_name: str,
         net, fit = train_model(params, data, on_epoch, progress)
         _log_history(run.info.run_id, fit.history)
         val_loss = fit.history[fit.best_epoch - 1][1] if fit.best_epoch else float("nan")
-        mlflow.log_metrics({"best_epoch": fit.best_epoch, "epochs": len(fit.history),
-                            "best_val_loss": val_loss})
+        mlflow.log_metrics(
+            {"best_epoch": fit.best_epoch, "epochs": len(fit.history), "best_val_loss": val_loss}
+        )
         with tempfile.TemporaryDirectory() as tmp_dir:
             tmp = Path(tmp_dir)
             metrics = log_scores(net, params, data, tmp)
@@ -154,9 +184,8 @@ def log_trained_model(net: Any, spec: dict[str, Any], versions_dir: Path = VERSI
 
 def save_checkpoint(net: Any, spec: dict[str, Any], tmp: Path) -> None:
     """State dict + config as plain run artifacts, to log as a pyfunc later if this run wins."""
-    import torch
-
     import mlflow
+    import torch
 
     torch.save(net.state_dict(), tmp / "weights.pt")
     (tmp / "config.json").write_text(json.dumps(spec, indent=2, default=str))

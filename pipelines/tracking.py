@@ -39,8 +39,9 @@ def configure_mlflow(settings: TrackingSettings | None = None) -> str:
         # Embedded store: keep artifacts in a folder we name, not a cwd-relative default.
         root = Path(settings.coinflow_artifact_root).resolve()
         location = root.as_uri()
-    experiment_id = mlflow.create_experiment(settings.coinflow_experiment,
-                                             artifact_location=location)
+    experiment_id = mlflow.create_experiment(
+        settings.coinflow_experiment, artifact_location=location
+    )
     mlflow.set_experiment(experiment_id=experiment_id)
     return str(experiment_id)
 
@@ -49,12 +50,33 @@ def git_sha(repo: Path | None = None) -> str:
     """HEAD commit, '-dirty' when tracked code or params changed; 'unknown' outside git."""
     cwd = repo or Path.cwd()
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, check=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
         # Files the pipeline itself rewrites (dvc.lock, metrics, plots) do not make code dirty.
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":!dvc.lock", ":!metrics", ":!plots"], cwd=cwd,
-                               capture_output=True, text=True, check=True, timeout=10).stdout
+        dirty = subprocess.run(
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":!dvc.lock",
+                ":!metrics",
+                ":!plots",
+            ],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{sha}-dirty" if dirty.strip() else sha

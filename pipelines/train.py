@@ -49,15 +49,19 @@ class TrainingData:
 
     def end_rows(self, part: str, lookback: int) -> np.ndarray:
         """Rows whose window ends in `part` (train windows need `lookback` rows of history)."""
-        start, stop = {"train": (lookback - 1, self.split.n_train),
-                       "val": (self.split.val_start, self.split.test_start),
-                       "test": (self.split.test_start, len(self.y))}[part]
+        start, stop = {
+            "train": (lookback - 1, self.split.n_train),
+            "val": (self.split.val_start, self.split.test_start),
+            "test": (self.split.test_start, len(self.y)),
+        }[part]
         return np.arange(start, stop)
 
     def tensors(self, part: str, lookback: int) -> tuple[torch.Tensor, torch.Tensor]:
         rows = self.end_rows(part, lookback)
-        return (torch.from_numpy(make_windows(self.x, lookback, rows)),
-                torch.from_numpy(self.y[rows]))
+        return (
+            torch.from_numpy(make_windows(self.x, lookback, rows)),
+            torch.from_numpy(self.y[rows]),
+        )
 
 
 @dataclass
@@ -78,19 +82,34 @@ def load_training_data(features_dir: Path = FEATURES_DIR) -> TrainingData:
     scaler = Scaler(**meta["scaler"])
     x = scaler.transform(table[meta["features"]].to_numpy()).astype("float32")
     y = scaler.target_to_scaled(table["target"].to_numpy()).astype("float32")
-    return TrainingData(pd.DatetimeIndex(table.index), x, y, table["close"].to_numpy(),
-                        table["next_close"].to_numpy(), Split(**meta["split"]), scaler,
-                        meta["version"], meta["md5"])
+    return TrainingData(
+        pd.DatetimeIndex(table.index),
+        x,
+        y,
+        table["close"].to_numpy(),
+        table["next_close"].to_numpy(),
+        Split(**meta["split"]),
+        scaler,
+        meta["version"],
+        meta["md5"],
+    )
 
 
 def check_params(params: TrainParams, data: TrainingData) -> ModelConfig:
     """Refuse impossible settings before any training starts."""
-    config = ModelConfig(input_size=data.x.shape[1], hidden_size=params.hidden_size,
-                         num_layers=params.num_layers, cell=params.cell,
-                         bidirectional=params.bidirectional, dropout=params.dropout)
+    config = ModelConfig(
+        input_size=data.x.shape[1],
+        hidden_size=params.hidden_size,
+        num_layers=params.num_layers,
+        cell=params.cell,
+        bidirectional=params.bidirectional,
+        dropout=params.dropout,
+    )
     if params.lookback >= data.split.n_train:
-        raise ValueError(f"lookback {params.lookback} is not shorter than the "
-                         f"{data.split.n_train} training rows of {data.version}")
+        raise ValueError(
+            f"lookback {params.lookback} is not shorter than the "
+            f"{data.split.n_train} training rows of {data.version}"
+        )
     return config
 
 
@@ -101,8 +120,13 @@ def seed_everything(seed: int, threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def fit(net: nn.Module, data: TrainingData, params: TrainParams,
-        on_epoch: EpochHook | None = None, progress: bool = False) -> FitResult:
+def fit(
+    net: nn.Module,
+    data: TrainingData,
+    params: TrainParams,
+    on_epoch: EpochHook | None = None,
+    progress: bool = False,
+) -> FitResult:
     """Adam + MSE on whole tensors, early stopping on validation loss; raises DivergedError."""
     from tqdm import tqdm
 
@@ -129,8 +153,9 @@ def fit(net: nn.Module, data: TrainingData, params: TrainParams,
             val_loss = loss_fn(net(x_val), y_val).item()
         train_loss = total / len(x_train)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-            raise DivergedError(f"loss diverged at epoch {epoch} (train {train_loss}, "
-                                f"val {val_loss})")
+            raise DivergedError(
+                f"loss diverged at epoch {epoch} (train {train_loss}, val {val_loss})"
+            )
         result.history.append((train_loss, val_loss))
         if val_loss < best:
             best, stale = val_loss, 0
@@ -156,8 +181,12 @@ def predict_returns(net: nn.Module, data: TrainingData, part: str, lookback: int
     return data.scaler.target_from_scaled(scaled)
 
 
-def train_model(params: TrainParams, data: TrainingData, on_epoch: EpochHook | None = None,
-                progress: bool = False) -> tuple[Forecaster, FitResult]:
+def train_model(
+    params: TrainParams,
+    data: TrainingData,
+    on_epoch: EpochHook | None = None,
+    progress: bool = False,
+) -> tuple[Forecaster, FitResult]:
     """Validate params, seed, build and fit one model (no tracking)."""
     config = check_params(params, data)
     seed_everything(params.seed, params.threads)
@@ -186,13 +215,22 @@ def main() -> None:
     params = load_params()
     configure_mlflow()
     data = load_training_data()
-    outcome = tracked_training(params.train, data, run_name=f"train-{data.version}",
-                               progress=progress_default())
+    outcome = tracked_training(
+        params.train, data, run_name=f"train-{data.version}", progress=progress_default()
+    )
     Path("metrics").mkdir(exist_ok=True)
-    Path("metrics/train.json").write_text(json.dumps(
-        {"run_id": outcome.run_id, "status": outcome.status, **outcome.metrics}, indent=2) + "\n")
-    log.info("run %s %s: test MASE %.3f", outcome.run_id, outcome.status,
-             outcome.metrics.get("test_mase", float("nan")))
+    Path("metrics/train.json").write_text(
+        json.dumps(
+            {"run_id": outcome.run_id, "status": outcome.status, **outcome.metrics}, indent=2
+        )
+        + "\n"
+    )
+    log.info(
+        "run %s %s: test MASE %.3f",
+        outcome.run_id,
+        outcome.status,
+        outcome.metrics.get("test_mase", float("nan")),
+    )
     if outcome.status != "FINISHED":
         raise SystemExit(f"training run {outcome.run_id} ended {outcome.status}")
 

@@ -64,12 +64,13 @@ class DataValidationError(Exception):
         self.outcome = outcomes[0]
         lines = []
         for out in outcomes:
-            lines.append(f"dataset version {out.version} failed the Great Expectations gate: "
-                         f"{len(out.failed)} of {out.evaluated} expectations failed "
-                         f"(Data Docs: {out.docs_path})")
+            lines.append(
+                f"dataset version {out.version} failed the Great Expectations gate: "
+                f"{len(out.failed)} of {out.evaluated} expectations failed "
+                f"(Data Docs: {out.docs_path})"
+            )
             lines.extend(f"  - {failure}" for failure in out.failed)
         super().__init__("\n".join(lines))
-
 
 
 def _quiet_gx() -> None:
@@ -88,13 +89,20 @@ def _context(site_dir: Path) -> Any:
         ProgressBarsConfig,
     )
 
-    site = {"class_name": "SiteBuilder",
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                              "base_directory": str(site_dir)}}
-    config = DataContextConfig(store_backend_defaults=InMemoryStoreBackendDefaults(),
-                               data_docs_sites={"coinflow": site}, analytics_enabled=False,
-                               progress_bars=ProgressBarsConfig(globally=False))
+    site = {
+        "class_name": "SiteBuilder",
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        "store_backend": {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": str(site_dir),
+        },
+    }
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(),
+        data_docs_sites={"coinflow": site},
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+    )
     return gx.get_context(project_config=config, mode="ephemeral")
 
 
@@ -136,21 +144,27 @@ def _failure(result: Any, checked: pd.DataFrame) -> FailedExpectation:
     config = result.expectation_config
     kwargs = config.kwargs
     column = kwargs.get("column") or (
-        f"{kwargs['column_A']}, {kwargs['column_B']}" if "column_A" in kwargs else None)
+        f"{kwargs['column_A']}, {kwargs['column_B']}" if "column_A" in kwargs else None
+    )
     text = config.description or config.type
     info = result.exception_info or {}
-    errors = [i for i in ([info] if "raised_exception" in info else info.values())
-              if isinstance(i, dict) and i.get("raised_exception")]
+    errors = [
+        i
+        for i in ([info] if "raised_exception" in info else info.values())
+        if isinstance(i, dict) and i.get("raised_exception")
+    ]
     if errors:
-        return FailedExpectation(config.type, column,
-                                 f"{text} — could not evaluate: {errors[0]['exception_message']}")
+        return FailedExpectation(
+            config.type, column, f"{text} — could not evaluate: {errors[0]['exception_message']}"
+        )
     count = (result.result or {}).get("unexpected_count")
     suffix = f" — {count} offending row{'s' * (count != 1)}" if count else ""
     return FailedExpectation(config.type, column, text + suffix, _examples(result, checked))
 
 
-def validate_version(frame: pd.DataFrame, version: str, cutoff: dt.date,
-                     params: ValidateParams, docs_dir: Path) -> ValidationOutcome:
+def validate_version(
+    frame: pd.DataFrame, version: str, cutoff: dt.date, params: ValidateParams, docs_dir: Path
+) -> ValidationOutcome:
     """Run the gate's suite on one version frame; (re)write its Data Docs under docs_dir."""
     _quiet_gx()
     import great_expectations as gx
@@ -159,26 +173,43 @@ def validate_version(frame: pd.DataFrame, version: str, cutoff: dt.date,
     name = f"coinflow_{version.replace('.', '_')}"
     with tempfile.TemporaryDirectory(prefix="gx-docs-") as site:
         context = _context(Path(site))
-        batch = (context.data_sources.add_pandas(name).add_dataframe_asset(name)
-                 .add_batch_definition_whole_dataframe("all_rows"))
+        batch = (
+            context.data_sources.add_pandas(name)
+            .add_dataframe_asset(name)
+            .add_batch_definition_whole_dataframe("all_rows")
+        )
         suite = context.suites.add(build_suite(name, cutoff, params))
         definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=name, data=batch, suite=suite))
-        checkpoint = context.checkpoints.add(gx.Checkpoint(
-            name=name, validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
-            result_format={"result_format": "COMPLETE", "partial_unexpected_count": MAX_EXAMPLES,
-                           "unexpected_index_column_names": [c for c in ("date", ROW)
-                                                             if c in checked.columns]}))
+            gx.ValidationDefinition(name=name, data=batch, suite=suite)
+        )
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=name,
+                validation_definitions=[definition],
+                actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+                result_format={
+                    "result_format": "COMPLETE",
+                    "partial_unexpected_count": MAX_EXAMPLES,
+                    "unexpected_index_column_names": [
+                        c for c in ("date", ROW) if c in checked.columns
+                    ],
+                },
+            )
+        )
         result = checkpoint.run(batch_parameters={"dataframe": checked})
         # Replace the whole folder: no stale pages from an earlier run, no "already exists".
         shutil.rmtree(docs_dir, ignore_errors=True)
         shutil.copytree(site, docs_dir)
     (suite_result,) = result.run_results.values()
     failed = [_failure(r, checked) for r in suite_result.results if not r.success]
-    return ValidationOutcome(version, bool(result.success), len(frame),
-                             int(suite_result.statistics["evaluated_expectations"]), failed,
-                             docs_dir / "index.html")
+    return ValidationOutcome(
+        version,
+        bool(result.success),
+        len(frame),
+        int(suite_result.statistics["evaluated_expectations"]),
+        failed,
+        docs_dir / "index.html",
+    )
 
 
 def read_version(path: Path) -> pd.DataFrame:
@@ -188,33 +219,47 @@ def read_version(path: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for a corrupt file
-        raise VersionFileError(f"dataset version file {path} is not a readable parquet "
-                               f"({type(exc).__name__}: {exc})") from exc
+        raise VersionFileError(
+            f"dataset version file {path} is not a readable parquet ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def outcome_record(outcome: ValidationOutcome, md5: str) -> dict[str, Any]:
     """The metrics/validation.json entry for one version (features' gate reads success + md5)."""
-    return {"success": outcome.success, "md5": md5, "n_rows": outcome.n_rows,
-            "evaluated": outcome.evaluated,
-            "failed": [f.expectation + (f"[{f.column}]" if f.column else "")
-                       for f in outcome.failed],
-            "failures": [asdict(f) for f in outcome.failed], "docs": str(outcome.docs_path)}
+    return {
+        "success": outcome.success,
+        "md5": md5,
+        "n_rows": outcome.n_rows,
+        "evaluated": outcome.evaluated,
+        "failed": [f.expectation + (f"[{f.column}]" if f.column else "") for f in outcome.failed],
+        "failures": [asdict(f) for f in outcome.failed],
+        "docs": str(outcome.docs_path),
+    }
 
 
-def main(versions_dir: Path = VERSIONS_DIR, docs_root: Path = REPORTS_DIR / "validation",
-         metrics_dir: Path = METRICS_DIR) -> None:
+def main(
+    versions_dir: Path = VERSIONS_DIR,
+    docs_root: Path = REPORTS_DIR / "validation",
+    metrics_dir: Path = METRICS_DIR,
+) -> None:
     """Validate every version in params.yaml; write metrics/validation.json and Data Docs."""
     params = load_params()
     paths = {v: version_path(v, versions_dir) for v in params.data.versions}
     frames = {v: read_version(path) for v, path in paths.items()}  # an unreadable file: no output
     records, failures = {}, []
     for version, cutoff in params.data.versions.items():
-        outcome = validate_version(frames[version], version, cutoff, params.validate_,
-                                   docs_root / version)
+        outcome = validate_version(
+            frames[version], version, cutoff, params.validate_, docs_root / version
+        )
         records[version] = outcome_record(outcome, file_md5(paths[version]))
-        log.info("%s: %s, %d/%d expectations met, docs %s", version,
-                 "PASS" if outcome.success else "FAIL", outcome.evaluated - len(outcome.failed),
-                 outcome.evaluated, outcome.docs_path)
+        log.info(
+            "%s: %s, %d/%d expectations met, docs %s",
+            version,
+            "PASS" if outcome.success else "FAIL",
+            outcome.evaluated - len(outcome.failed),
+            outcome.evaluated,
+            outcome.docs_path,
+        )
         failures += [] if outcome.success else [outcome]
     metrics_dir.mkdir(parents=True, exist_ok=True)
     tmp = metrics_dir / "validation.json.tmp"

@@ -52,8 +52,11 @@ def align_assets(
 
 
 def build_versions(
-    btc: pd.DataFrame, eth: pd.DataFrame, gold: pd.DataFrame,
-    start: dt.date, cutoffs: dict[str, dt.date],
+    btc: pd.DataFrame,
+    eth: pd.DataFrame,
+    gold: pd.DataFrame,
+    start: dt.date,
+    cutoffs: dict[str, dt.date],
 ) -> dict[str, pd.DataFrame]:
     """Every dataset version named in params, keyed by version."""
     return {v: align_assets(btc, eth, gold, start, cut) for v, cut in cutoffs.items()}
@@ -74,8 +77,9 @@ def describe_version(version: str, root: Path = VERSIONS_DIR) -> VersionInfo:
     if not path.is_file():
         raise FileNotFoundError(f"dataset version {version} not found at {path}: run `dvc repro`")
     frame = pd.read_parquet(path)
-    return VersionInfo(version, len(frame), frame.index[0].date(), frame.index[-1].date(),
-                       file_md5(path))
+    return VersionInfo(
+        version, len(frame), frame.index[0].date(), frame.index[-1].date(), file_md5(path)
+    )
 
 
 def load_version(version: str, root: Path = VERSIONS_DIR) -> pd.DataFrame:

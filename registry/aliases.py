@@ -40,12 +40,21 @@ def _verify(reg: Registry, expected: dict[str, int | None]) -> None:
     now = aliases(reg)
     wrong = {a: now.get(a) for a, v in expected.items() if now.get(a) != v}
     if wrong:
-        raise ConcurrentPromotionError(f"aliases of {reg.name} are {wrong} right after moving "
-                                       f"them to {expected}: someone moved them without the lock")
+        raise ConcurrentPromotionError(
+            f"aliases of {reg.name} are {wrong} right after moving "
+            f"them to {expected}: someone moved them without the lock"
+        )
 
 
-def commit_decision(reg: Registry, ev: EvalSet, policy: Policy, decision: Decision, version: int,
-                    champion_seen: int | None, attempt: int) -> PromotionOutcome | None:
+def commit_decision(
+    reg: Registry,
+    ev: EvalSet,
+    policy: Policy,
+    decision: Decision,
+    version: int,
+    champion_seen: int | None,
+    attempt: int,
+) -> PromotionOutcome | None:
     """Under the lock: if the champion is still `champion_seen`, record and apply the decision.
 
     Returns None (nothing written) when the champion moved since it was scored.
@@ -56,12 +65,20 @@ def commit_decision(reg: Registry, ev: EvalSet, policy: Policy, decision: Decisi
             return None
         after = version if decision.promote else champion_seen
         action = "promote" if decision.promote else "refuse"
-        record = {"action": action, "model_name": reg.name, "version": version,
-                  "run_id": get_version(reg, version).tags.get(lineage.RUN_ID),
-                  "decided_at": now_iso(), "actor": actor(), "attempt": attempt,
-                  "champion_before": champion_seen, "champion_after": after,
-                  "policy": {"promote_margin": policy.margin, "max_mase": policy.max_mase},
-                  "eval": ev.describe(), **decision.to_dict()}
+        record = {
+            "action": action,
+            "model_name": reg.name,
+            "version": version,
+            "run_id": get_version(reg, version).tags.get(lineage.RUN_ID),
+            "decided_at": now_iso(),
+            "actor": actor(),
+            "attempt": attempt,
+            "champion_before": champion_seen,
+            "champion_after": after,
+            "policy": {"promote_margin": policy.margin, "max_mase": policy.max_mase},
+            "eval": ev.describe(),
+            **decision.to_dict(),
+        }
         record_run = record_event(reg, action, version, record)
         lock.verify()
         if decision.promote:
@@ -71,17 +88,27 @@ def commit_decision(reg: Registry, ev: EvalSet, policy: Policy, decision: Decisi
             if current.get(CHALLENGER) == version:
                 reg.client.delete_registered_model_alias(reg.name, CHALLENGER)
         champ = decision.champion
-        _set_tags(reg, version, lineage.DECISION, {
-            "action": action, "promoted": str(decision.promote).lower(),
-            "reason": decision.reason,
-            "rule": decision.rule, "at": record["decided_at"], "record_run_id": record_run,
-            "challenger_mase": f"{decision.challenger.mase:.6g}",
-            "champion_version": champion_seen,
-            "champion_mase": None if champ is None else f"{champ.mase:.6g}",
-            "baseline_mase": f"{decision.baseline.mase:.6g}",
-            "baseline_mae": f"{decision.baseline.mae:.6g}",
-            "data_version": ev.version, "dvc_md5": ev.md5,
-            "replaced": champion_seen if decision.promote else None})
+        _set_tags(
+            reg,
+            version,
+            lineage.DECISION,
+            {
+                "action": action,
+                "promoted": str(decision.promote).lower(),
+                "reason": decision.reason,
+                "rule": decision.rule,
+                "at": record["decided_at"],
+                "record_run_id": record_run,
+                "challenger_mase": f"{decision.challenger.mase:.6g}",
+                "champion_version": champion_seen,
+                "champion_mase": None if champ is None else f"{champ.mase:.6g}",
+                "baseline_mase": f"{decision.baseline.mase:.6g}",
+                "baseline_mae": f"{decision.baseline.mae:.6g}",
+                "data_version": ev.version,
+                "dvc_md5": ev.md5,
+                "replaced": champion_seen if decision.promote else None,
+            },
+        )
         expected = {CHAMPION: after}
         if decision.promote and champion_seen is not None:
             expected[PREVIOUS] = champion_seen
@@ -112,18 +139,35 @@ def rollback(reg: Registry, reason: str = "manual rollback") -> RollbackOutcome:
     with RegistryLock(reg.client, reg.name) as lock:
         now = aliases(reg)
         if (now.get(CHAMPION), now.get(PREVIOUS)) != (current, previous):
-            raise ConcurrentPromotionError(f"aliases of {reg.name} moved during the rollback "
-                                           f"(now {now}); nothing was changed, run it again")
-        record = {"action": "rollback", "model_name": reg.name, "version": previous,
-                  "from_version": current, "to_version": previous, "reason": reason,
-                  "decided_at": now_iso(), "actor": actor()}
+            raise ConcurrentPromotionError(
+                f"aliases of {reg.name} moved during the rollback "
+                f"(now {now}); nothing was changed, run it again"
+            )
+        record = {
+            "action": "rollback",
+            "model_name": reg.name,
+            "version": previous,
+            "from_version": current,
+            "to_version": previous,
+            "reason": reason,
+            "decided_at": now_iso(),
+            "actor": actor(),
+        }
         record_run = record_event(reg, "rollback", previous, record)
         lock.verify()
         reg.client.set_registered_model_alias(reg.name, CHAMPION, str(previous))
         reg.client.set_registered_model_alias(reg.name, PREVIOUS, str(current))
-        _set_tags(reg, previous, "coinflow.rollback.", {
-            "from": current, "at": record["decided_at"], "reason": reason,
-            "record_run_id": record_run})
+        _set_tags(
+            reg,
+            previous,
+            "coinflow.rollback.",
+            {
+                "from": current,
+                "at": record["decided_at"],
+                "reason": reason,
+                "record_run_id": record_run,
+            },
+        )
         _verify(reg, {CHAMPION: previous, PREVIOUS: current})
     log.info("%s: champion rolled back v%d -> v%d", reg.name, current, previous)
     return RollbackOutcome(current, previous, record_run)

@@ -11,11 +11,14 @@ import typer
 
 from pipelines.paths import FEATURES_DIR, METRICS_DIR, VERSIONS_DIR
 
-app = typer.Typer(help="Model registry: champion/challenger promotion, rollback, lineage.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Model registry: champion/challenger promotion, rollback, lineage.", no_args_is_help=True
+)
 
-Name = Annotated[str | None, typer.Option("--name", help="registered model (default: params.yaml "
-                                                          "registry.model_name)")]
+Name = Annotated[
+    str | None,
+    typer.Option("--name", help="registered model (default: params.yaml registry.model_name)"),
+]
 VersionsDir = Annotated[Path, typer.Option(help="dataset version files (md5 checks)")]
 MetricsDir = Annotated[Path, typer.Option(help="folder holding validation.json (GE record)")]
 
@@ -63,11 +66,13 @@ def status(name: Name = None) -> None:
 
 @app.command("promote")
 def promote(
-    version: Annotated[int | None, typer.Option(help="version to promote (default: challenger)")]
-    = None,
+    version: Annotated[
+        int | None, typer.Option(help="version to promote (default: challenger)")
+    ] = None,
     name: Name = None,
-    features_dir: Annotated[Path, typer.Option(help="features of the newest dataset version")]
-    = FEATURES_DIR,
+    features_dir: Annotated[
+        Path, typer.Option(help="features of the newest dataset version")
+    ] = FEATURES_DIR,
     versions_dir: VersionsDir = VERSIONS_DIR,
     metrics_dir: MetricsDir = METRICS_DIR,
 ) -> None:
@@ -85,9 +90,11 @@ def promote(
         ev = load_eval_set(features_dir, versions_dir)
         ensure_champion(reg, ev, versions_dir, metrics_dir)
         outcome = run_promotion(reg, ev, Policy.from_params(params.registry), version)
-        typer.echo(f"{reg.name} v{outcome.version} re-scored on {ev.version} test split "
-                   f"({len(ev.dates)} days, {ev.describe()['first_day']} -> "
-                   f"{ev.describe()['last_day']})")
+        typer.echo(
+            f"{reg.name} v{outcome.version} re-scored on {ev.version} test split "
+            f"({len(ev.dates)} days, {ev.describe()['first_day']} -> "
+            f"{ev.describe()['last_day']})"
+        )
         typer.echo(decision_table(outcome))
 
 
@@ -102,9 +109,11 @@ def rollback(
     with _refusals():
         reg = _open(name)
         outcome = run_rollback(reg, reason)
-        typer.echo(f"{reg.name}: champion v{outcome.from_version} -> v{outcome.to_version} "
-                   f"(previous-champion now v{outcome.from_version}); record run "
-                   f"{outcome.record_run_id}")
+        typer.echo(
+            f"{reg.name}: champion v{outcome.from_version} -> v{outcome.to_version} "
+            f"(previous-champion now v{outcome.from_version}); record run "
+            f"{outcome.record_run_id}"
+        )
 
 
 @app.command("lineage")

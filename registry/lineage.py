@@ -20,8 +20,11 @@ GIT_SHA = "coinflow.git_sha"
 GE_STATUS = "coinflow.ge_status"
 PARAMS = "coinflow.params"
 TRAINED_AT = "coinflow.trained_at"
-TEST_METRICS = {"coinflow.test_mase": "test_mase", "coinflow.test_mae": "test_mae",
-                "coinflow.test_rmse": "test_rmse"}
+TEST_METRICS = {
+    "coinflow.test_mase": "test_mase",
+    "coinflow.test_mae": "test_mae",
+    "coinflow.test_rmse": "test_rmse",
+}
 DECISION = "coinflow.decision."  # prefix of the latest promotion decision's tags
 RUN_LINEAGE = (GIT_SHA, DATA_VERSION, DVC_MD5, GE_STATUS)  # set on runs by pipelines.tracking
 REQUIRED = (KIND, RUN_ID, *RUN_LINEAGE)
@@ -35,21 +38,30 @@ def iso_ms(millis: int | None) -> str:
     return dt.datetime.fromtimestamp(millis / 1000, dt.UTC).isoformat(timespec="seconds")
 
 
-def version_tags_from_run(run: Any, kind: str,
-                          sweep_parent_id: str | None = None) -> dict[str, str]:
+def version_tags_from_run(
+    run: Any, kind: str, sweep_parent_id: str | None = None
+) -> dict[str, str]:
     """Lineage tags for a version registered from `run` (refused when the run lacks lineage)."""
     tags = run.data.tags
     missing = [t for t in RUN_LINEAGE if not tags.get(t)]
     if missing:
-        raise LineageError(f"run {run.info.run_id} lacks lineage tags {missing}: only runs logged "
-                           "by pipelines.tracked (or the persistence baseline) can be registered")
-    out = {KIND: kind, RUN_ID: run.info.run_id,
-           SWEEP_PARENT: sweep_parent_id or tags.get("mlflow.parentRunId") or NO_SWEEP,
-           **{t: tags[t] for t in RUN_LINEAGE},
-           PARAMS: json.dumps(dict(sorted(run.data.params.items()))),
-           TRAINED_AT: iso_ms(run.info.end_time or run.info.start_time)}
-    out |= {tag: f"{run.data.metrics[m]:.6g}" for tag, m in TEST_METRICS.items()
-            if m in run.data.metrics}
+        raise LineageError(
+            f"run {run.info.run_id} lacks lineage tags {missing}: only runs logged "
+            "by pipelines.tracked (or the persistence baseline) can be registered"
+        )
+    out = {
+        KIND: kind,
+        RUN_ID: run.info.run_id,
+        SWEEP_PARENT: sweep_parent_id or tags.get("mlflow.parentRunId") or NO_SWEEP,
+        **{t: tags[t] for t in RUN_LINEAGE},
+        PARAMS: json.dumps(dict(sorted(run.data.params.items()))),
+        TRAINED_AT: iso_ms(run.info.end_time or run.info.start_time),
+    }
+    out |= {
+        tag: f"{run.data.metrics[m]:.6g}"
+        for tag, m in TEST_METRICS.items()
+        if m in run.data.metrics
+    }
     return out
 
 
@@ -57,17 +69,21 @@ def require_lineage_tags(name: str, version: int | str, tags: dict[str, str]) ->
     """Refuse a version registered without coinflow's lineage tags (e.g. by hand in the UI)."""
     missing = [t for t in REQUIRED if not tags.get(t)]
     if missing:
-        raise LineageError(f"{name} v{version} lacks lineage tags {missing}: register versions "
-                           "with `python -m registry.promote` or registry.register, not by hand")
+        raise LineageError(
+            f"{name} v{version} lacks lineage tags {missing}: register versions "
+            "with `python -m registry.promote` or registry.register, not by hand"
+        )
 
 
 def check_lineage(name: str, version: int | str, tags: dict[str, str]) -> None:
     """Refuse a version whose lineage is incomplete or whose data failed the GE gate."""
     require_lineage_tags(name, version, tags)
     if tags[GE_STATUS] != "success":
-        raise LineageError(f"{name} v{version} was trained on {tags[DATA_VERSION]} (md5 "
-                           f"{tags[DVC_MD5]}), which did not pass the Great Expectations gate "
-                           f"({GE_STATUS}={tags[GE_STATUS]})")
+        raise LineageError(
+            f"{name} v{version} was trained on {tags[DATA_VERSION]} (md5 "
+            f"{tags[DVC_MD5]}), which did not pass the Great Expectations gate "
+            f"({GE_STATUS}={tags[GE_STATUS]})"
+        )
 
 
 @dataclass(frozen=True)
@@ -97,8 +113,13 @@ def _run_summary(client: Any, run_id: str) -> dict[str, str]:
         run = client.get_run(run_id)
     except Exception as exc:  # a deleted run must not hide the rest of the lineage
         return {"id": run_id, "error": f"{type(exc).__name__}: {str(exc)[:120]}"}
-    return {"id": run_id, "name": run.info.run_name or "", "status": run.info.status,
-            "started": iso_ms(run.info.start_time), "experiment": str(run.info.experiment_id)}
+    return {
+        "id": run_id,
+        "name": run.info.run_name or "",
+        "status": run.info.status,
+        "started": iso_ms(run.info.start_time),
+        "experiment": str(run.info.experiment_id),
+    }
 
 
 def _data_on_disk(version: str, md5: str, versions_dir: Path) -> str:
@@ -125,15 +146,26 @@ def _ge_record(version: str, md5: str, metrics_dir: Path) -> str:
     return f"{path}: {verdict}, {evaluated} expectations, {failed} failed ({same})"
 
 
-def read_lineage(client: Any, name: str, model_version: Any, aliases: list[str],
-                 versions_dir: Path = VERSIONS_DIR, metrics_dir: Path = METRICS_DIR) -> Lineage:
+def read_lineage(
+    client: Any,
+    name: str,
+    model_version: Any,
+    aliases: list[str],
+    versions_dir: Path = VERSIONS_DIR,
+    metrics_dir: Path = METRICS_DIR,
+) -> Lineage:
     """Follow a version's tags to its run, sweep parent, data file and GE record."""
     tags = dict(model_version.tags)
     require_lineage_tags(name, model_version.version, tags)
-    return Lineage(name=name, version=int(model_version.version), aliases=aliases, tags=tags,
-                   source=model_version.source,
-                   registered_at=iso_ms(model_version.creation_timestamp),
-                   run=_run_summary(client, tags[RUN_ID]),
-                   sweep=_run_summary(client, tags.get(SWEEP_PARENT, NO_SWEEP)),
-                   data_on_disk=_data_on_disk(tags[DATA_VERSION], tags[DVC_MD5], versions_dir),
-                   ge_record=_ge_record(tags[DATA_VERSION], tags[DVC_MD5], metrics_dir))
+    return Lineage(
+        name=name,
+        version=int(model_version.version),
+        aliases=aliases,
+        tags=tags,
+        source=model_version.source,
+        registered_at=iso_ms(model_version.creation_timestamp),
+        run=_run_summary(client, tags[RUN_ID]),
+        sweep=_run_summary(client, tags.get(SWEEP_PARENT, NO_SWEEP)),
+        data_on_disk=_data_on_disk(tags[DATA_VERSION], tags[DVC_MD5], versions_dir),
+        ge_record=_ge_record(tags[DATA_VERSION], tags[DVC_MD5], metrics_dir),
+    )

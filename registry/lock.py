@@ -40,8 +40,15 @@ def _error_code(exc: Exception) -> str:
 class RegistryLock:
     """`with RegistryLock(client, name):` serialises champion moves across processes and hosts."""
 
-    def __init__(self, client: Any, model_name: str, *, ttl_s: float = 60.0,
-                 timeout_s: float = 120.0, poll_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        client: Any,
+        model_name: str,
+        *,
+        ttl_s: float = 60.0,
+        timeout_s: float = 120.0,
+        poll_s: float = 0.2,
+    ) -> None:
         self.client = client
         self.name = lock_name(model_name)
         self.ttl_s, self.timeout_s, self.poll_s = ttl_s, timeout_s, poll_s
@@ -63,8 +70,10 @@ class RegistryLock:
         tags = {OWNER_TAG: self.owner, EXPIRES_TAG: f"{time.time() + self.ttl_s:.3f}"}
         try:
             self.client.create_registered_model(
-                self.name, tags=tags,
-                description="coinflow promotion lock: exists only while a promotion moves aliases")
+                self.name,
+                tags=tags,
+                description="coinflow promotion lock: exists only while a promotion moves aliases",
+            )
         except Exception as exc:
             if _error_code(exc) == "RESOURCE_ALREADY_EXISTS":
                 return False
@@ -85,17 +94,21 @@ class RegistryLock:
                 continue
             if time.monotonic() > deadline:
                 who = holder[0] if holder else "unknown"
-                raise LockTimeoutError(f"registry lock {self.name!r} held by {who} for more than "
-                                       f"{self.timeout_s:.0f} s; retry later or delete the "
-                                       "registered model of that name if its holder is dead")
+                raise LockTimeoutError(
+                    f"registry lock {self.name!r} held by {who} for more than "
+                    f"{self.timeout_s:.0f} s; retry later or delete the "
+                    "registered model of that name if its holder is dead"
+                )
             time.sleep(self.poll_s)
 
     def verify(self) -> None:
         """Raise unless we still hold the lock with time to spare (checked before each write)."""
         holder = self._holder()
         if holder is None or holder[0] != self.owner or holder[1] < time.time() + 1.0:
-            raise ConcurrentPromotionError(f"registry lock {self.name!r} was lost "
-                                           f"(now held by {holder[0] if holder else 'nobody'})")
+            raise ConcurrentPromotionError(
+                f"registry lock {self.name!r} was lost "
+                f"(now held by {holder[0] if holder else 'nobody'})"
+            )
 
     def _delete(self) -> None:
         try:
@@ -114,6 +127,10 @@ class RegistryLock:
         self.acquire()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.release()

@@ -47,8 +47,10 @@ class Policy:
     @property
     def rule(self) -> str:
         """The rule in words, as recorded with every decision."""
-        return (f"promote iff challenger MASE < {self.max_mase:g} x persistence MASE on the same "
-                f"rows, and challenger MASE < champion MASE - {self.margin:g}")
+        return (
+            f"promote iff challenger MASE < {self.max_mase:g} x persistence MASE on the same "
+            f"rows, and challenger MASE < champion MASE - {self.margin:g}"
+        )
 
 
 @dataclass(frozen=True)
@@ -76,20 +78,30 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN becomes null)."""
+
         def clean(score: ModelScore | None) -> dict[str, Any] | None:
             if score is None:
                 return None
-            return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                    for k, v in asdict(score).items()}
+            return {
+                k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in asdict(score).items()
+            }
 
-        return {"promoted": self.promote, "reason": self.reason, "rule": self.rule,
-                "challenger": clean(self.challenger), "champion": clean(self.champion),
-                "baseline": clean(self.baseline)}
+        return {
+            "promoted": self.promote,
+            "reason": self.reason,
+            "rule": self.rule,
+            "challenger": clean(self.challenger),
+            "champion": clean(self.champion),
+            "baseline": clean(self.baseline),
+        }
 
 
-def should_promote(challenger: ModelScore, champion: ModelScore | None, baseline: ModelScore,
-                   policy: Policy) -> Decision:
+def should_promote(
+    challenger: ModelScore, champion: ModelScore | None, baseline: ModelScore, policy: Policy
+) -> Decision:
     """Promote iff the challenger beats persistence (max_mase) and the champion by the margin."""
+
     def decide(promote: bool, reason: str) -> Decision:
         return Decision(promote, reason, policy.rule, challenger, champion, baseline)
 
@@ -97,26 +109,39 @@ def should_promote(challenger: ModelScore, champion: ModelScore | None, baseline
     if not math.isfinite(c):
         return decide(False, f"challenger MASE is {c}: not a usable score")
     if not math.isfinite(baseline.mase):
-        return decide(False, f"persistence MASE is {baseline.mase} on these rows: no baseline "
-                             "to compare against")
+        return decide(
+            False,
+            f"persistence MASE is {baseline.mase} on these rows: no baseline to compare against",
+        )
     bar = policy.max_mase * baseline.mase
     if c >= bar:
-        return decide(False, f"challenger MASE {c:.4f} is not below {bar:.4f} "
-                             f"({policy.max_mase:g} x persistence): no better than persistence")
+        return decide(
+            False,
+            f"challenger MASE {c:.4f} is not below {bar:.4f} "
+            f"({policy.max_mase:g} x persistence): no better than persistence",
+        )
     if champion is None:
-        return decide(True, f"no champion; challenger MASE {c:.4f} beats persistence "
-                            f"(< {bar:.4f})")
+        return decide(True, f"no champion; challenger MASE {c:.4f} beats persistence (< {bar:.4f})")
     if champion.version is not None and champion.version == challenger.version:
         return decide(False, f"v{challenger.version} is already the champion")
     if not math.isfinite(champion.mase):
-        return decide(True, f"champion v{champion.version} scores MASE {champion.mase} (broken "
-                            f"forecasts); challenger MASE {c:.4f} beats persistence")
+        return decide(
+            True,
+            f"champion v{champion.version} scores MASE {champion.mase} (broken "
+            f"forecasts); challenger MASE {c:.4f} beats persistence",
+        )
     needed = champion.mase - policy.margin
     if c < needed:
-        return decide(True, f"challenger MASE {c:.4f} < champion v{champion.version} MASE "
-                            f"{champion.mase:.4f} - margin {policy.margin:g} = {needed:.4f}")
-    return decide(False, f"challenger MASE {c:.4f} is not below champion v{champion.version} "
-                         f"MASE {champion.mase:.4f} - margin {policy.margin:g} = {needed:.4f}")
+        return decide(
+            True,
+            f"challenger MASE {c:.4f} < champion v{champion.version} MASE "
+            f"{champion.mase:.4f} - margin {policy.margin:g} = {needed:.4f}",
+        )
+    return decide(
+        False,
+        f"challenger MASE {c:.4f} is not below champion v{champion.version} "
+        f"MASE {champion.mase:.4f} - margin {policy.margin:g} = {needed:.4f}",
+    )
 
 
 @dataclass(frozen=True)
@@ -133,13 +158,19 @@ class PromotionOutcome:
     def summary(self) -> dict[str, Any]:
         """metrics/promotion.json."""
         d = self.decision.to_dict()
-        return {"promoted": self.decision.promote, "version": self.version,
-                "champion_before": self.champion_before, "champion_after": self.champion_after,
-                "challenger_mase": d["challenger"]["mase"],
-                "champion_mase": (d["champion"] or {}).get("mase"),
-                "baseline_mase": d["baseline"]["mase"], "reason": self.decision.reason,
-                "rule": self.decision.rule, "attempts": self.attempts,
-                "record_run_id": self.record_run_id}
+        return {
+            "promoted": self.decision.promote,
+            "version": self.version,
+            "champion_before": self.champion_before,
+            "champion_after": self.champion_after,
+            "challenger_mase": d["challenger"]["mase"],
+            "champion_mase": (d["champion"] or {}).get("mase"),
+            "baseline_mase": d["baseline"]["mase"],
+            "reason": self.decision.reason,
+            "rule": self.decision.rule,
+            "attempts": self.attempts,
+            "record_run_id": self.record_run_id,
+        }
 
 
 def actor() -> str:
@@ -155,13 +186,25 @@ def score_version(reg: Registry, version: int, ev: EvalSet) -> ModelScore:
     py = load_python_model(reg, version)
     scores = score_on_split(py, ev)
     kind = "persistence" if py.config.get("kind") == "persistence" else "torch"
-    return ModelScore(version, scores["mase"], scores["mae"], scores["rmse"], kind,
-                      str(py.config.get("data_version", "")))
+    return ModelScore(
+        version,
+        scores["mase"],
+        scores["mae"],
+        scores["rmse"],
+        kind,
+        str(py.config.get("data_version", "")),
+    )
 
 
-def promote(reg: Registry, ev: EvalSet, policy: Policy, version: int | str | None = None, *,
-            on_scored: Callable[[int], None] | None = None,
-            max_attempts: int = 3) -> PromotionOutcome:
+def promote(
+    reg: Registry,
+    ev: EvalSet,
+    policy: Policy,
+    version: int | str | None = None,
+    *,
+    on_scored: Callable[[int], None] | None = None,
+    max_attempts: int = 3,
+) -> PromotionOutcome:
     """Re-score `version` (default: the challenger) against the champion; CAS-move `champion`."""
     from registry.aliases import commit_decision
     from registry.lineage import check_lineage
@@ -169,8 +212,10 @@ def promote(reg: Registry, ev: EvalSet, policy: Policy, version: int | str | Non
     from registry.store import CHALLENGER, CHAMPION, aliases, get_version
 
     if version is None and CHALLENGER not in aliases(reg):
-        raise NothingToDoError(f"{reg.name} has no {CHALLENGER!r} alias: register a sweep's best "
-                               "run first, or pass --version N")
+        raise NothingToDoError(
+            f"{reg.name} has no {CHALLENGER!r} alias: register a sweep's best "
+            "run first, or pass --version N"
+        )
     mv = get_version(reg, CHALLENGER if version is None else version)
     number = int(mv.version)
     check_lineage(reg.name, number, dict(mv.tags))
@@ -188,9 +233,11 @@ def promote(reg: Registry, ev: EvalSet, policy: Policy, version: int | str | Non
             try:
                 scored[before] = score_version(reg, before, ev)
             except ModelLoadError as exc:
-                raise RegistryError(f"the current champion fails to load, so nothing can be "
-                                    f"compared with it: {exc}; `coinflow registry rollback` "
-                                    "restores the previous champion") from exc
+                raise RegistryError(
+                    f"the current champion fails to load, so nothing can be "
+                    f"compared with it: {exc}; `coinflow registry rollback` "
+                    "restores the previous champion"
+                ) from exc
         champion = None if before is None else scored[before]
         decision = should_promote(challenger, champion, baseline, policy)
         if on_scored is not None:
@@ -198,10 +245,11 @@ def promote(reg: Registry, ev: EvalSet, policy: Policy, version: int | str | Non
         outcome = commit_decision(reg, ev, policy, decision, number, before, attempt)
         if outcome is not None:
             return outcome
-        log.warning("champion moved while v%d was scored (attempt %d): re-scoring", number,
-                    attempt)
-    raise ConcurrentPromotionError(f"the champion of {reg.name} changed {max_attempts} times "
-                                   f"while v{number} was being scored; run the promotion again")
+        log.warning("champion moved while v%d was scored (attempt %d): re-scoring", number, attempt)
+    raise ConcurrentPromotionError(
+        f"the champion of {reg.name} changed {max_attempts} times "
+        f"while v{number} was being scored; run the promotion again"
+    )
 
 
 def main() -> None:
@@ -221,8 +269,13 @@ def main() -> None:
     ensure_champion(reg, ev)  # an empty registry starts with persistence as champion
     version = register_run(reg, sweep["best_run_id"], sweep_parent_id=sweep.get("parent_run_id"))
     if aliases(reg).get(CHAMPION) == version:  # a re-run after this very run was promoted
-        summary = {"promoted": False, "version": version, "champion_before": version,
-                   "champion_after": version, "reason": f"v{version} is already the champion"}
+        summary = {
+            "promoted": False,
+            "version": version,
+            "champion_before": version,
+            "champion_after": version,
+            "reason": f"v{version} is already the champion",
+        }
     else:
         summary = promote(reg, ev, Policy.from_params(params.registry), version).summary()
     (METRICS_DIR / "promotion.json").write_text(json.dumps(summary, indent=2) + "\n")

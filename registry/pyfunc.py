@@ -7,13 +7,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
-import mlflow
 from pipelines.features import Scaler
 from pipelines.forecast import InputRowsError, check_rows, forecast_closes, input_frame
 
@@ -67,18 +67,27 @@ class TorchForecaster(CoinflowModel):
         with torch.inference_mode():
             return self.net(torch.from_numpy(windows)).numpy()
 
-    def predict(self, context: Any, model_input: pd.DataFrame,
-                params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         horizon = int((params or {}).get("horizon", 1))
-        return _output(forecast_closes(self.predict_returns, self.scaler, self.config["lookback"],
-                                       _as_rows(model_input), horizon))
+        return _output(
+            forecast_closes(
+                self.predict_returns,
+                self.scaler,
+                self.config["lookback"],
+                _as_rows(model_input),
+                horizon,
+            )
+        )
 
 
 class PersistenceForecaster(CoinflowModel):
     """The naive baseline: every future close equals the latest close."""
 
-    def predict(self, context: Any, model_input: pd.DataFrame,
-                params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         horizon = int((params or {}).get("horizon", 1))
         if not 1 <= horizon <= 30:
             raise InputRowsError(f"horizon must be between 1 and 30, got {horizon}")
@@ -102,8 +111,9 @@ def pip_requirements(torch_model: bool) -> list[str]:
     return [f"{name}=={version(name)}" for name in (*REQUIREMENTS, *("torch",) * torch_model)]
 
 
-def _log(code_file: str, config: dict[str, Any], rows: pd.DataFrame, extra: dict[str, Path],
-         name: str) -> ModelInfo:
+def _log(
+    code_file: str, config: dict[str, Any], rows: pd.DataFrame, extra: dict[str, Path], name: str
+) -> ModelInfo:
     """Log a models-from-code pyfunc whose artifacts are JSON/state_dict files (never pickle)."""
     rows = input_frame(rows)
     example = rows.tail(config["lookback"] + 1).reset_index(drop=True)
@@ -114,15 +124,19 @@ def _log(code_file: str, config: dict[str, Any], rows: pd.DataFrame, extra: dict
         rows_path.write_text(json.dumps(rows.to_dict(orient="records")))
         artifacts = {"config": config_path, "recent_rows": rows_path, **extra}
         return mlflow.pyfunc.log_model(
-            name=name, python_model=str(MODELS_DIR / code_file),
-            artifacts={k: str(v) for k, v in artifacts.items()}, code_paths=CODE_PATHS,
+            name=name,
+            python_model=str(MODELS_DIR / code_file),
+            artifacts={k: str(v) for k, v in artifacts.items()},
+            code_paths=CODE_PATHS,
             pip_requirements=pip_requirements(torch_model="weights" in extra),
-            signature=signature_for(example), input_example=example,
+            signature=signature_for(example),
+            input_example=example,
         )
 
 
-def log_forecaster(net: Any, config: dict[str, Any], rows: pd.DataFrame,
-                   name: str = "model") -> ModelInfo:
+def log_forecaster(
+    net: Any, config: dict[str, Any], rows: pd.DataFrame, name: str = "model"
+) -> ModelInfo:
     """Log a trained Forecaster: state_dict (torch.save, loaded weights_only) + JSON config."""
     import torch
 

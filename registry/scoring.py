@@ -27,8 +27,13 @@ class EvalSet:
 
     def describe(self) -> dict[str, Any]:
         """Which rows were scored, for decision records."""
-        return {"data_version": self.version, "dvc_md5": self.md5, "rows": len(self.dates),
-                "first_day": str(self.dates[0].date()), "last_day": str(self.dates[-1].date())}
+        return {
+            "data_version": self.version,
+            "dvc_md5": self.md5,
+            "rows": len(self.dates),
+            "first_day": str(self.dates[0].date()),
+            "last_day": str(self.dates[-1].date()),
+        }
 
 
 def load_eval_set(features_dir: Path = FEATURES_DIR, versions_dir: Path = VERSIONS_DIR) -> EvalSet:
@@ -44,17 +49,21 @@ def load_eval_set(features_dir: Path = FEATURES_DIR, versions_dir: Path = VERSIO
     if not path.is_file():
         raise EvalDataError(f"dataset version file {path} (features' version) not found")
     if file_md5(path) != data.md5:
-        raise EvalDataError(f"{path} has md5 {file_md5(path)} but the features were built from "
-                            f"md5 {data.md5}: re-run the features stage")
+        raise EvalDataError(
+            f"{path} has md5 {file_md5(path)} but the features were built from "
+            f"md5 {data.md5}: re-run the features stage"
+        )
     rows = pd.read_parquet(path)[INPUT_COLUMNS]
     test = data.end_rows("test", 1)
     dates = data.dates[test]
     positions = rows.index.get_indexer(dates)
-    if (positions < 0).any() or not np.allclose(rows["btc_close"].to_numpy()[positions],
-                                                data.close[test]):
+    if (positions < 0).any() or not np.allclose(
+        rows["btc_close"].to_numpy()[positions], data.close[test]
+    ):
         raise EvalDataError(f"test days of the features do not match the rows of {path}")
-    return EvalSet(data.version, data.md5, dates, data.close[test], data.next_close[test], rows,
-                   positions)
+    return EvalSet(
+        data.version, data.md5, dates, data.close[test], data.next_close[test], rows, positions
+    )
 
 
 def _batched_returns(py: Any, ev: EvalSet) -> np.ndarray:

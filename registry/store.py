@@ -25,6 +25,7 @@ class Registry:
 def open_registry(name: str) -> Registry:
     """Point MLflow at the configured store (env, see pipelines.tracking) and open `name`."""
     from mlflow import MlflowClient
+
     from pipelines.tracking import configure_mlflow
 
     experiment_id = configure_mlflow()
@@ -64,8 +65,9 @@ def get_version(reg: Registry, ref: int | str) -> Any:
             raise
         known = ", ".join(f"v{mv.version}" for mv in reversed(_safe_versions(reg))) or "none"
         what = f"version {ref}" if ref.isdigit() else f"alias {ref!r}"
-        raise UnknownVersionError(f"registered model {reg.name!r} has no {what} "
-                                  f"(versions: {known})") from exc
+        raise UnknownVersionError(
+            f"registered model {reg.name!r} has no {what} (versions: {known})"
+        ) from exc
 
 
 def _safe_versions(reg: Registry) -> list[Any]:
@@ -83,8 +85,9 @@ def load_python_model(reg: Registry, version: int) -> Any:
     try:
         return mlflow.pyfunc.load_model(uri).unwrap_python_model()
     except Exception as exc:
-        raise ModelLoadError(f"{reg.name} v{version} failed to load ({uri}): "
-                             f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+        raise ModelLoadError(
+            f"{reg.name} v{version} failed to load ({uri}): {type(exc).__name__}: {str(exc)[:300]}"
+        ) from exc
 
 
 def now_iso() -> str:
@@ -95,15 +98,25 @@ def now_iso() -> str:
 def record_event(reg: Registry, action: str, version: int, record: dict[str, Any]) -> str:
     """A 'promotion' MLflow run holding the decision JSON (promotion/decision-<time>.json)."""
     stamp = record.get("decided_at", now_iso()).replace(":", "").replace("+0000", "Z")
-    run = reg.client.create_run(reg.experiment_id, run_name=f"{action}-{reg.name}-v{version}",
-                                tags={"coinflow.kind": RECORD_KIND, "coinflow.action": action,
-                                      "coinflow.model_name": reg.name,
-                                      "coinflow.model_version": str(version)})
+    run = reg.client.create_run(
+        reg.experiment_id,
+        run_name=f"{action}-{reg.name}-v{version}",
+        tags={
+            "coinflow.kind": RECORD_KIND,
+            "coinflow.action": action,
+            "coinflow.model_name": reg.name,
+            "coinflow.model_version": str(version),
+        },
+    )
     run_id = str(run.info.run_id)
     try:
         reg.client.log_dict(run_id, record, f"promotion/decision-{stamp}.json")
-        scores = {f"{role}_{k}": float(v) for role in ("challenger", "champion", "baseline")
-                  for k, v in (record.get(role) or {}).items() if k in ("mase", "mae", "rmse")}
+        scores = {
+            f"{role}_{k}": float(v)
+            for role in ("challenger", "champion", "baseline")
+            for k, v in (record.get(role) or {}).items()
+            if k in ("mase", "mae", "rmse")
+        }
         if scores:
             reg.client.log_batch(run_id, metrics=_metrics(scores))
     except Exception:

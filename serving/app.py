@@ -45,9 +45,8 @@ async def refresh_forever(app: FastAPI, every_s: float) -> None:
 
 def build_state(app: FastAPI, settings: ServingSettings) -> None:
     """Registry client and model cache for the app (MLflow is imported here, not at import)."""
-    import torch
-
     import mlflow
+    import torch
 
     # The model wrappers run on this deploy's code: imported here, before any version loads,
     # so every version uses it rather than whichever version's bundled copy loaded first.
@@ -60,10 +59,12 @@ def build_state(app: FastAPI, settings: ServingSettings) -> None:
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.registry_uri)
     metrics: Metrics = app.state.metrics
-    app.state.cache = ModelCache(Registry(settings.mlflow_tracking_uri, settings.registry_uri,
-                                          settings.coinflow_model_name),
-                                 settings.coinflow_cache_size, settings.coinflow_default_alias,
-                                 on_change=metrics.alias_moved)
+    app.state.cache = ModelCache(
+        Registry(settings.mlflow_tracking_uri, settings.registry_uri, settings.coinflow_model_name),
+        settings.coinflow_cache_size,
+        settings.coinflow_default_alias,
+        on_change=metrics.alias_moved,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -96,8 +97,9 @@ def problem_openapi(app: FastAPI) -> dict[str, Any]:
         return app.openapi_schema
     from fastapi.openapi.utils import get_openapi
 
-    schema = get_openapi(title=app.title, version=app.version, description=app.description,
-                         routes=app.routes)
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
     for path in schema.get("paths", {}).values():
         for operation in path.values():
             for response in operation.get("responses", {}).values():
@@ -114,9 +116,13 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     from serving.routes import models, ops, predict
 
     settings = settings or ServingSettings()
-    app = FastAPI(title="coinflow model API", version="1.0.0", lifespan=lifespan,
-                  description="BTC close forecasts from the MLflow registry: version or alias "
-                              "queries, hot alias reload, lineage on every answer.")
+    app = FastAPI(
+        title="coinflow model API",
+        version="1.0.0",
+        lifespan=lifespan,
+        description="BTC close forecasts from the MLflow registry: version or alias "
+        "queries, hot alias reload, lineage on every answer.",
+    )
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.started_at = time.time()

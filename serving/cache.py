@@ -36,8 +36,13 @@ class ModelCache:
     the new version completely before the alias → version mapping is swapped.
     """
 
-    def __init__(self, registry: Registry, size: int, default_alias: str,
-                 on_change: Callable[[str, int | None], None] | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        size: int,
+        default_alias: str,
+        on_change: Callable[[str, int | None], None] | None = None,
+    ) -> None:
         self.registry = registry
         self.size = size
         self.default_alias = default_alias
@@ -107,11 +112,14 @@ class ModelCache:
         try:
             py = py_model.unwrap_python_model()
             run_tags = self.registry.run_tags(run_id) if run_id else {}
-            model = build_loaded_model(self.registry.name, version, py, dict(mv.tags or {}),
-                                       run_id, run_tags)
+            model = build_loaded_model(
+                self.registry.name, version, py, dict(mv.tags or {}), run_id, run_tags
+            )
         except Exception as exc:
-            raise ModelLoadError(f"{self.registry.name!r} version {version} loaded but cannot "
-                                 f"forecast: {type(exc).__name__}: {exc}") from exc
+            raise ModelLoadError(
+                f"{self.registry.name!r} version {version} loaded but cannot "
+                f"forecast: {type(exc).__name__}: {exc}"
+            ) from exc
         log.info("loaded %s version %s (%s)", self.registry.name, version, model.kind)
         return model
 
@@ -145,7 +153,8 @@ class ModelCache:
         if alias not in aliases:
             raise AliasNotSetError(
                 f"alias {alias!r} is not set on registered model {self.registry.name!r} "
-                f"(set aliases: {', '.join(sorted(aliases)) or 'none'})")
+                f"(set aliases: {', '.join(sorted(aliases)) or 'none'})"
+            )
         model = self.model(aliases[alias])
         self._swap(alias, model.version, aliases)
         return model
@@ -212,6 +221,8 @@ class ModelCache:
 
     def state(self) -> dict[str, object]:
         """Snapshot for /ready."""
-        return {"reachable": self.status.reachable, "last_ok": iso_ms(
-            int(self.status.last_ok * 1000) if self.status.last_ok else None),
-            "last_error": self.status.last_error}
+        return {
+            "reachable": self.status.reachable,
+            "last_ok": iso_ms(int(self.status.last_ok * 1000) if self.status.last_ok else None),
+            "last_error": self.status.last_error,
+        }

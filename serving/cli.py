@@ -20,5 +20,13 @@ def serve(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     # One line per failed registry call is enough: urllib3 would add one per retry.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
-    uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, loop="uvloop",
-                http="httptools", access_log=False, log_level=log_level)
+    uvicorn.run(
+        "serving.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=log_level,
+    )

@@ -9,8 +9,23 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Sub-millisecond buckets: a warm forecast takes well under 1 ms.
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25,
-                   0.5, 1.0, 2.5, 5.0)
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
 
 
 @dataclass
@@ -21,23 +36,40 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
-        self.requests = Counter("coinflow_http_requests", "HTTP requests by route and status",
-                                ["method", "route", "status"], registry=r)
-        self.latency = Histogram("coinflow_http_request_duration_seconds",
-                                 "Request latency by route", ["method", "route"],
-                                 buckets=LATENCY_BUCKETS, registry=r)
-        self.predictions = Counter("coinflow_predictions", "Forecasts served by model version",
-                                   ["version"], registry=r)
-        self.model_version = Gauge("coinflow_model_version",
-                                   "Registry version an alias serves (0: alias not set)",
-                                   ["alias"], registry=r)
-        self.alias_switches = Counter("coinflow_alias_switches",
-                                      "Times a served alias moved to another version",
-                                      ["alias"], registry=r)
-        self.registry_up = Gauge("coinflow_registry_up",
-                                 "1 when the last registry contact succeeded", registry=r)
-        self.cached_models = Gauge("coinflow_cached_models", "Model versions held in memory",
-                                   registry=r)
+        self.requests = Counter(
+            "coinflow_http_requests",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "coinflow_http_request_duration_seconds",
+            "Request latency by route",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter(
+            "coinflow_predictions", "Forecasts served by model version", ["version"], registry=r
+        )
+        self.model_version = Gauge(
+            "coinflow_model_version",
+            "Registry version an alias serves (0: alias not set)",
+            ["alias"],
+            registry=r,
+        )
+        self.alias_switches = Counter(
+            "coinflow_alias_switches",
+            "Times a served alias moved to another version",
+            ["alias"],
+            registry=r,
+        )
+        self.registry_up = Gauge(
+            "coinflow_registry_up", "1 when the last registry contact succeeded", registry=r
+        )
+        self.cached_models = Gauge(
+            "coinflow_cached_models", "Model versions held in memory", registry=r
+        )
 
     def alias_moved(self, alias: str, version: int | None) -> None:
         """Record an alias switch (called by the model cache)."""

@@ -10,13 +10,25 @@ from serving.problems import PROBLEM_TYPE
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps({"type": "urn:coinflow:problem:body-too-large",
-                       "title": "Request body too large", "status": 413,
-                       "detail": f"request bodies are limited to {limit} bytes"}).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", PROBLEM_TYPE.encode()),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    body = json.dumps(
+        {
+            "type": "urn:coinflow:problem:body-too-large",
+            "title": "Request body too large",
+            "status": 413,
+            "detail": f"request bodies are limited to {limit} bytes",
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", PROBLEM_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -71,12 +71,21 @@ class ModelLoadError(ServingError):
     status, slug, title = 503, "model-load-failed", "Model could not be loaded"
 
 
-def problem_response(status: int, slug: str, title: str, detail: str,
-                     headers: dict[str, str] | None = None,
-                     errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+def problem_response(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> JSONResponse:
     """A problem+json response."""
-    body: dict[str, Any] = {"type": _TYPE_PREFIX + slug, "title": title, "status": status,
-                            "detail": detail}
+    body: dict[str, Any] = {
+        "type": _TYPE_PREFIX + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
     if errors is not None:
         body["errors"] = errors
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_TYPE)
@@ -84,8 +93,14 @@ def problem_response(status: int, slug: str, title: str, detail: str,
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     # Only JSON-safe fields: `ctx` may hold exception objects.
-    return [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
-             "type": str(e.get("type", ""))} for e in exc.errors()]
+    return [
+        {
+            "loc": [str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
+        for e in exc.errors()
+    ]
 
 
 def _summary(errors: list[dict[str, Any]]) -> str:
@@ -104,24 +119,38 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         errors = _validation_errors(exc)
-        return problem_response(422, "validation-error", "Request validation failed",
-                                _summary(errors), errors=errors)
+        return problem_response(
+            422, "validation-error", "Request validation failed", _summary(errors), errors=errors
+        )
 
     async def http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         from http import HTTPStatus
 
         if exc.status_code == 400:  # FastAPI's "error parsing the body": a malformed body
-            return problem_response(422, "validation-error", "Request validation failed",
-                                    f"the request body cannot be parsed: {exc.detail}")
+            return problem_response(
+                422,
+                "validation-error",
+                "Request validation failed",
+                f"the request body cannot be parsed: {exc.detail}",
+            )
         title = HTTPStatus(exc.status_code).phrase
-        return problem_response(exc.status_code, title.lower().replace(" ", "-"), title,
-                                str(exc.detail), dict(exc.headers or {}))
+        return problem_response(
+            exc.status_code,
+            title.lower().replace(" ", "-"),
+            title,
+            str(exc.detail),
+            dict(exc.headers or {}),
+        )
 
     async def unhandled(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(500, "internal-error", "Internal server error",
-                                f"{type(exc).__name__}: the server failed; see its log")
+        return problem_response(
+            500,
+            "internal-error",
+            "Internal server error",
+            f"{type(exc).__name__}: the server failed; see its log",
+        )
 
     app.add_exception_handler(ServingError, serving_error)
     app.add_exception_handler(RequestValidationError, validation_error)

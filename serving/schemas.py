@@ -32,22 +32,26 @@ class Row(BaseModel):
 class PredictRequest(BaseModel):
     """Forecast `horizon` days ahead from `rows`, or from the model's latest dataset rows."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
-        "examples": [{"horizon": 7}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"horizon": 7}]})
 
     horizon: int = Field(default=1, ge=1, le=MAX_HORIZON, description="days ahead, recursive")
     rows: list[Row] | None = Field(
-        default=None, min_length=1, max_length=MAX_ROWS,
+        default=None,
+        min_length=1,
+        max_length=MAX_ROWS,
         description="consecutive daily rows, oldest first: exactly the model's rows_needed "
-                    "(its lookback + 1; every response's lineage states it)")
+        "(its lookback + 1; every response's lineage states it)",
+    )
 
     @model_validator(mode="after")
     def _consecutive_days(self) -> PredictRequest:
         rows = self.rows or []
         for before, after in zip(rows, rows[1:], strict=False):
             if (after.date - before.date).days != 1:
-                raise ValueError(f"rows must be on consecutive calendar days, oldest first: "
-                                 f"{before.date} is followed by {after.date}")
+                raise ValueError(
+                    f"rows must be on consecutive calendar days, oldest first: "
+                    f"{before.date} is followed by {after.date}"
+                )
         return self
 
 

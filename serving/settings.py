@@ -45,8 +45,10 @@ class ServingSettings(BaseSettings):
 
     def apply_mlflow_client_limits(self) -> None:
         """Bound MLflow's HTTP retries and timeouts in this process, unless the env sets them."""
-        limits = {"MLFLOW_HTTP_REQUEST_TIMEOUT": self.coinflow_registry_timeout_s,
-                  "MLFLOW_HTTP_REQUEST_MAX_RETRIES": self.coinflow_registry_retries,
-                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": 1}
+        limits = {
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": self.coinflow_registry_timeout_s,
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": self.coinflow_registry_retries,
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": 1,
+        }
         for name, value in limits.items():
             os.environ.setdefault(name, str(value))

@@ -76,8 +76,9 @@ def real_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assets = {a: ingest.load_prices(raw / f"{a}.csv") for a in ("btc", "eth", "gold")}
     out = root / "versions"
     out.mkdir()
-    for name, frame in version.build_versions(**assets, start=params.data.start,
-                                              cutoffs=params.data.versions).items():
+    for name, frame in version.build_versions(
+        **assets, start=params.data.start, cutoffs=params.data.versions
+    ).items():
         frame.to_parquet(out / f"{name}.parquet")
     return out
 
@@ -93,8 +94,14 @@ def features_v03(real_versions: Path, tmp_path_factory: pytest.TempPathFactory) 
 
     root = tmp_path_factory.mktemp("features")
     path = real_versions / "v0.3.parquet"
-    write_features(pd.read_parquet(path), "v0.3", file_md5(path),
-                   load_params(REPO / "params.yaml").features, root / "features", root / "metrics")
+    write_features(
+        pd.read_parquet(path),
+        "v0.3",
+        file_md5(path),
+        load_params(REPO / "params.yaml").features,
+        root / "features",
+        root / "metrics",
+    )
     return root / "features"
 
 
@@ -124,19 +131,35 @@ def learnable_workspace(real_versions: Path, tmp_path_factory: pytest.TempPathFa
     close = 400.0 * np.exp(np.cumsum(ret))
     opens = np.concatenate([[close[0]], close[:-1]])
     wick = 1 + np.abs(rng.normal(0.0, 0.01, len(frame)))
-    frame = frame.assign(btc_open=opens, btc_close=close, btc_high=np.maximum(opens, close) * wick,
-                         btc_low=np.minimum(opens, close) / wick)
+    frame = frame.assign(
+        btc_open=opens,
+        btc_close=close,
+        btc_high=np.maximum(opens, close) * wick,
+        btc_low=np.minimum(opens, close) / wick,
+    )
     root = tmp_path_factory.mktemp("learnable")
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
     path = root / "data" / "versions" / "syn-ar1.parquet"
     path.parent.mkdir(parents=True)
     frame.to_parquet(path)
-    outcome = validate_version(frame, "syn-ar1", frame.index[-1].date(), params.validate_,
-                               root / "reports" / "validation" / "syn-ar1")
+    outcome = validate_version(
+        frame,
+        "syn-ar1",
+        frame.index[-1].date(),
+        params.validate_,
+        root / "reports" / "validation" / "syn-ar1",
+    )
     assert outcome.success, [str(f) for f in outcome.failed]
     (root / "metrics").mkdir()
     (root / "metrics" / "validation.json").write_text(
-        json.dumps({"syn-ar1": outcome_record(outcome, file_md5(path))}, default=str))
-    write_features(frame, "syn-ar1", file_md5(path), params.features, root / "data" / "features",
-                   root / "metrics")
+        json.dumps({"syn-ar1": outcome_record(outcome, file_md5(path))}, default=str)
+    )
+    write_features(
+        frame,
+        "syn-ar1",
+        file_md5(path),
+        params.features,
+        root / "data" / "features",
+        root / "metrics",
+    )
     return root

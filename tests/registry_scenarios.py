@@ -28,13 +28,18 @@ class TrainedRuns:
 
 def workspace_paths(ws: Path) -> dict[str, Path]:
     """tracked_training's folders inside a learnable_workspace."""
-    return {"features_dir": ws / "data" / "features", "versions_dir": ws / "data" / "versions",
-            "metrics_dir": ws / "metrics", "reports_dir": ws / "no-reports"}
+    return {
+        "features_dir": ws / "data" / "features",
+        "versions_dir": ws / "data" / "versions",
+        "metrics_dir": ws / "metrics",
+        "reports_dir": ws / "no-reports",
+    }
 
 
 def train_runs(ws: Path) -> TrainedRuns:
     """Two tiny RNNs trained on syn-ar1 (a fake sweep parent for the good one), pyfuncs logged."""
     import mlflow
+
     from pipelines.config import TrainParams
     from pipelines.tracked import tracked_training
     from pipelines.tracking import configure_mlflow
@@ -44,10 +49,19 @@ def train_runs(ws: Path) -> TrainedRuns:
     paths = workspace_paths(ws)
     data = load_training_data(paths["features_dir"])
     with mlflow.start_run(run_name="sweep-parent", tags={"coinflow.kind": "sweep"}) as parent:
-        good = tracked_training(TrainParams(hidden_size=8, max_epochs=3, lookback=10, lr=1e-2),
-                                data, run_name="good", nested=True, **paths)
-    medium = tracked_training(TrainParams(hidden_size=8, max_epochs=2, lookback=10, lr=1e-3),
-                              data, run_name="medium", **paths)
+        good = tracked_training(
+            TrainParams(hidden_size=8, max_epochs=3, lookback=10, lr=1e-2),
+            data,
+            run_name="good",
+            nested=True,
+            **paths,
+        )
+    medium = tracked_training(
+        TrainParams(hidden_size=8, max_epochs=2, lookback=10, lr=1e-3),
+        data,
+        run_name="medium",
+        **paths,
+    )
     assert good.status == medium.status == "FINISHED"
     assert good.metrics["test_mase"] < medium.metrics["test_mase"] - 0.02
     assert medium.metrics["test_mase"] < 0.98
@@ -62,10 +76,12 @@ def broken_copy_run(run_id: str) -> str:
     client = MlflowClient()
     run = client.get_run(run_id)
     (logged,) = client.search_logged_models(
-        experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
+        experiment_ids=[run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'"
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=logged.artifact_location,
-                                                         dst_path=tmp))
+        local = Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=logged.artifact_location, dst_path=tmp)
+        )
         (local / "artifacts" / "weights.pt").write_bytes(b"this is not a torch state dict")
         tags = {k: v for k, v in run.data.tags.items() if k.startswith("coinflow.")}
         with mlflow.start_run(run_name="broken", tags=tags) as broken:
@@ -89,9 +105,16 @@ def _promote_worker(name: str, ws: str, version: int, barrier: Any, results: Any
                 barrier.wait(timeout=120)
 
         out = promote(reg, ev, POLICY, version, on_scored=on_scored)
-        results.put({"version": version, "promoted": out.decision.promote,
-                     "attempts": out.attempts, "before": out.champion_before,
-                     "after": out.champion_after, "pid": os.getpid()})
+        results.put(
+            {
+                "version": version,
+                "promoted": out.decision.promote,
+                "attempts": out.attempts,
+                "before": out.champion_before,
+                "after": out.champion_after,
+                "pid": os.getpid(),
+            }
+        )
     except BaseException as exc:  # report, never hang the parent
         results.put({"version": version, "error": f"{type(exc).__name__}: {exc}"})
 
@@ -116,8 +139,9 @@ def race_promotions(name: str, ws: Path, versions: tuple[int, int]) -> list[dict
     return sorted(out, key=lambda r: r["attempts"])
 
 
-def check_race(client: Any, name: str, out: list[dict[str, Any]], seed: int, good: int,
-               medium: int) -> None:
+def check_race(
+    client: Any, name: str, out: list[dict[str, Any]], seed: int, good: int, medium: int
+) -> None:
     """Both scored against `seed`; the one that committed second saw the move and re-scored.
 
     Whatever the order, the good model ends champion and previous-champion is the version it

@@ -34,15 +34,23 @@ class Handlers:
             return gr.skip(), _warning(exc.message), gr.skip(), gr.skip()
         choices = shaping.model_choices(models)
         aliases = ", ".join(f"@{a} → v{v}" for a, v in models.aliases.items()) or "no aliases"
-        status = (f"Connected to {self.client.base_url}: **{models.name}**, "
-                  f"{len(models.versions)} version(s), {aliases}.")
+        status = (
+            f"Connected to {self.client.base_url}: **{models.name}**, "
+            f"{len(models.versions)} version(s), {aliases}."
+        )
         if not models.versions:
-            status = _warning(f"{models.name} has no registered versions yet: run a sweep and "
-                              "`coinflow registry promote`, then press Refresh models.")
+            status = _warning(
+                f"{models.name} has no registered versions yet: run a sweep and "
+                "`coinflow registry promote`, then press Refresh models."
+            )
         rows = pd.DataFrame(shaping.version_rows(models), columns=shaping.VERSION_HEADERS)
         figure = plots.metrics_figure(models) if models.versions else None
-        return (gr.Dropdown(choices=choices, value=shaping.default_choice(choices, current)),
-                status, rows, figure)
+        return (
+            gr.Dropdown(choices=choices, value=shaping.default_choice(choices, current)),
+            status,
+            rows,
+            figure,
+        )
 
     def forecast(self, choice: str | None, horizon: float) -> tuple[Any, Any, str]:
         """Plot, lineage panel and status for one forecast; on failure keep the last result."""
@@ -56,9 +64,11 @@ class Handlers:
             return gr.skip(), gr.skip(), _warning(str(exc))
         lineage = result.lineage
         title = f"{lineage.model_name} v{lineage.version}: {int(horizon)}-day forecast"
-        return (plots.forecast_figure(series, title),
-                shaping.lineage_markdown(lineage, self.mlflow_ui_url),
-                shaping.forecast_summary(series, lineage))
+        return (
+            plots.forecast_figure(series, title),
+            shaping.lineage_markdown(lineage, self.mlflow_ui_url),
+            shaping.forecast_summary(series, lineage),
+        )
 
     def refresh_sweep(self) -> tuple[str, pd.DataFrame, Any]:
         """Note, trials table and chart for the latest sweep (`GET /sweeps/latest`)."""
@@ -72,8 +82,10 @@ class Handlers:
         except ApiClientError as exc:
             return _warning(exc.message), empty, None
         rows = pd.DataFrame(shaping.trial_rows(sweep), columns=shaping.TRIAL_HEADERS)
-        note = (f"Sweep **{sweep.study_name or '?'}** (parent run `{sweep.parent_run_id}`): "
-                f"{len(sweep.trials)} trial(s), best validation loss first.")
+        note = (
+            f"Sweep **{sweep.study_name or '?'}** (parent run `{sweep.parent_run_id}`): "
+            f"{len(sweep.trials)} trial(s), best validation loss first."
+        )
         return note, rows, plots.sweep_figure(sweep) if sweep.trials else None
 
 
@@ -81,32 +93,53 @@ def build_app(client: ApiClient, mlflow_ui_url: str | None = None) -> gr.Blocks:
     """The Blocks page; every event goes through `Handlers`, so API failures stay messages."""
     handlers = Handlers(client, mlflow_ui_url)
     with gr.Blocks(title="coinflow", analytics_enabled=False) as demo:
-        gr.Markdown("# coinflow: BTC close forecasts\nServed by the API at "
-                    f"`{client.base_url}`; persistence = tomorrow's close equals today's.")
+        gr.Markdown(
+            "# coinflow: BTC close forecasts\nServed by the API at "
+            f"`{client.base_url}`; persistence = tomorrow's close equals today's."
+        )
         status = gr.Markdown("Connecting to the API…", elem_id="status")
         with gr.Tab("Forecast"):
             with gr.Row(equal_height=True):
-                picker = gr.Dropdown(label="Model (alias or version)", choices=[], value=None,
-                                     elem_id="model-picker", scale=3)
-                horizon = gr.Slider(1, 30, value=DEFAULT_HORIZON, step=1,
-                                    label="Horizon (days)", elem_id="horizon", scale=3)
+                picker = gr.Dropdown(
+                    label="Model (alias or version)",
+                    choices=[],
+                    value=None,
+                    elem_id="model-picker",
+                    scale=3,
+                )
+                horizon = gr.Slider(
+                    1,
+                    30,
+                    value=DEFAULT_HORIZON,
+                    step=1,
+                    label="Horizon (days)",
+                    elem_id="horizon",
+                    scale=3,
+                )
                 refresh = gr.Button("Refresh models", elem_id="refresh", scale=1)
                 go = gr.Button("Forecast", variant="primary", elem_id="forecast", scale=1)
-            plot = gr.Plot(label="BTC close: actual, model, persistence", format="png",
-                           elem_id="forecast-plot")
+            plot = gr.Plot(
+                label="BTC close: actual, model, persistence", format="png", elem_id="forecast-plot"
+            )
             lineage = gr.Markdown(elem_id="lineage")
         with gr.Tab("Compare versions"):
-            table = gr.Dataframe(pd.DataFrame(columns=shaping.VERSION_HEADERS),
-                                 interactive=False, elem_id="versions-table")
-            bars = gr.Plot(label="test metrics per version", format="png",
-                           elem_id="metrics-plot")
+            table = gr.Dataframe(
+                pd.DataFrame(columns=shaping.VERSION_HEADERS),
+                interactive=False,
+                elem_id="versions-table",
+            )
+            bars = gr.Plot(label="test metrics per version", format="png", elem_id="metrics-plot")
         with gr.Tab("Latest sweep"):
             sweep_note = gr.Markdown(elem_id="sweep-note")
             sweep_refresh = gr.Button("Refresh sweep", elem_id="sweep-refresh")
-            trials = gr.Dataframe(pd.DataFrame(columns=shaping.TRIAL_HEADERS),
-                                  interactive=False, elem_id="trials-table")
-            scatter = gr.Plot(label="validation loss by hidden size", format="png",
-                              elem_id="sweep-plot")
+            trials = gr.Dataframe(
+                pd.DataFrame(columns=shaping.TRIAL_HEADERS),
+                interactive=False,
+                elem_id="trials-table",
+            )
+            scatter = gr.Plot(
+                label="validation loss by hidden size", format="png", elem_id="sweep-plot"
+            )
         model_outputs = [picker, status, table, bars]
         demo.load(handlers.refresh_models, inputs=picker, outputs=model_outputs)
         demo.load(handlers.refresh_sweep, outputs=[sweep_note, trials, scatter])
@@ -123,6 +156,7 @@ def launch(host: str, port: int, settings: UiSettings | None = None) -> None:
     client = ApiClient(settings.coinflow_api_url, settings.coinflow_api_timeout_s)
     try:
         build_app(client, settings.coinflow_mlflow_ui_url).launch(
-            server_name=host, server_port=port, share=False, show_error=False, quiet=True)
+            server_name=host, server_port=port, share=False, show_error=False, quiet=True
+        )
     finally:
         client.close()

@@ -140,8 +140,10 @@ def error_detail(response: httpx.Response) -> str:
     if isinstance(body, dict):
         detail = body.get("detail") or body.get("title") or body.get("message")
         if isinstance(detail, list):  # FastAPI request validation errors
-            return "; ".join(str(item.get("msg", item)) if isinstance(item, dict) else str(item)
-                             for item in detail)
+            return "; ".join(
+                str(item.get("msg", item)) if isinstance(item, dict) else str(item)
+                for item in detail
+            )
         if detail:
             return str(detail)
     return str(body)[:200]
@@ -153,8 +155,9 @@ class ApiClient:
     def __init__(self, base_url: str, timeout_s: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
-        self._http = httpx.Client(base_url=self.base_url,
-                                  timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0)))
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0))
+        )
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -170,19 +173,29 @@ class ApiClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
-            raise ApiUnavailable(f"The forecast API at {self.base_url} did not answer within "
-                                 f"{self.timeout_s:g} s ({type(exc).__name__}).") from exc
+            raise ApiUnavailable(
+                f"The forecast API at {self.base_url} did not answer within "
+                f"{self.timeout_s:g} s ({type(exc).__name__})."
+            ) from exc
         except httpx.TransportError as exc:
-            raise ApiUnavailable(f"The forecast API at {self.base_url} is not reachable "
-                                 f"({type(exc).__name__}). Is `coinflow serve` running?") from exc
+            raise ApiUnavailable(
+                f"The forecast API at {self.base_url} is not reachable "
+                f"({type(exc).__name__}). Is `coinflow serve` running?"
+            ) from exc
         if response.is_error:
-            raise ApiError(f"The API refused {method} {path} ({response.status_code}): "
-                           f"{error_detail(response)}", response.status_code)
+            raise ApiError(
+                f"The API refused {method} {path} ({response.status_code}): "
+                f"{error_detail(response)}",
+                response.status_code,
+            )
         try:
             return model.model_validate(response.json())
         except (ValueError, ValidationError) as exc:
-            raise ApiError(f"The API's answer to {method} {path} is not what the UI expects: "
-                           f"{str(exc).splitlines()[0]}", response.status_code) from exc
+            raise ApiError(
+                f"The API's answer to {method} {path} is not what the UI expects: "
+                f"{str(exc).splitlines()[0]}",
+                response.status_code,
+            ) from exc
 
     def models(self) -> Models:
         """Registered versions, aliases and their test metrics (`GET /models`)."""
@@ -192,8 +205,9 @@ class ApiClient:
         """Forecast `horizon` days ahead with the model named by `ref` (`POST /predict`)."""
         if not 1 <= horizon <= MAX_HORIZON:
             raise ApiError(f"horizon must be between 1 and {MAX_HORIZON} days, got {horizon}")
-        return self._call("POST", "/predict", Forecast, params=ref.query(),
-                          json={"horizon": horizon})
+        return self._call(
+            "POST", "/predict", Forecast, params=ref.query(), json={"horizon": horizon}
+        )
 
     def latest_sweep(self) -> Sweep:
         """The latest sweep's trials (`GET /sweeps/latest`)."""

@@ -16,15 +16,27 @@ def forecast_figure(series: ForecastSeries, title: str) -> Figure:
     fig = Figure(figsize=(9, 4.2), layout="constrained")
     ax = fig.add_subplot()
     history = mdates.date2num(series.history_dates)
-    ax.plot(history, series.history_close, color=ACTUAL, lw=1.6,
-            label="actual close")
+    ax.plot(history, series.history_close, color=ACTUAL, lw=1.6, label="actual close")
     if series.forecast_dates:
         # Both forecasts start from the last actual point so the lines join the history.
         dates = mdates.date2num([series.history_dates[-1], *series.forecast_dates])
-        ax.plot(dates, [series.last_close, *series.persistence_close], color=PERSISTENCE,
-                lw=1.4, ls="--", label="persistence (last close)")
-        ax.plot(dates, [series.last_close, *series.forecast_close], color=MODEL, lw=2,
-                marker="o", ms=3, label="model forecast")
+        ax.plot(
+            dates,
+            [series.last_close, *series.persistence_close],
+            color=PERSISTENCE,
+            lw=1.4,
+            ls="--",
+            label="persistence (last close)",
+        )
+        ax.plot(
+            dates,
+            [series.last_close, *series.forecast_close],
+            color=MODEL,
+            lw=2,
+            marker="o",
+            ms=3,
+            label="model forecast",
+        )
         ax.axvline(float(history[-1]), color=PERSISTENCE, lw=0.8, ls=":")
     ax.set_title(title)
     ax.set_ylabel("BTC close (USD)")
@@ -67,12 +79,19 @@ def sweep_figure(sweep: Sweep) -> Figure:
     """Validation loss against hidden size, one colour per layer count."""
     fig = Figure(figsize=(9, 3.6), layout="constrained")
     ax = fig.add_subplot()
-    done = [(t.num_layers or 0, float(t.hidden_size), float(t.val_loss)) for t in sweep.trials
-            if t.val_loss is not None and t.hidden_size is not None]
+    done = [
+        (t.num_layers or 0, float(t.hidden_size), float(t.val_loss))
+        for t in sweep.trials
+        if t.val_loss is not None and t.hidden_size is not None
+    ]
     for layers in sorted({n for n, _, _ in done}):
         group = [(h, v) for n, h, v in done if n == layers]
-        ax.scatter([h for h, _ in group], [v for _, v in group],
-                   label=f"{layers} layer(s)" if layers else "layers unknown", alpha=0.8)
+        ax.scatter(
+            [h for h, _ in group],
+            [v for _, v in group],
+            label=f"{layers} layer(s)" if layers else "layers unknown",
+            alpha=0.8,
+        )
     ax.set_xlabel("hidden size")
     ax.set_ylabel("validation loss")
     ax.set_title(f"sweep {sweep.study_name or sweep.parent_run_id or ''}".strip())

@@ -9,10 +9,27 @@ from ui.client import Forecast, Lineage, ModelRef, Models, Sweep, Trial
 
 ALIAS_ORDER = ("champion", "challenger", "previous-champion")
 DEFAULT_REF = ModelRef("alias", "champion")  # what the API serves when asked for nothing
-VERSION_HEADERS = ["version", "aliases", "kind", "data version", "created",
-                   "MASE vs persistence", "MAE (USD)", "RMSE (USD)"]
-TRIAL_HEADERS = ["trial", "status", "cell", "hidden size", "layers", "lookback", "lr",
-                 "val loss", "test MASE"]
+VERSION_HEADERS = [
+    "version",
+    "aliases",
+    "kind",
+    "data version",
+    "created",
+    "MASE vs persistence",
+    "MAE (USD)",
+    "RMSE (USD)",
+]
+TRIAL_HEADERS = [
+    "trial",
+    "status",
+    "cell",
+    "hidden size",
+    "layers",
+    "lookback",
+    "lr",
+    "val loss",
+    "test MASE",
+]
 
 
 class ChoiceError(ValueError):
@@ -42,19 +59,28 @@ def _date(text: str) -> dt.date:
 def model_choices(models: Models) -> list[tuple[str, str]]:
     """(label, value) pairs for the picker: aliases first, then versions newest first."""
     kinds = {v.version: v for v in models.versions}
-    ranked = sorted(models.aliases.items(),
-                    key=lambda kv: (ALIAS_ORDER.index(kv[0]) if kv[0] in ALIAS_ORDER
-                                    else len(ALIAS_ORDER), kv[0]))
+    ranked = sorted(
+        models.aliases.items(),
+        key=lambda kv: (
+            ALIAS_ORDER.index(kv[0]) if kv[0] in ALIAS_ORDER else len(ALIAS_ORDER),
+            kv[0],
+        ),
+    )
     choices = []
     for alias, version in ranked:
         kind = kinds[version].kind if version in kinds else None
-        choices.append((f"@{alias} → v{version}" + (f" ({kind})" if kind else ""),
-                        f"alias:{alias}"))
+        choices.append(
+            (f"@{alias} → v{version}" + (f" ({kind})" if kind else ""), f"alias:{alias}")
+        )
     for v in sorted(models.versions, key=lambda v: v.version, reverse=True):
         details = [x for x in (v.kind, v.data_version and f"data {v.data_version}") if x]
         details += [f"@{a}" for a in v.aliases]
-        choices.append((f"v{v.version}" + (f" · {' · '.join(details)}" if details else ""),
-                        f"version:{v.version}"))
+        choices.append(
+            (
+                f"v{v.version}" + (f" · {' · '.join(details)}" if details else ""),
+                f"version:{v.version}",
+            )
+        )
     return choices
 
 
@@ -86,9 +112,13 @@ def forecast_series(forecast: Forecast) -> ForecastSeries:
     history = sorted(forecast.history, key=lambda p: p.date)
     future = sorted(forecast.forecasts, key=lambda p: p.date)
     last = history[-1].close
-    return ForecastSeries([_date(p.date) for p in history], [p.close for p in history],
-                          [_date(p.date) for p in future], [p.close for p in future],
-                          [last] * len(future))
+    return ForecastSeries(
+        [_date(p.date) for p in history],
+        [p.close for p in history],
+        [_date(p.date) for p in future],
+        [p.close for p in future],
+        [last] * len(future),
+    )
 
 
 def forecast_summary(series: ForecastSeries, lineage: Lineage) -> str:
@@ -97,8 +127,10 @@ def forecast_summary(series: ForecastSeries, lineage: Lineage) -> str:
         return f"v{lineage.version} returned no forecast."
     end, value = series.forecast_dates[-1], series.forecast_close[-1]
     change = value / series.last_close - 1
-    return (f"**{lineage.model_name} v{lineage.version}** forecasts **${value:,.0f}** for "
-            f"{end.isoformat()} ({change:+.2%} vs persistence at ${series.last_close:,.0f}).")
+    return (
+        f"**{lineage.model_name} v{lineage.version}** forecasts **${value:,.0f}** for "
+        f"{end.isoformat()} ({change:+.2%} vs persistence at ${series.last_close:,.0f})."
+    )
 
 
 def run_url(mlflow_ui_url: str | None, run_id: str | None) -> str | None:
@@ -110,16 +142,28 @@ def run_url(mlflow_ui_url: str | None, run_id: str | None) -> str | None:
 
 def lineage_markdown(lineage: Lineage, mlflow_ui_url: str | None = None) -> str:
     """Lineage panel: version, aliases, run, data version, DVC hash, git sha, run link."""
+
     def code(value: str | None) -> str:
         return f"`{value}`" if value else "—"
 
     aliases = ", ".join(f"@{a}" for a in lineage.aliases) or "—"
-    rows = [("model", f"{lineage.model_name} v{lineage.version}"), ("aliases", aliases),
-            ("kind", lineage.kind or "—"), ("run id", code(lineage.run_id)),
-            ("data version", lineage.data_version or "—"), ("DVC md5", code(lineage.dvc_md5)),
-            ("git sha", code(lineage.git_sha)), ("trained at", lineage.trained_at or "—")]
-    lines = ["### Lineage", "", "| field | value |", "|---|---|",
-             *(f"| {k} | {v} |" for k, v in rows)]
+    rows = [
+        ("model", f"{lineage.model_name} v{lineage.version}"),
+        ("aliases", aliases),
+        ("kind", lineage.kind or "—"),
+        ("run id", code(lineage.run_id)),
+        ("data version", lineage.data_version or "—"),
+        ("DVC md5", code(lineage.dvc_md5)),
+        ("git sha", code(lineage.git_sha)),
+        ("trained at", lineage.trained_at or "—"),
+    ]
+    lines = [
+        "### Lineage",
+        "",
+        "| field | value |",
+        "|---|---|",
+        *(f"| {k} | {v} |" for k, v in rows),
+    ]
     url = run_url(mlflow_ui_url, lineage.run_id)
     if url:
         lines += ["", f"[Open run {lineage.run_id} in the MLflow UI]({url})"]
@@ -136,18 +180,39 @@ def _created(value: str | int | float | None) -> str:
 
 def version_rows(models: Models) -> list[list[object]]:
     """Rows of the version comparison table (VERSION_HEADERS), newest version first."""
-    return [[v.version, ", ".join(f"@{a}" for a in v.aliases), v.kind or "",
-             v.data_version or "", _created(v.created_at), v.metrics.test_mase,
-             v.metrics.test_mae, v.metrics.test_rmse]
-            for v in sorted(models.versions, key=lambda v: v.version, reverse=True)]
+    return [
+        [
+            v.version,
+            ", ".join(f"@{a}" for a in v.aliases),
+            v.kind or "",
+            v.data_version or "",
+            _created(v.created_at),
+            v.metrics.test_mase,
+            v.metrics.test_mae,
+            v.metrics.test_rmse,
+        ]
+        for v in sorted(models.versions, key=lambda v: v.version, reverse=True)
+    ]
 
 
 def trial_rows(sweep: Sweep) -> list[list[object]]:
     """Rows of the sweep table (TRIAL_HEADERS), best validation loss first, failures last."""
+
     def key(trial: Trial) -> tuple[bool, float, int]:
         val = trial.val_loss
         return (val is None, val if val is not None else 0.0, trial.trial_number or 0)
 
-    return [[t.trial_number, t.status or "", t.cell or "", t.hidden_size, t.num_layers,
-             t.lookback, t.lr, t.val_loss, t.test_mase]
-            for t in sorted(sweep.trials, key=key)]
+    return [
+        [
+            t.trial_number,
+            t.status or "",
+            t.cell or "",
+            t.hidden_size,
+            t.num_layers,
+            t.lookback,
+            t.lr,
+            t.val_loss,
+            t.test_mase,
+        ]
+        for t in sorted(sweep.trials, key=key)
+    ]

@@ -21,10 +21,18 @@ def list_models(cache: Annotated[ModelCache, Depends(get_cache)]) -> dict[str, o
     aliases = cache.registry_call(cache.registry.aliases)
     versions = cache.registry_call(cache.registry.versions)
     loaded = set(cache.loaded_versions())
-    return {"name": cache.registry.name, "aliases": aliases,
-            "versions": [version_summary(mv, sorted(a for a, v in aliases.items()
-                                                    if v == int(mv.version)),
-                                         int(mv.version) in loaded) for mv in versions]}
+    return {
+        "name": cache.registry.name,
+        "aliases": aliases,
+        "versions": [
+            version_summary(
+                mv,
+                sorted(a for a, v in aliases.items() if v == int(mv.version)),
+                int(mv.version) in loaded,
+            )
+            for mv in versions
+        ],
+    }
 
 
 @router.get("/sweeps/latest", response_model=SweepResponse, responses=problem_responses(404, 503))

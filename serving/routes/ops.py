@@ -37,54 +37,84 @@ def readiness(cache: ModelCache, settings: ServingSettings) -> dict[str, object]
     version = served.get(alias)
     reasons: list[str] = []
     if version is None:
-        reasons.append(f"no model loaded for alias {alias!r} of {cache.registry.name!r}: "
-                       + ("the alias is not set in the registry" if cache.status.reachable
-                          else "the registry has not answered yet"))
+        reasons.append(
+            f"no model loaded for alias {alias!r} of {cache.registry.name!r}: "
+            + (
+                "the alias is not set in the registry"
+                if cache.status.reachable
+                else "the registry has not answered yet"
+            )
+        )
     if not cache.status.reachable:
-        reasons.append(f"registry {cache.registry.uri!r} unreachable: {cache.status.last_error}; "
-                       "serving cached versions, alias moves are not seen until it answers")
+        reasons.append(
+            f"registry {cache.registry.uri!r} unreachable: {cache.status.last_error}; "
+            "serving cached versions, alias moves are not seen until it answers"
+        )
     status = "not_ready" if version is None else "ready" if not reasons else "degraded"
-    return {"status": status, "model_name": cache.registry.name, "default_alias": alias,
-            "serving_version": version, "aliases": served,
-            "loaded_versions": cache.loaded_versions(), "registry": cache.state(),
-            "reasons": reasons}
+    return {
+        "status": status,
+        "model_name": cache.registry.name,
+        "default_alias": alias,
+        "serving_version": version,
+        "aliases": served,
+        "loaded_versions": cache.loaded_versions(),
+        "registry": cache.state(),
+        "reasons": reasons,
+    }
 
 
-@router.get("/ready", response_model=ReadyResponse,
-            responses={503: {"model": ReadyResponse, "description": "no model to serve"}})
-async def ready(cache: Annotated[ModelCache, Depends(get_cache)],
-                settings: Annotated[ServingSettings, Depends(get_settings)]) -> JSONResponse:
+@router.get(
+    "/ready",
+    response_model=ReadyResponse,
+    responses={503: {"model": ReadyResponse, "description": "no model to serve"}},
+)
+async def ready(
+    cache: Annotated[ModelCache, Depends(get_cache)],
+    settings: Annotated[ServingSettings, Depends(get_settings)],
+) -> JSONResponse:
     """200 ready/degraded while a model can be served; 503 not_ready otherwise."""
     body = ReadyResponse.model_validate(readiness(cache, settings))
     return JSONResponse(body.model_dump(), status_code=503 if body.status == "not_ready" else 200)
 
 
-@router.get("/metrics", response_class=Response,
-            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
-                             "description": "Prometheus text exposition format"}})
-async def metrics_text(cache: Annotated[ModelCache, Depends(get_cache)],
-                       metrics: Annotated[Metrics, Depends(get_metrics)]) -> Response:
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "Prometheus text exposition format",
+        }
+    },
+)
+async def metrics_text(
+    cache: Annotated[ModelCache, Depends(get_cache)],
+    metrics: Annotated[Metrics, Depends(get_metrics)],
+) -> Response:
     """Request counts, latency histogram, served model versions, registry status."""
     metrics.registry_up.set(1 if cache.status.reachable else 0)
     metrics.cached_models.set(len(cache.loaded_versions()))
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def check_admin(settings: ServingSettings,
-                credentials: HTTPAuthorizationCredentials | None) -> None:
+def check_admin(
+    settings: ServingSettings, credentials: HTTPAuthorizationCredentials | None
+) -> None:
     """403 when admin is disabled (no token set) or the token is wrong; 401 when none is sent."""
     token = settings.admin_token
     if token is None:
         raise ForbiddenError("the admin API is disabled: set COINFLOW_ADMIN_TOKEN to enable it")
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise UnauthorizedError("send 'Authorization: Bearer <COINFLOW_ADMIN_TOKEN>'",
-                                {"WWW-Authenticate": "Bearer"})
+        raise UnauthorizedError(
+            "send 'Authorization: Bearer <COINFLOW_ADMIN_TOKEN>'", {"WWW-Authenticate": "Bearer"}
+        )
     if not secrets.compare_digest(credentials.credentials.encode(), token.encode()):
         raise ForbiddenError("the bearer token does not match COINFLOW_ADMIN_TOKEN")
 
 
-@router.post("/admin/reload", response_model=ReloadResponse,
-             responses=problem_responses(401, 403, 503))
+@router.post(
+    "/admin/reload", response_model=ReloadResponse, responses=problem_responses(401, 403, 503)
+)
 def reload_aliases(
     cache: Annotated[ModelCache, Depends(get_cache)],
     settings: Annotated[ServingSettings, Depends(get_settings)],

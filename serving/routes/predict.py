@@ -27,8 +27,9 @@ def _arrays(rows: list[Row]) -> tuple[np.ndarray, np.ndarray]:
     return dates, values
 
 
-def resolve(cache: ModelCache, version: int | None, alias: str | None,
-            default_alias: str) -> LoadedModel:
+def resolve(
+    cache: ModelCache, version: int | None, alias: str | None, default_alias: str
+) -> LoadedModel:
     """The model a request names: ?version=N, ?alias=NAME, or the default alias."""
     if version is not None and alias is not None:
         raise BadInputError("give either ?version=N or ?alias=NAME, not both")
@@ -37,17 +38,20 @@ def resolve(cache: ModelCache, version: int | None, alias: str | None,
     return cache.by_alias(alias or default_alias)
 
 
-@router.post("/predict", response_model=PredictResponse,
-             responses=problem_responses(404, 413, 422, 503))
+@router.post(
+    "/predict", response_model=PredictResponse, responses=problem_responses(404, 413, 422, 503)
+)
 def predict(
     cache: Annotated[ModelCache, Depends(get_cache)],
     metrics: Annotated[Metrics, Depends(get_metrics)],
     settings: Annotated[ServingSettings, Depends(get_settings)],
     body: PredictRequest | None = None,
-    version: Annotated[int | None, Query(ge=1, le=2**31 - 1,
-                                         description="registry version number")] = None,
-    alias: Annotated[str | None, Query(pattern=ALIAS_PATTERN,
-                                       description="registry alias (default: champion)")] = None,
+    version: Annotated[
+        int | None, Query(ge=1, le=2**31 - 1, description="registry version number")
+    ] = None,
+    alias: Annotated[
+        str | None, Query(pattern=ALIAS_PATTERN, description="registry alias (default: champion)")
+    ] = None,
 ) -> Response:
     """Forecast BTC closes `horizon` days ahead with a registry version or alias."""
     request = body or PredictRequest()
@@ -64,9 +68,13 @@ def predict(
     except InputRowsError as exc:
         raise BadInputError(str(exc)) from exc
     metrics.predictions.labels(str(model.version)).inc()
-    answer = {"forecasts": points(*out), "history": history,
-              "lineage": {**model.lineage, "aliases": cache.aliases_of(model.version)}}
+    answer = {
+        "forecasts": points(*out),
+        "history": history,
+        "lineage": {**model.lineage, "aliases": cache.aliases_of(model.version)},
+    }
     # Built here, in the worker thread, from checked numbers: FastAPI's response validation
     # would cost a second threadpool hop and re-check what PredictResponse already describes.
-    return Response(json.dumps(answer, allow_nan=False, separators=(",", ":")),
-                    media_type="application/json")
+    return Response(
+        json.dumps(answer, allow_nan=False, separators=(",", ":")), media_type="application/json"
+    )

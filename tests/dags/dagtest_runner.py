@@ -25,13 +25,26 @@ def main() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     started = time.perf_counter()
-    run = module.coinflow_daily_dag.test(run_conf=json.loads(sys.argv[1]),
-                                         logical_date=pendulum.parse(sys.argv[2]))
+    run = module.coinflow_daily_dag.test(
+        run_conf=json.loads(sys.argv[1]), logical_date=pendulum.parse(sys.argv[2])
+    )
     seconds = time.perf_counter() - started
-    tasks = {f"{ti.task_id}[{ti.map_index}]" if ti.map_index >= 0 else ti.task_id: str(ti.state)
-             for ti in run.get_task_instances()}
-    print(MARKER + json.dumps({"state": str(run.state), "run_id": run.run_id, "tasks": tasks,
-                               "seconds": round(seconds, 1)}), flush=True)
+    tasks = {
+        f"{ti.task_id}[{ti.map_index}]" if ti.map_index >= 0 else ti.task_id: str(ti.state)
+        for ti in run.get_task_instances()
+    }
+    print(
+        MARKER
+        + json.dumps(
+            {
+                "state": str(run.state),
+                "run_id": run.run_id,
+                "tasks": tasks,
+                "seconds": round(seconds, 1),
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

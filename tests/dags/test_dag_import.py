@@ -50,8 +50,14 @@ def inspected(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     home = tmp_path_factory.mktemp("airflow-home")
     env = airflow_env(home, REPO, home)
     env["COINFLOW_DAG_RETRIES"] = "2"  # the deployed default (tests elsewhere set 0)
-    proc = subprocess.run([sys.executable, "-c", INSPECT, str(DAGS_DIR), ",".join(HEAVY)],
-                          env=env, capture_output=True, text=True, timeout=120, cwd=home)
+    proc = subprocess.run(
+        [sys.executable, "-c", INSPECT, str(DAGS_DIR), ",".join(HEAVY)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=home,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("INSPECT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
     return dict(json.loads(lines[-1].removeprefix("INSPECT ")))
@@ -74,9 +80,16 @@ def test_parsing_imports_no_heavy_library(inspected: dict[str, Any]) -> None:
 
 def test_pipeline_shape(inspected: dict[str, Any]) -> None:
     assert inspected["tasks"] == sorted(TASKS)
-    chain = {"version": "ingest", "validate": "version", "features": "validate",
-             "open_sweep": "features", "run_trials": "open_sweep", "register": "close_sweep",
-             "promote": "register", "smoke_predict": "promote"}
+    chain = {
+        "version": "ingest",
+        "validate": "version",
+        "features": "validate",
+        "open_sweep": "features",
+        "run_trials": "open_sweep",
+        "register": "close_sweep",
+        "promote": "register",
+        "smoke_predict": "promote",
+    }
     for task, upstream in chain.items():
         assert inspected["upstream"][task] == [upstream], task
     assert inspected["upstream"]["close_sweep"] == ["open_sweep", "run_trials"]
@@ -100,4 +113,3 @@ def test_schedule_retries_and_params(inspected: dict[str, Any]) -> None:
 def test_sweep_workers_and_run_key(inspected: dict[str, Any]) -> None:
     assert inspected["workers"] == [[0, 1], [0], [0, 1, 2]]
     assert inspected["key"] == "manual__2026-11-25T18-08-56.38-00-00"
-

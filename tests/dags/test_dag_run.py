@@ -69,8 +69,9 @@ def test_first_run_succeeds_with_every_task(first_run: dict[str, Any]) -> None:
     assert set(first_run["tasks"].values()) == {"success"}
 
 
-def test_first_run_tracks_a_sweep_and_crowns_a_champion(first_run: dict[str, Any],
-                                                        deployment: Deployment) -> None:
+def test_first_run_tracks_a_sweep_and_crowns_a_champion(
+    first_run: dict[str, Any], deployment: Deployment
+) -> None:
     client = mlflow_client(deployment.state)
     parents, trials = sweep_runs(client)
     assert len(parents) == 1
@@ -86,23 +87,29 @@ def test_first_run_tracks_a_sweep_and_crowns_a_champion(first_run: dict[str, Any
     assert (workdir / "data/features/meta.json").is_file()
 
 
-def test_rerun_of_the_same_day_changes_nothing(first_run: dict[str, Any],
-                                               deployment: Deployment) -> None:
+def test_rerun_of_the_same_day_changes_nothing(
+    first_run: dict[str, Any], deployment: Deployment
+) -> None:
     client = mlflow_client(deployment.state)
-    before = {"aliases": aliases(client),
-              "versions": len(client.search_model_versions(f"name = '{MODEL}'")),
-              "trials": {k: len(v) for k, v in sweep_runs(client)[1].items()}}
+    before = {
+        "aliases": aliases(client),
+        "versions": len(client.search_model_versions(f"name = '{MODEL}'")),
+        "trials": {k: len(v) for k, v in sweep_runs(client)[1].items()},
+    }
     again = run_dag_test(deployment.env(), CONF, DAY, deployment.root / "rerun.log")
     print(f"dag.test re-run of {DAY}: {again['state']} in {again['seconds']} s")
     assert again["state"] == "success"
-    after = {"aliases": aliases(client),
-             "versions": len(client.search_model_versions(f"name = '{MODEL}'")),
-             "trials": {k: len(v) for k, v in sweep_runs(client)[1].items()}}
+    after = {
+        "aliases": aliases(client),
+        "versions": len(client.search_model_versions(f"name = '{MODEL}'")),
+        "trials": {k: len(v) for k, v in sweep_runs(client)[1].items()},
+    }
     assert after == before  # same study (no new trials), no new version, no alias moved
 
 
-def test_failed_gate_stops_the_run_and_spares_the_champion(first_run: dict[str, Any],
-                                                          deployment: Deployment) -> None:
+def test_failed_gate_stops_the_run_and_spares_the_champion(
+    first_run: dict[str, Any], deployment: Deployment
+) -> None:
     broken = deployment.root / "broken-workspace"
     shutil.copytree(deployment.workdir / "data" / "raw", broken / "data" / "raw")
     shutil.copy(deployment.workdir / "params.yaml", broken / "params.yaml")
@@ -111,8 +118,9 @@ def test_failed_gate_stops_the_run_and_spares_the_champion(first_run: dict[str, 
     champion = aliases(client)["champion"]
     n_versions = len(client.search_model_versions(f"name = '{MODEL}'"))
 
-    result = run_dag_test(deployment.env(broken), CONF, "2024-11-03T00:00:00+00:00",
-                          deployment.root / "gate.log")
+    result = run_dag_test(
+        deployment.env(broken), CONF, "2024-11-03T00:00:00+00:00", deployment.root / "gate.log"
+    )
     print(f"dag.test with a 10x BTC spike: {result['state']}: {result['tasks']}")
 
     assert result["state"] == "failed"

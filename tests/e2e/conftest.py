@@ -24,16 +24,22 @@ def _install_chromium(log: Path) -> None:
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     with log.open("wb") as out:
-        subprocess.run("apt-get update -qq && apt-get install -y -qq chromium", shell=True,
-                       env=env, stdout=out, stderr=subprocess.STDOUT, timeout=600, check=False)
+        subprocess.run(
+            "apt-get update -qq && apt-get install -y -qq chromium",
+            shell=True,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=600,
+            check=False,
+        )
 
 
 @pytest.fixture(scope="module")  # sync Playwright holds an event loop: end it with the module
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Headless Debian Chromium driven by Playwright (never `playwright install`)."""
     _install_chromium(tmp_path_factory.mktemp("apt") / "apt.log")
-    need_service(CHROMIUM.is_file(),
-                 f"Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    need_service(CHROMIUM.is_file(), f"Chromium at {CHROMIUM} (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -59,20 +65,32 @@ def _register(name: str, run_id: str, tags: dict[str, str], alias: str) -> int:
     return version
 
 
-def _version_tags(kind: str, run_id: str, lineage: dict[str, str], params: dict[str, Any],
-                  metrics: dict[str, float]) -> dict[str, str]:
+def _version_tags(
+    kind: str,
+    run_id: str,
+    lineage: dict[str, str],
+    params: dict[str, Any],
+    metrics: dict[str, float],
+) -> dict[str, str]:
     """Version tags as contracts.md lists them."""
-    return {"coinflow.kind": kind, "coinflow.run_id": run_id, "coinflow.sweep_parent_id": "none",
-            **lineage, "coinflow.params": json.dumps(params, default=str),
-            "coinflow.trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            **{f"coinflow.{k}": f"{v:.6g}" for k, v in metrics.items()}}
+    return {
+        "coinflow.kind": kind,
+        "coinflow.run_id": run_id,
+        "coinflow.sweep_parent_id": "none",
+        **lineage,
+        "coinflow.params": json.dumps(params, default=str),
+        "coinflow.trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **{f"coinflow.{k}": f"{v:.6g}" for k, v in metrics.items()},
+    }
 
 
 @pytest.fixture(scope="module")
-def e2e_registry(tmp_path_factory: pytest.TempPathFactory, features_v03: Path,
-                 real_versions: Path) -> E2eRegistry:
+def e2e_registry(
+    tmp_path_factory: pytest.TempPathFactory, features_v03: Path, real_versions: Path
+) -> E2eRegistry:
     """Train a tiny model (2 epochs) and log persistence on v0.3; register both with aliases."""
     import mlflow
+
     from pipelines.config import TrainParams
     from pipelines.tracked import recent_rows, tracked_training
     from pipelines.tracking import TrackingSettings, configure_mlflow, lineage_tags
@@ -82,64 +100,125 @@ def e2e_registry(tmp_path_factory: pytest.TempPathFactory, features_v03: Path,
     root = tmp_path_factory.mktemp("e2e_registry")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in {"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri,
-                           "COINFLOW_ARTIFACT_ROOT": str(root / "mlartifacts"),
-                           "COINFLOW_EXPERIMENT": "coinflow-e2e"}.items():
+        for key, value in {
+            "MLFLOW_TRACKING_URI": uri,
+            "MLFLOW_REGISTRY_URI": uri,
+            "COINFLOW_ARTIFACT_ROOT": str(root / "mlartifacts"),
+            "COINFLOW_EXPERIMENT": "coinflow-e2e",
+        }.items():
             mp.setenv(key, value)
         mp.delenv("MLFLOW_EXPERIMENT_ID", raising=False)  # set_experiment exports it: restore
-        configure_mlflow(TrackingSettings(mlflow_tracking_uri=uri,
-                                          coinflow_artifact_root=str(root / "mlartifacts"),
-                                          coinflow_experiment="coinflow-e2e"))
+        configure_mlflow(
+            TrackingSettings(
+                mlflow_tracking_uri=uri,
+                coinflow_artifact_root=str(root / "mlartifacts"),
+                coinflow_experiment="coinflow-e2e",
+            )
+        )
         data = load_training_data(features_v03)
         params = TrainParams.model_validate({"hidden_size": 8, "max_epochs": 2, "lookback": 10})
-        outcome = tracked_training(params, data, run_name="e2e-tiny", features_dir=features_v03,
-                                   versions_dir=real_versions, metrics_dir=root, reports_dir=root)
+        outcome = tracked_training(
+            params,
+            data,
+            run_name="e2e-tiny",
+            features_dir=features_v03,
+            versions_dir=real_versions,
+            metrics_dir=root,
+            reports_dir=root,
+        )
         assert outcome.status == "FINISHED", outcome
         lineage = lineage_tags(data.version, data.md5, root)
-        with mlflow.start_run(run_name="e2e-persistence",
-                              tags={**lineage, "coinflow.kind": "persistence"}) as run:
-            log_persistence({"kind": "persistence", "lookback": 0, "data_version": data.version,
-                             "dvc_md5": data.md5}, recent_rows(data.version, real_versions))
+        with mlflow.start_run(
+            run_name="e2e-persistence", tags={**lineage, "coinflow.kind": "persistence"}
+        ) as run:
+            log_persistence(
+                {
+                    "kind": "persistence",
+                    "lookback": 0,
+                    "data_version": data.version,
+                    "dvc_md5": data.md5,
+                },
+                recent_rows(data.version, real_versions),
+            )
         scores = {k: outcome.metrics[k] for k in ("test_mase", "test_mae", "test_rmse")}
-        torch_v = _register(MODEL_NAME, outcome.run_id, _version_tags(
-            "torch", outcome.run_id, lineage, params.model_dump(), scores), "champion")
+        torch_v = _register(
+            MODEL_NAME,
+            outcome.run_id,
+            _version_tags("torch", outcome.run_id, lineage, params.model_dump(), scores),
+            "champion",
+        )
         persistence_mae = outcome.metrics["test_persistence_mae"]
-        persistence_v = _register(MODEL_NAME, run.info.run_id, _version_tags(
-            "persistence", run.info.run_id, lineage, {"lookback": 0},
-            {"test_mase": 1.0, "test_mae": persistence_mae}), "challenger")
+        persistence_v = _register(
+            MODEL_NAME,
+            run.info.run_id,
+            _version_tags(
+                "persistence",
+                run.info.run_id,
+                lineage,
+                {"lookback": 0},
+                {"test_mase": 1.0, "test_mae": persistence_mae},
+            ),
+            "challenger",
+        )
         # Leave no global MLflow state behind for later tests in this process.
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
         mlflow.set_registry_uri(None)  # type: ignore[arg-type]
         mlflow.tracking.fluent._active_experiment_id = None
-    return E2eRegistry(root, uri, MODEL_NAME, {torch_v: outcome.run_id,
-                                               persistence_v: run.info.run_id},
-                       data.version, data.md5, lineage["coinflow.git_sha"])
+    return E2eRegistry(
+        root,
+        uri,
+        MODEL_NAME,
+        {torch_v: outcome.run_id, persistence_v: run.info.run_id},
+        data.version,
+        data.md5,
+        lineage["coinflow.git_sha"],
+    )
 
 
 def _child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("COINFLOW_", "MLFLOW_"))}  # nothing leaks from the test's shell
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("COINFLOW_", "MLFLOW_"))
+    }  # nothing leaks from the test's shell
     return {**env, "GRADIO_ANALYTICS_ENABLED": "False", "DVC_NO_ANALYTICS": "1", **extra}
 
 
 @pytest.fixture(scope="module")
-def servers(e2e_registry: E2eRegistry, tmp_path_factory: pytest.TempPathFactory,
-            ) -> Iterator[tuple[ChildServer, ChildServer]]:
+def servers(
+    e2e_registry: E2eRegistry,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[ChildServer, ChildServer]]:
     """`coinflow serve` over the e2e registry and `coinflow ui` pointed at it, started together."""
     logs = tmp_path_factory.mktemp("e2e_logs")
     cli = [sys.executable, "-m", "pipelines.cli"]
     api_port, ui_port = free_port(), free_port()
     # cwd is a tmp dir: no repository .env can change the children's settings
-    api = ChildServer("API", [*cli, "serve", "--host", "127.0.0.1", "--port", str(api_port),
-                              "--log-level", "warning"],
-                      _child_env(MLFLOW_TRACKING_URI=e2e_registry.uri,
-                                 MLFLOW_REGISTRY_URI=e2e_registry.uri,
-                                 COINFLOW_MODEL_NAME=e2e_registry.name, COINFLOW_REFRESH_S="0"),
-                      e2e_registry.root, api_port, "/ready", logs / "api.log")
-    ui = ChildServer("UI", [*cli, "ui", "--host", "127.0.0.1", "--port", str(ui_port)],
-                     _child_env(COINFLOW_API_URL=api.url, COINFLOW_API_TIMEOUT_S="15",
-                                COINFLOW_MLFLOW_UI_URL="http://mlflow.e2e.invalid:5000"),
-                     logs, ui_port, "/", logs / "ui.log")
+    api = ChildServer(
+        "API",
+        [*cli, "serve", "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"],
+        _child_env(
+            MLFLOW_TRACKING_URI=e2e_registry.uri,
+            MLFLOW_REGISTRY_URI=e2e_registry.uri,
+            COINFLOW_MODEL_NAME=e2e_registry.name,
+            COINFLOW_REFRESH_S="0",
+        ),
+        e2e_registry.root,
+        api_port,
+        "/ready",
+        logs / "api.log",
+    )
+    ui = ChildServer(
+        "UI",
+        [*cli, "ui", "--host", "127.0.0.1", "--port", str(ui_port)],
+        _child_env(
+            COINFLOW_API_URL=api.url,
+            COINFLOW_API_TIMEOUT_S="15",
+            COINFLOW_MLFLOW_UI_URL="http://mlflow.e2e.invalid:5000",
+        ),
+        logs,
+        ui_port,
+        "/",
+        logs / "ui.log",
+    )
     try:
         api.start()
         ui.start()

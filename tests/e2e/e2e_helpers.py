@@ -14,9 +14,15 @@ from tests.conftest import REPO
 from tests.processes import stop_group
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 MODEL_NAME = "btc-forecaster-e2e"
 SCREENSHOTS = REPO / "reports" / "e2e"
 
@@ -46,8 +52,14 @@ class ChildServer:
     def start(self) -> None:
         """Spawn the child; `wait_ready` blocks until it answers."""
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.args, cwd=self.cwd, env=self.env, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.args,
+                cwd=self.cwd,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         """Poll `ready_path` until it answers 200; fail with the log's tail if the child dies."""

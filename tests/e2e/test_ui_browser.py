@@ -50,14 +50,21 @@ def _screenshot(page: Any, name: str) -> None:
 
 
 def test_forecast_for_a_picked_version_shows_plot_and_lineage(
-        ui_page: Any, e2e_registry: E2eRegistry) -> None:
+    ui_page: Any, e2e_registry: E2eRegistry
+) -> None:
     lineage = _forecast(ui_page, "v1 · torch", e2e_registry, 1)
-    for text in ("torch", e2e_registry.data_version, e2e_registry.dvc_md5,
-                 e2e_registry.git_sha, "@champion"):
+    for text in (
+        "torch",
+        e2e_registry.data_version,
+        e2e_registry.dvc_md5,
+        e2e_registry.git_sha,
+        "@champion",
+    ):
         expect(lineage).to_contain_text(text)
     link = lineage.get_by_role("link", name=re.compile("MLflow UI"))
     expect(link).to_have_attribute(
-        "href", f"http://mlflow.e2e.invalid:5000/#/runs/{e2e_registry.run_ids[1]}")
+        "href", f"http://mlflow.e2e.invalid:5000/#/runs/{e2e_registry.run_ids[1]}"
+    )
     expect(ui_page.locator("#status")).to_contain_text(f"{e2e_registry.name} v1")
     _screenshot(ui_page, "ui_forecast.png")
 
@@ -77,7 +84,8 @@ def test_compare_and_sweep_tabs_show_the_registry(ui_page: Any) -> None:
 
 
 def test_api_stopped_shows_a_friendly_message_and_controls_stay_usable(
-        ui_page: Any, servers: tuple[ChildServer, ChildServer]) -> None:
+    ui_page: Any, servers: tuple[ChildServer, ChildServer]
+) -> None:
     api, _ = servers
     api.stop()  # the API goes away while the page is open
 

@@ -40,17 +40,23 @@ READY_S, RUN_S = 120.0, 420.0
 class Airflow:
     """Airflow components as child processes (own process groups), output in files."""
 
-    def __init__(self, env: dict[str, str], logs: Path, port: int, password: str,
-                 state: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], logs: Path, port: int, password: str, state: Path
+    ) -> None:
         self.env, self.logs, self.url = env, logs, f"http://127.0.0.1:{port}"
         self.password, self.state = password, state  # admin login; MLflow store folder
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, *args: str) -> None:
         with (self.logs / f"{name}.log").open("wb") as out:
-            self.procs[name] = subprocess.Popen([str(AIRFLOW), name, *args], env=self.env,
-                                                stdout=out, stderr=subprocess.STDOUT,
-                                                start_new_session=True, cwd=self.logs)
+            self.procs[name] = subprocess.Popen(
+                [str(AIRFLOW), name, *args],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.logs,
+            )
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
@@ -91,19 +97,21 @@ def airflow(tmp_path: Path, fresh_pg_db: str, postgres_url: str) -> Iterator[Air
     port = free_port()
     with pg_database(postgres_url, "optuna") as optuna_url:
         env = airflow_env(home, workdir, state, sql_conn=fresh_pg_db, optuna_storage=optuna_url)
-        env.update({
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-            "AIRFLOW__API__SECRET_KEY": secrets.token_hex(32),
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(48),
-            "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple."
-                                           "simple_auth_manager.SimpleAuthManager",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",  # only the run this test triggers
-        })
+        env.update(
+            {
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": "4",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+                "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+                "AIRFLOW__API__SECRET_KEY": secrets.token_hex(32),
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(48),
+                "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple."
+                "simple_auth_manager.SimpleAuthManager",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",  # only the run this test triggers
+            }
+        )
         migrate(env, logs / "migrate.log")
         af = Airflow(env, logs, port, password, state)
         try:
@@ -117,18 +125,24 @@ def airflow(tmp_path: Path, fresh_pg_db: str, postgres_url: str) -> Iterator[Air
 
 def test_scheduler_runs_the_dag_with_parallel_sweep_workers(airflow: Airflow) -> None:
     api = httpx.Client(base_url=airflow.url, timeout=10)
-    _wait("api-server health", airflow,
-          lambda: api.get("/api/v2/monitor/health").status_code == 200, READY_S)
-    token = api.post("/auth/token",
-                     json={"username": "admin", "password": airflow.password}).json()
+    _wait(
+        "api-server health",
+        airflow,
+        lambda: api.get("/api/v2/monitor/health").status_code == 200,
+        READY_S,
+    )
+    token = api.post("/auth/token", json={"username": "admin", "password": airflow.password}).json()
     api.headers["Authorization"] = f"Bearer {token['access_token']}"
-    _wait("the DAG parsed by the dag-processor", airflow,
-          lambda: api.get(f"/api/v2/dags/{DAG_ID}").status_code == 200, READY_S)
+    _wait(
+        "the DAG parsed by the dag-processor",
+        airflow,
+        lambda: api.get(f"/api/v2/dags/{DAG_ID}").status_code == 200,
+        READY_S,
+    )
     assert api.patch(f"/api/v2/dags/{DAG_ID}", json={"is_paused": False}).status_code == 200
 
     started = time.monotonic()
-    created = api.post(f"/api/v2/dags/{DAG_ID}/dagRuns",
-                       json={"logical_date": None, "conf": CONF})
+    created = api.post(f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": CONF})
     assert created.status_code == 200, created.text
     run_id = created.json()["dag_run_id"]
 
@@ -138,23 +152,31 @@ def test_scheduler_runs_the_dag_with_parallel_sweep_workers(airflow: Airflow) ->
 
     run = _wait(f"run {run_id} to finish", airflow, finished, RUN_S)
     elapsed = time.monotonic() - started
-    tis = api.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances",
-                  params={"limit": 100}).json()["task_instances"]
+    tis = api.get(
+        f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", params={"limit": 100}
+    ).json()["task_instances"]
     rows = sorted(tis, key=lambda t: (t["start_date"] or "", t["map_index"]))
     print(f"\nAirflow scheduler run {run_id}: trigger -> {run['state']} in {elapsed:.1f} s")
     for ti in rows:
         name = ti["task_id"] + (f"[{ti['map_index']}]" if ti["map_index"] >= 0 else "")
-        print(f"  {name:<16} {ti['state']:<8} {ti['start_date']} -> {ti['end_date']} "
-              f"({ti['duration'] or 0:.1f} s)")
+        print(
+            f"  {name:<16} {ti['state']:<8} {ti['start_date']} -> {ti['end_date']} "
+            f"({ti['duration'] or 0:.1f} s)"
+        )
 
     assert run["state"] == "success", [(t["task_id"], t["state"]) for t in tis]
     assert {t["task_id"] for t in tis} == set(TASKS)
     assert {t["state"] for t in tis} == {"success"}
     workers = [t for t in tis if t["task_id"] == "run_trials"]
     assert sorted(t["map_index"] for t in workers) == [0, 1]  # two mapped worker tasks ran
-    ran = [api.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/run_trials/"
-                   f"xcomEntries/return_value", params={"map_index": i}).json()["value"]
-           for i in (0, 1)]
+    ran = [
+        api.get(
+            f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/run_trials/"
+            f"xcomEntries/return_value",
+            params={"map_index": i},
+        ).json()["value"]
+        for i in (0, 1)
+    ]
     print(f"  trials run by worker 0 and 1: {ran}")
     assert sum(int(n) for n in ran) == CONF["n_trials"]  # the workers shared one budget
     client = mlflow_client(airflow.state)

@@ -15,8 +15,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture
-def server_store(fresh_pg_db: str, mlflow_server: StartServer, tmp_path: Path,
-                 monkeypatch: pytest.MonkeyPatch) -> str:
+def server_store(
+    fresh_pg_db: str, mlflow_server: StartServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
     """MLFLOW_TRACKING_URI pointing at a fresh server on a fresh Postgres database."""
     url = mlflow_server(fresh_pg_db, tmp_path / "artifacts")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
@@ -27,8 +28,7 @@ def server_store(fresh_pg_db: str, mlflow_server: StartServer, tmp_path: Path,
     return url
 
 
-def test_promotion_lifecycle_on_mlflow_server(server_store: str,
-                                              learnable_workspace: Path) -> None:
+def test_promotion_lifecycle_on_mlflow_server(server_store: str, learnable_workspace: Path) -> None:
     from registry.aliases import rollback
     from registry.lineage import read_lineage
     from registry.promote import promote
@@ -48,21 +48,33 @@ def test_promotion_lifecycle_on_mlflow_server(server_store: str,
     assert out.decision.promote and out.champion_after == good
     assert aliases(reg) == {"champion": good, "previous-champion": persistence}
     assert read_record(reg, out.record_run_id)["champion"]["version"] == persistence
-    lineage = read_lineage(reg.client, reg.name, get_version(reg, "champion"), ["champion"],
-                           ws / "data" / "versions", ws / "metrics")
+    lineage = read_lineage(
+        reg.client,
+        reg.name,
+        get_version(reg, "champion"),
+        ["champion"],
+        ws / "data" / "versions",
+        ws / "metrics",
+    )
     assert lineage.sweep["id"] == runs.parent and lineage.run["status"] == "FINISHED"
     assert lineage.data_on_disk.startswith("matches")
 
     medium = register_run(reg, runs.medium)
     refused = promote(reg, ev, POLICY)
     assert not refused.decision.promote and refused.champion_after == good
-    assert aliases(reg) == {"champion": good, "previous-champion": persistence,
-                            "challenger": medium}
+    assert aliases(reg) == {
+        "champion": good,
+        "previous-champion": persistence,
+        "challenger": medium,
+    }
 
     back = rollback(reg, "integration test")
     assert (back.from_version, back.to_version) == (good, persistence)
-    assert aliases(reg) == {"champion": persistence, "previous-champion": good,
-                            "challenger": medium}
+    assert aliases(reg) == {
+        "champion": persistence,
+        "previous-champion": good,
+        "challenger": medium,
+    }
     with pytest.raises(NothingToDoError):
         rollback(open_registry("btc-empty"))
 

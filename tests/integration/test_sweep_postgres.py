@@ -18,8 +18,13 @@ N_TRIALS = 8
 
 
 @pytest.fixture
-def project(tmp_path: Path, features_v03: Path, real_versions: Path, mlflow_store: str,
-            monkeypatch: pytest.MonkeyPatch) -> Path:
+def project(
+    tmp_path: Path,
+    features_v03: Path,
+    real_versions: Path,
+    mlflow_store: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Path:
     """A project root with v0.3 features and a small, quick search space."""
     root = tmp_path / "project"
     (root / "data").mkdir(parents=True)
@@ -27,9 +32,17 @@ def project(tmp_path: Path, features_v03: Path, real_versions: Path, mlflow_stor
     (root / "data" / "versions").symlink_to(real_versions)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["train"].update(batch_size=512, patience=3)
-    params["sweep"].update(n_trials=N_TRIALS, max_epochs=3, space={
-        "hidden_size": [4, 12], "num_layers": [1, 2], "lr": [0.001, 0.01], "lookback": [5, 20],
-        "cell": ["rnn", "lstm", "gru"]})
+    params["sweep"].update(
+        n_trials=N_TRIALS,
+        max_epochs=3,
+        space={
+            "hidden_size": [4, 12],
+            "num_layers": [1, 2],
+            "lr": [0.001, 0.01],
+            "lookback": [5, 20],
+            "cell": ["rnn", "lstm", "gru"],
+        },
+    )
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     monkeypatch.chdir(root)
     monkeypatch.setenv("COINFLOW_PROGRESS", "0")
@@ -37,19 +50,28 @@ def project(tmp_path: Path, features_v03: Path, real_versions: Path, mlflow_stor
 
 
 def test_two_processes_share_a_postgres_study(project: Path, fresh_pg_db: str) -> None:
+    import mlflow
     import optuna
     from optuna.trial import TrialState
 
-    import mlflow
     from pipelines.sweep_worker import experiment_id
     from pipelines.tracking import configure_mlflow
 
     configure_mlflow()  # create the MLflow store once, before two processes write to it
-    cmd = [sys.executable, "-m", "pipelines.sweep", "--storage", fresh_pg_db,
-           "--study-name", "pg-shared"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipelines.sweep",
+        "--storage",
+        fresh_pg_db,
+        "--study-name",
+        "pg-shared",
+    ]
     logs = [project / f"worker{i}.log" for i in range(2)]
-    procs = [subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                              env=os.environ.copy()) for log in logs]
+    procs = [
+        subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=os.environ.copy())
+        for log in logs
+    ]
     for proc, log in zip(procs, logs, strict=True):
         assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
 
@@ -65,8 +87,9 @@ def test_two_processes_share_a_postgres_study(project: Path, fresh_pg_db: str) -
     (parent,) = client.search_runs([experiment_id()], "tags.`coinflow.kind` = 'sweep'")
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["coinflow.optuna_storage"] == "postgresql"
-    children = client.search_runs([experiment_id()],
-                                  f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    children = client.search_runs(
+        [experiment_id()], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
     numbers = sorted(int(r.data.tags["coinflow.trial_number"]) for r in children)
     assert numbers == list(range(N_TRIALS))
     models = mlflow.search_logged_models(experiment_ids=[experiment_id()], output_format="list")

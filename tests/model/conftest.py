@@ -9,11 +9,27 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-TINY_TRAIN = {"cell": "rnn", "hidden_size": 6, "num_layers": 1, "lookback": 6, "max_epochs": 2,
-              "patience": 2, "batch_size": 512}
-TINY_SWEEP = {"n_trials": 3, "max_epochs": 2, "timeout_s": 300,
-              "space": {"hidden_size": [4, 8], "num_layers": [1, 2], "lr": [0.001, 0.01],
-                        "lookback": [5, 10], "cell": ["rnn", "lstm", "gru"]}}
+TINY_TRAIN = {
+    "cell": "rnn",
+    "hidden_size": 6,
+    "num_layers": 1,
+    "lookback": 6,
+    "max_epochs": 2,
+    "patience": 2,
+    "batch_size": 512,
+}
+TINY_SWEEP = {
+    "n_trials": 3,
+    "max_epochs": 2,
+    "timeout_s": 300,
+    "space": {
+        "hidden_size": [4, 8],
+        "num_layers": [1, 2],
+        "lr": [0.001, 0.01],
+        "lookback": [5, 10],
+        "cell": ["rnn", "lstm", "gru"],
+    },
+}
 
 
 def make_workspace(root: Path, features: Path, versions: Path, *, ge_success: bool = True) -> Path:
@@ -31,13 +47,19 @@ def make_workspace(root: Path, features: Path, versions: Path, *, ge_success: bo
     md5 = file_md5(versions / "v0.3.parquet")
     (root / "metrics").mkdir()
     (root / "metrics" / "validation.json").write_text(
-        json.dumps({"v0.3": {"success": ge_success, "md5": md5}}))
+        json.dumps({"v0.3": {"success": ge_success, "md5": md5}})
+    )
     return root
 
 
 @pytest.fixture
-def workspace(tmp_path: Path, features_v03: Path, real_versions: Path, mlflow_store: str,
-              monkeypatch: pytest.MonkeyPatch) -> Path:
+def workspace(
+    tmp_path: Path,
+    features_v03: Path,
+    real_versions: Path,
+    mlflow_store: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Path:
     """cwd = a fresh project root; MLflow store, Optuna journal and artifacts all under tmp_path."""
     root = make_workspace(tmp_path / "project", features_v03, real_versions)
     monkeypatch.chdir(root)

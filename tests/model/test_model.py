@@ -41,9 +41,17 @@ def synthetic_data(n: int = 120, features: int = 3, seed: int = 0) -> TrainingDa
     x = rng.normal(size=(n, features)).astype("float32")
     y = (0.5 * x[:, 0] + 0.1 * rng.normal(size=n)).astype("float32")
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, size=n)))
-    return TrainingData(pd.date_range("2020-01-01", periods=n), x, y, close, close * 1.001,
-                        Split(72, 24, 24), Scaler([0.0] * features, [1.0] * features, 0.0, 1.0),
-                        "synthetic", "0" * 32)
+    return TrainingData(
+        pd.date_range("2020-01-01", periods=n),
+        x,
+        y,
+        close,
+        close * 1.001,
+        Split(72, 24, 24),
+        Scaler([0.0] * features, [1.0] * features, 0.0, 1.0),
+        "synthetic",
+        "0" * 32,
+    )
 
 
 @pytest.mark.unit
@@ -66,8 +74,11 @@ def test_rnn_config_is_the_lectures_architecture() -> None:
 @pytest.mark.unit
 @pytest.mark.parametrize(("cell", "kind", "gates"), [("lstm", nn.LSTM, 4), ("gru", nn.GRU, 3)])
 def test_lstm_and_gru_share_the_head(cell: str, kind: type[nn.Module], gates: int) -> None:
-    net = Forecaster(ModelConfig(input_size=8, hidden_size=16, num_layers=3, cell=cell,
-                                 bidirectional=False, dropout=0.2))
+    net = Forecaster(
+        ModelConfig(
+            input_size=8, hidden_size=16, num_layers=3, cell=cell, bidirectional=False, dropout=0.2
+        )
+    )
     assert type(net.rnn) is kind
     assert net.rnn.weight_ih_l0.shape == (gates * 16, 8)
     assert net.rnn.dropout == 0.2 and net.rnn.num_layers == 3
@@ -76,12 +87,15 @@ def test_lstm_and_gru_share_the_head(cell: str, kind: type[nn.Module], gates: in
 
 
 @pytest.mark.unit
-@pytest.mark.parametrize(("change", "message"), [
-    ({"hidden_size": 0}, "hidden_size must be >= 1"),
-    ({"num_layers": 0}, "num_layers must be >= 1"),
-    ({"cell": "transformer"}, "unknown cell 'transformer'"),
-    ({"dropout": 1.0}, "dropout must be in [0, 1)"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"hidden_size": 0}, "hidden_size must be >= 1"),
+        ({"num_layers": 0}, "num_layers must be >= 1"),
+        ({"cell": "transformer"}, "unknown cell 'transformer'"),
+        ({"dropout": 1.0}, "dropout must be in [0, 1)"),
+    ],
+)
 def test_bad_architecture_is_refused_by_name(change: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         ModelConfig(**{"input_size": 8, **change})  # type: ignore[arg-type]
@@ -95,8 +109,9 @@ def test_bad_params_fail_before_training(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(ValueError, match="lookback 72 is not shorter than the 72 training rows"):
         train_model(TrainParams(lookback=72), data)
     with pytest.raises(ValueError, match="hidden_size must be >= 1"):
-        check_params(TrainParams.model_construct(**{**TrainParams().model_dump(),
-                                                    "hidden_size": 0}), data)
+        check_params(
+            TrainParams.model_construct(**{**TrainParams().model_dump(), "hidden_size": 0}), data
+        )
     with pytest.raises(ValueError, match="cell"):
         TrainParams(cell="transformer")  # type: ignore[arg-type]
     assert not started
@@ -118,6 +133,7 @@ def test_same_seed_same_weights_and_losses() -> None:
 @pytest.mark.model
 def test_diverged_run_ends_failed_and_the_process_goes_on(workspace: Path) -> None:
     import mlflow
+
     from pipelines.tracked import tracked_training
     from pipelines.tracking import configure_mlflow
     from pipelines.train import load_training_data
@@ -125,8 +141,9 @@ def test_diverged_run_ends_failed_and_the_process_goes_on(workspace: Path) -> No
     configure_mlflow()
     data = load_training_data(workspace / "data" / "features")
     base = TrainParams(hidden_size=4, num_layers=1, lookback=5, max_epochs=2, batch_size=512)
-    failed = tracked_training(base.model_copy(update={"lr": 1e30}), data, run_name="boom",
-                              log_model=False)
+    failed = tracked_training(
+        base.model_copy(update={"lr": 1e30}), data, run_name="boom", log_model=False
+    )
     assert failed.status == "FAILED" and np.isnan(failed.val_loss)
     run = mlflow.get_run(failed.run_id)
     assert run.info.status == "FAILED"

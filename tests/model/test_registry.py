@@ -79,8 +79,9 @@ def seed(reg: Registry, ev: EvalSet, ws: Path) -> int:
     return ensure_champion(reg, ev, ws / "data" / "versions", ws / "metrics")
 
 
-def test_register_seed_and_promote(reg: Registry, ev: EvalSet, runs: TrainedRuns,
-                                   learnable_workspace: Path) -> None:
+def test_register_seed_and_promote(
+    reg: Registry, ev: EvalSet, runs: TrainedRuns, learnable_workspace: Path
+) -> None:
     from registry.register import register_run
 
     good = register_run(reg, runs.good)
@@ -95,8 +96,10 @@ def test_register_seed_and_promote(reg: Registry, ev: EvalSet, runs: TrainedRuns
 
     persistence = seed(reg, ev, learnable_workspace)
     assert aliases(reg) == {"challenger": good, "champion": persistence}
-    assert reg.client.get_model_version(reg.name, str(persistence)).tags["coinflow.kind"] == \
-        "persistence"
+    assert (
+        reg.client.get_model_version(reg.name, str(persistence)).tags["coinflow.kind"]
+        == "persistence"
+    )
 
     out = promote(reg, ev, POLICY)
     assert out.decision.promote, out.decision.reason
@@ -105,8 +108,9 @@ def test_register_seed_and_promote(reg: Registry, ev: EvalSet, runs: TrainedRuns
     # Fair re-score: same rows as the training run's own test split, persistence exactly 1.
     assert out.decision.champion is not None and out.decision.champion.mase == 1.0
     assert out.decision.baseline.mase == 1.0
-    assert out.decision.challenger.mase == pytest.approx(float(tags["coinflow.test_mase"]),
-                                                         abs=1e-4)
+    assert out.decision.challenger.mase == pytest.approx(
+        float(tags["coinflow.test_mase"]), abs=1e-4
+    )
     decided = reg.client.get_model_version(reg.name, str(good)).tags
     assert decided["coinflow.decision.promoted"] == "true"
     assert decided["coinflow.decision.replaced"] == str(persistence)
@@ -119,8 +123,9 @@ def test_register_seed_and_promote(reg: Registry, ev: EvalSet, runs: TrainedRuns
     assert record["eval"]["data_version"] == "syn-ar1" and record["reason"]
 
 
-def test_worse_challenger_is_refused_and_aliases_stay(reg: Registry, ev: EvalSet, runs: TrainedRuns,
-                                                      learnable_workspace: Path) -> None:
+def test_worse_challenger_is_refused_and_aliases_stay(
+    reg: Registry, ev: EvalSet, runs: TrainedRuns, learnable_workspace: Path
+) -> None:
     from registry.register import register_run
 
     seed(reg, ev, learnable_workspace)
@@ -138,8 +143,9 @@ def test_worse_challenger_is_refused_and_aliases_stay(reg: Registry, ev: EvalSet
     assert tags["coinflow.decision.champion_version"] == str(good)
 
 
-def test_rollback_restores_previous_champion(reg: Registry, ev: EvalSet, runs: TrainedRuns,
-                                             learnable_workspace: Path) -> None:
+def test_rollback_restores_previous_champion(
+    reg: Registry, ev: EvalSet, runs: TrainedRuns, learnable_workspace: Path
+) -> None:
     from registry.aliases import rollback
     from registry.register import register_run
 
@@ -158,8 +164,9 @@ def test_rollback_restores_previous_champion(reg: Registry, ev: EvalSet, runs: T
     assert run.data.tags["coinflow.action"] == "rollback"
 
 
-def test_bad_input_is_refused_with_aliases_untouched(reg: Registry, ev: EvalSet, runs: TrainedRuns,
-                                                     learnable_workspace: Path) -> None:
+def test_bad_input_is_refused_with_aliases_untouched(
+    reg: Registry, ev: EvalSet, runs: TrainedRuns, learnable_workspace: Path
+) -> None:
     from registry.register import register_run
 
     seed(reg, ev, learnable_workspace)
@@ -181,8 +188,9 @@ def test_bad_input_is_refused_with_aliases_untouched(reg: Registry, ev: EvalSet,
     with pytest.raises(LineageError, match=f"run {runs.parent} lacks lineage tags"):
         register_run(reg, runs.parent)  # the sweep parent: no lineage, no model
     good_tags = reg.client.get_run(runs.good).data.tags
-    lineage_only = reg.client.create_run(runs.experiment_id, tags={
-        k: v for k, v in good_tags.items() if k.startswith("coinflow.")})
+    lineage_only = reg.client.create_run(
+        runs.experiment_id, tags={k: v for k, v in good_tags.items() if k.startswith("coinflow.")}
+    )
     reg.client.set_terminated(lineage_only.info.run_id)
     with pytest.raises(ModelLoadError, match="has no `model` pyfunc"):
         register_run(reg, lineage_only.info.run_id)
@@ -192,8 +200,9 @@ def test_bad_input_is_refused_with_aliases_untouched(reg: Registry, ev: EvalSet,
         assert not any(k.startswith("coinflow.decision.") for k in tags)
 
 
-def test_ge_failed_data_is_refused(reg: Registry, ev: EvalSet, runs: TrainedRuns,
-                                   learnable_workspace: Path) -> None:
+def test_ge_failed_data_is_refused(
+    reg: Registry, ev: EvalSet, runs: TrainedRuns, learnable_workspace: Path
+) -> None:
     from registry.register import register_run
 
     seed(reg, ev, learnable_workspace)
@@ -211,16 +220,22 @@ def test_batched_scores_equal_pyfunc_predict(reg: Registry, ev: EvalSet, runs: T
     from registry.store import load_python_model
 
     py = load_python_model(reg, register_run(reg, runs.good))
-    part = dataclasses.replace(ev, dates=ev.dates[:25], close=ev.close[:25],
-                               next_close=ev.next_close[:25], positions=ev.positions[:25])
+    part = dataclasses.replace(
+        ev,
+        dates=ev.dates[:25],
+        close=ev.close[:25],
+        next_close=ev.next_close[:25],
+        positions=ev.positions[:25],
+    )
     batched = predict_test_returns(py, part, batched=True)
     one_by_one = predict_test_returns(py, part, batched=False)
     np.testing.assert_allclose(batched, one_by_one, rtol=1e-5, atol=1e-7)
     assert np.abs(batched).max() > 1e-4  # a real forecast, not persistence's zeros
 
 
-def test_concurrent_promotions_end_consistent(reg: Registry, ev: EvalSet, runs: TrainedRuns,
-                                              learnable_workspace: Path) -> None:
+def test_concurrent_promotions_end_consistent(
+    reg: Registry, ev: EvalSet, runs: TrainedRuns, learnable_workspace: Path
+) -> None:
     from registry.register import register_run
 
     persistence = seed(reg, ev, learnable_workspace)
@@ -245,11 +260,13 @@ def test_lock_is_exclusive_and_expires(reg: Registry) -> None:
         breaker.verify()
 
 
-def test_persistence_gate_on_real_data(runs: TrainedRuns, real_versions: Path,
-                                       features_v03: Path, tmp_path: Path) -> None:
+def test_persistence_gate_on_real_data(
+    runs: TrainedRuns, real_versions: Path, features_v03: Path, tmp_path: Path
+) -> None:
     """Real BTC v0.3: a tiny RNN does not beat tomorrow = today, so persistence stays champion
     even with a zero margin and persistence as the only other model."""
     import mlflow
+
     from pipelines.config import TrainParams, load_params
     from pipelines.tracked import tracked_training
     from pipelines.train import load_training_data
@@ -261,15 +278,22 @@ def test_persistence_gate_on_real_data(runs: TrainedRuns, real_versions: Path,
     params = load_params(REPO / "params.yaml")
     path = real_versions / "v0.3.parquet"
     frame = pd.read_parquet(path)
-    gate = validate_version(frame, "v0.3", params.data.versions["v0.3"], params.validate_,
-                            tmp_path / "docs")
-    (tmp_path / "validation.json").write_text(json.dumps(
-        {"v0.3": outcome_record(gate, file_md5(path))}, default=str))
+    gate = validate_version(
+        frame, "v0.3", params.data.versions["v0.3"], params.validate_, tmp_path / "docs"
+    )
+    (tmp_path / "validation.json").write_text(
+        json.dumps({"v0.3": outcome_record(gate, file_md5(path))}, default=str)
+    )
     mlflow.set_experiment(experiment_id=runs.experiment_id)
-    run = tracked_training(TrainParams(hidden_size=8, max_epochs=2, lookback=10, lr=1e-3),
-                           load_training_data(features_v03), run_name="real-tiny",
-                           features_dir=features_v03, versions_dir=real_versions,
-                           metrics_dir=tmp_path, reports_dir=tmp_path / "none")
+    run = tracked_training(
+        TrainParams(hidden_size=8, max_epochs=2, lookback=10, lr=1e-3),
+        load_training_data(features_v03),
+        run_name="real-tiny",
+        features_dir=features_v03,
+        versions_dir=real_versions,
+        metrics_dir=tmp_path,
+        reports_dir=tmp_path / "none",
+    )
     reg = open_registry("btc-real-v03")
     ev = load_eval_set(features_v03, real_versions)
     version = register_run(reg, run.run_id)
@@ -282,15 +306,17 @@ def test_persistence_gate_on_real_data(runs: TrainedRuns, real_versions: Path,
     assert aliases(reg) == {"champion": persistence, "challenger": version}
 
 
-def test_cli_and_promote_stage(runs: TrainedRuns, learnable_workspace: Path, tmp_path: Path,
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_and_promote_stage(
+    runs: TrainedRuns, learnable_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`python -m registry.promote` in a project root, then status / lineage / rollback CLI."""
     from pipelines.cli import app
     from registry.promote import main
 
     shutil.copytree(learnable_workspace, tmp_path, dirs_exist_ok=True)
-    (tmp_path / "metrics" / "sweep.json").write_text(json.dumps(
-        {"parent_run_id": runs.parent, "best_run_id": runs.good, "best_trial": 0}))
+    (tmp_path / "metrics" / "sweep.json").write_text(
+        json.dumps({"parent_run_id": runs.parent, "best_run_id": runs.good, "best_trial": 0})
+    )
     monkeypatch.chdir(tmp_path)
     main()
     summary = json.loads((tmp_path / "metrics" / "promotion.json").read_text())
@@ -308,8 +334,14 @@ def test_cli_and_promote_stage(runs: TrainedRuns, learnable_workspace: Path, tmp
     assert re.search(r"v2\s+champion\s+torch\s+syn-ar1", status.output)
     lineage = cli.invoke(app, ["registry", "lineage", "champion"])
     assert lineage.exit_code == 0, lineage.output
-    for needle in (runs.good, runs.parent, "syn-ar1", "matches data/versions/syn-ar1.parquet",
-                   "PASS", "promoted at"):
+    for needle in (
+        runs.good,
+        runs.parent,
+        "syn-ar1",
+        "matches data/versions/syn-ar1.parquet",
+        "PASS",
+        "promoted at",
+    ):
         assert needle in lineage.output
     refused = cli.invoke(app, ["registry", "promote", "--version", "42"])
     assert refused.exit_code == 1 and "refused: " in refused.output

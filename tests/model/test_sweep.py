@@ -18,6 +18,7 @@ pytestmark = pytest.mark.model
 
 def _runs(filter_string: str) -> list[Any]:
     import mlflow
+
     from pipelines.sweep_worker import experiment_id
 
     return list(mlflow.MlflowClient().search_runs([experiment_id()], filter_string))
@@ -30,11 +31,13 @@ def _study(name: str, url: str | None = None) -> Any:
     from pipelines.tracking import TrackingSettings
 
     return optuna.load_study(
-        study_name=name, storage=open_storage(url or TrackingSettings().coinflow_optuna_storage))
+        study_name=name, storage=open_storage(url or TrackingSettings().coinflow_optuna_storage)
+    )
 
 
 def test_sweep_parent_three_children_and_best_model(workspace: Path) -> None:
     import mlflow
+
     from pipelines.config import load_params
     from pipelines.sweep import close_sweep, run_sweep
     from pipelines.tracking import configure_mlflow
@@ -48,8 +51,9 @@ def test_sweep_parent_three_children_and_best_model(workspace: Path) -> None:
     assert parent.data.tags["coinflow.study_name"] == result.study_name
     assert result.study_name.startswith(f"{params.sweep.study_name}-")
     assert parent.data.tags["best_run_id"] == result.best_run_id
-    assert {f"best_{k}": str(v) for k, v in result.best_params.items()}.items() \
-        <= parent.data.params.items()
+    assert {
+        f"best_{k}": str(v) for k, v in result.best_params.items()
+    }.items() <= parent.data.params.items()
     assert parent.data.params["n_trials"] == "3" and parent.data.params["data_version"] == "v0.3"
     assert parent.data.metrics["best_val_loss"] == pytest.approx(result.best_value)
     assert parent.data.tags["coinflow.dvc_md5"] and parent.data.tags["coinflow.ge_status"]
@@ -71,8 +75,11 @@ def test_sweep_parent_three_children_and_best_model(workspace: Path) -> None:
 
     experiment = parent.info.experiment_id
     (model,) = mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")
-    assert model.source_run_id == result.best_run_id == [
-        r.info.run_id for r in children if r.data.tags.get("coinflow.model_uri")][0]
+    assert (
+        model.source_run_id
+        == result.best_run_id
+        == [r.info.run_id for r in children if r.data.tags.get("coinflow.model_uri")][0]
+    )
     again = close_sweep(_handle(result), params)  # idempotent: no second model
     assert again.best_run_id == result.best_run_id and again.model_uri == result.model_uri
     assert len(mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")) == 1
@@ -82,8 +89,9 @@ def _handle(result: Any) -> Any:
     from pipelines.sweep import SweepHandle
     from pipelines.tracking import TrackingSettings
 
-    return SweepHandle(result.study_name, TrackingSettings().coinflow_optuna_storage,
-                       result.parent_run_id)
+    return SweepHandle(
+        result.study_name, TrackingSettings().coinflow_optuna_storage, result.parent_run_id
+    )
 
 
 def test_diverging_trials_fail_and_the_sweep_says_so(workspace: Path) -> None:
@@ -94,8 +102,9 @@ def test_diverging_trials_fail_and_the_sweep_says_so(workspace: Path) -> None:
     configure_mlflow()
     params = load_params()
     space = params.sweep.space.model_copy(update={"lr": (1e30, 1e30)})
-    params = params.model_copy(update={"sweep": params.sweep.model_copy(
-        update={"space": space, "n_trials": 2})})
+    params = params.model_copy(
+        update={"sweep": params.sweep.model_copy(update={"space": space, "n_trials": 2})}
+    )
     with pytest.raises(SweepError, match="no trial completed"):
         run_sweep(params)
     children = _runs("tags.`coinflow.kind` = 'trial'")
@@ -129,20 +138,23 @@ def test_a_pruned_trial_is_a_killed_run_on_sqlite_storage(workspace: Path) -> No
     assert child.info.status == "KILLED" and child.data.tags["coinflow.pruned"] == "true"
 
 
-def test_bad_search_space_is_refused_before_anything_runs(workspace: Path,
-                                                         mlflow_store: str) -> None:
+def test_bad_search_space_is_refused_before_anything_runs(
+    workspace: Path, mlflow_store: str
+) -> None:
     from pipelines.config import load_params
     from pipelines.sweep import SweepError, open_sweep
     from pipelines.tracking import TrackingSettings
 
     params = load_params()
-    for change, message in (({"lookback": (5, 5000)}, "lookback upper bound 5000"),
-                            ({"hidden_size": (8, 4)}, r"hidden_size must be \[low, high\]")):
+    for change, message in (
+        ({"lookback": (5, 5000)}, "lookback upper bound 5000"),
+        ({"hidden_size": (8, 4)}, r"hidden_size must be \[low, high\]"),
+    ):
         space = params.sweep.space.model_copy(update=change)
         bad = params.model_copy(update={"sweep": params.sweep.model_copy(update={"space": space})})
         with pytest.raises(SweepError, match=message):
             open_sweep(bad)
-    with pytest.raises(SweepError, match="study name \"it's\""):
+    with pytest.raises(SweepError, match='study name "it\'s"'):
         open_sweep(params, study_name="it's")
     assert not Path(mlflow_store.removeprefix("sqlite:///")).exists()  # no MLflow call made
     assert not Path(TrackingSettings().coinflow_optuna_storage).exists()  # no study
@@ -156,8 +168,15 @@ def test_killed_worker_resumes_without_lost_or_repeated_trials(workspace: Path) 
     from pipelines.tracking import configure_mlflow
 
     n_trials, name = 4, "resume-test"
-    cmd = [sys.executable, "-m", "pipelines.sweep", "--study-name", name, "--n-trials",
-           str(n_trials)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipelines.sweep",
+        "--study-name",
+        name,
+        "--n-trials",
+        str(n_trials),
+    ]
     with open(workspace / "worker.log", "w") as log:
         worker = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
     try:
@@ -231,9 +250,13 @@ def test_plots_need_enough_complete_trials(tmp_path: Path) -> None:
     from pipelines.sweep_report import PLOTS, draw_plots
 
     study = optuna.create_study()
-    study.add_trial(optuna.trial.create_trial(
-        params={"lr": 0.01}, distributions={"lr": optuna.distributions.FloatDistribution(0, 1)},
-        value=0.5))
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"lr": 0.01},
+            distributions={"lr": optuna.distributions.FloatDistribution(0, 1)},
+            value=0.5,
+        )
+    )
     paths = draw_plots(study, tmp_path / "one")  # importance needs >= 2: a note, not a crash
     assert [p.name for p in paths] == list(PLOTS)
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
@@ -248,14 +271,26 @@ def test_default_study_name_follows_params_and_data(workspace: Path) -> None:
     params = load_params()
     name = default_study_name(params, 3, "a" * 32)
     assert name == default_study_name(load_params(), 3, "a" * 32)  # stable across loads
-    assert name.startswith(f"{params.sweep.study_name}-") and len(name) == len(
-        params.sweep.study_name) + 9
+    assert (
+        name.startswith(f"{params.sweep.study_name}-")
+        and len(name) == len(params.sweep.study_name) + 9
+    )
     changed = params.model_copy(update={"sweep": params.sweep.model_copy(update={"seed": 1})})
-    features = params.model_copy(update={"features": params.features.model_copy(
-        update={"train_frac": 0.6})})
-    assert len({name, default_study_name(params, 4, "a" * 32),
-                default_study_name(params, 3, "b" * 32), default_study_name(changed, 3, "a" * 32),
-                default_study_name(features, 3, "a" * 32)}) == 5
+    features = params.model_copy(
+        update={"features": params.features.model_copy(update={"train_frac": 0.6})}
+    )
+    assert (
+        len(
+            {
+                name,
+                default_study_name(params, 4, "a" * 32),
+                default_study_name(params, 3, "b" * 32),
+                default_study_name(changed, 3, "a" * 32),
+                default_study_name(features, 3, "a" * 32),
+            }
+        )
+        == 5
+    )
 
 
 def test_worker_liveness_is_judged_only_where_it_can_be() -> None:

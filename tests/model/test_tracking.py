@@ -24,9 +24,11 @@ print(json.dumps({"date": out["date"].tolist(), "close": out["close"].tolist()})
 
 def _git_commit(root: Path) -> str:
     """Make the workspace a git repo with one commit, so the run's git sha is a real one."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True,
-                              text=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=root, check=True, capture_output=True, text=True
+        ).stdout.strip()
 
     git("init", "-q")
     git("add", "params.yaml")
@@ -35,9 +37,9 @@ def _git_commit(root: Path) -> str:
 
 
 def test_tracked_run_logs_params_metrics_lineage_dataset_plot_and_model(workspace: Path) -> None:
+    import mlflow
     import torch
 
-    import mlflow
     from pipelines.config import load_params
     from pipelines.forecast import forecast_closes
     from pipelines.metrics import score_forecast
@@ -59,53 +61,94 @@ def test_tracked_run_logs_params_metrics_lineage_dataset_plot_and_model(workspac
     client = mlflow.MlflowClient()
     run = client.get_run(outcome.run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.params == {**{k: str(v) for k, v in params.model_dump().items()},
-                               "data_version": "v0.3"}
+    assert run.data.params == {
+        **{k: str(v) for k, v in params.model_dump().items()},
+        "data_version": "v0.3",
+    }
     md5 = file_md5(workspace / "data" / "versions" / "v0.3.parquet")
-    assert {k: run.data.tags[k] for k in ("coinflow.git_sha", "coinflow.data_version",
-                                          "coinflow.dvc_md5", "coinflow.ge_status")} == {
-        "coinflow.git_sha": sha, "coinflow.data_version": "v0.3", "coinflow.dvc_md5": md5,
-        "coinflow.ge_status": "success"}
+    assert {
+        k: run.data.tags[k]
+        for k in (
+            "coinflow.git_sha",
+            "coinflow.data_version",
+            "coinflow.dvc_md5",
+            "coinflow.ge_status",
+        )
+    } == {
+        "coinflow.git_sha": sha,
+        "coinflow.data_version": "v0.3",
+        "coinflow.dvc_md5": md5,
+        "coinflow.ge_status": "success",
+    }
     for name in ("train_loss", "val_loss"):
         history = client.get_metric_history(outcome.run_id, name)
         assert [m.step for m in history] == list(range(1, params.max_epochs + 1))
         assert all(np.isfinite(m.value) for m in history)
     metrics = run.data.metrics
-    for key in ("best_val_loss", "best_epoch", "epochs", "val_mae", "val_mase", "test_mae",
-                "test_rmse", "test_mape", "test_mase", "test_dir_acc", "test_persistence_mae"):
+    for key in (
+        "best_val_loss",
+        "best_epoch",
+        "epochs",
+        "val_mae",
+        "val_mase",
+        "test_mae",
+        "test_rmse",
+        "test_mape",
+        "test_mase",
+        "test_dir_acc",
+        "test_persistence_mae",
+    ):
         assert np.isfinite(metrics[key]), key
     assert metrics["best_val_loss"] == pytest.approx(outcome.val_loss)
     assert run.inputs is not None
     (dataset,) = run.inputs.dataset_inputs
     assert dataset.dataset.digest == md5 and dataset.dataset.name == "btc-v0.3"
     assert [t.value for t in dataset.tags if t.key == "mlflow.data.context"] == ["training"]
-    arts = {a.path for folder in ("plots", "ge_data_docs")
-            for a in client.list_artifacts(outcome.run_id, folder)}
+    arts = {
+        a.path
+        for folder in ("plots", "ge_data_docs")
+        for a in client.list_artifacts(outcome.run_id, folder)
+    }
     assert arts == {"plots/forecast_vs_actual.png", "ge_data_docs/index.html"}
-    png = Path(mlflow.artifacts.download_artifacts(run_id=outcome.run_id,
-                                                   artifact_path="plots/forecast_vs_actual.png"))
+    png = Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=outcome.run_id, artifact_path="plots/forecast_vs_actual.png"
+        )
+    )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # Same seed → the same network in memory; its test scores are the ones the run logged.
     net, _ = train_model(params, data)
     rows = data.end_rows("test", params.lookback)
-    scores = score_forecast(predict_returns(net, data, "test", params.lookback),
-                            data.close[rows], data.next_close[rows])
+    scores = score_forecast(
+        predict_returns(net, data, "test", params.lookback), data.close[rows], data.next_close[rows]
+    )
     assert metrics["test_mae"] == pytest.approx(scores["mae"], rel=1e-9)
 
     (model,) = mlflow.search_logged_models(
-        experiment_ids=[run.info.experiment_id], output_format="list",
-        filter_string=f"source_run_id = '{outcome.run_id}'")
+        experiment_ids=[run.info.experiment_id],
+        output_format="list",
+        filter_string=f"source_run_id = '{outcome.run_id}'",
+    )
     assert model.name == "model"
-    fresh = subprocess.run([sys.executable, "-c", LOAD_AND_PREDICT, model.model_uri],
-                           capture_output=True, text=True, timeout=120, check=False)
+    fresh = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_PREDICT, model.model_uri],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     loaded = json.loads(fresh.stdout.strip().splitlines()[-1])
 
     recent = recent_rows("v0.3", Path("data/versions"))
     expected = forecast_closes(
-        lambda w: net(torch.from_numpy(w)).detach().numpy(), data.scaler, params.lookback,
-        recent.assign(date=lambda f: f["date"].astype("datetime64[ns]")), horizon=3)
+        lambda w: net(torch.from_numpy(w)).detach().numpy(),
+        data.scaler,
+        params.lookback,
+        recent.assign(date=lambda f: f["date"].astype("datetime64[ns]")),
+        horizon=3,
+    )
     assert loaded["date"] == expected["date"].dt.strftime("%Y-%m-%d").tolist()
     np.testing.assert_allclose(loaded["close"], expected["close"], rtol=1e-6)
     assert loaded["date"][0] > recent["date"].iloc[-1]

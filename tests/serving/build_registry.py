@@ -20,14 +20,18 @@ NAMES_ALIASES = {"champion": 1, "challenger": 2, "baseline": 3}
 def version_tags(kind: str, run: Any, params: dict[str, Any]) -> dict[str, str]:
     """The registry contract's coinflow.* version tags, from the training run."""
     tags, metrics = run.data.tags, run.data.metrics
-    out = {"coinflow.kind": kind, "coinflow.run_id": run.info.run_id,
-           "coinflow.data_version": tags["coinflow.data_version"],
-           "coinflow.dvc_md5": tags["coinflow.dvc_md5"],
-           "coinflow.git_sha": tags["coinflow.git_sha"],
-           "coinflow.ge_status": tags["coinflow.ge_status"],
-           "coinflow.params": json.dumps(params),
-           "coinflow.trained_at": dt.datetime.fromtimestamp(run.info.start_time / 1000,
-                                                            tz=dt.UTC).isoformat()}
+    out = {
+        "coinflow.kind": kind,
+        "coinflow.run_id": run.info.run_id,
+        "coinflow.data_version": tags["coinflow.data_version"],
+        "coinflow.dvc_md5": tags["coinflow.dvc_md5"],
+        "coinflow.git_sha": tags["coinflow.git_sha"],
+        "coinflow.ge_status": tags["coinflow.ge_status"],
+        "coinflow.params": json.dumps(params),
+        "coinflow.trained_at": dt.datetime.fromtimestamp(
+            run.info.start_time / 1000, tz=dt.UTC
+        ).isoformat(),
+    }
     for name in ("test_mase", "test_mae", "test_rmse"):
         if name in metrics:
             out[f"coinflow.{name}"] = str(metrics[name])
@@ -35,10 +39,10 @@ def version_tags(kind: str, run: Any, params: dict[str, Any]) -> dict[str, str]:
 
 
 def main(root: Path, features_dir: Path, versions_dir: Path, names: list[str]) -> None:
-    import torch
-
     import mlflow
+    import torch
     from mlflow import MlflowClient
+
     from pipelines.config import TrainParams
     from pipelines.forecast import input_frame
     from pipelines.tracked import recent_rows, tracked_training
@@ -48,24 +52,43 @@ def main(root: Path, features_dir: Path, versions_dir: Path, names: list[str]) -
 
     torch.set_num_threads(1)
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    configure_mlflow(TrackingSettings(mlflow_tracking_uri=uri,
-                                      coinflow_artifact_root=str(root / "mlartifacts"),
-                                      coinflow_experiment="serving-tests"))
+    configure_mlflow(
+        TrackingSettings(
+            mlflow_tracking_uri=uri,
+            coinflow_artifact_root=str(root / "mlartifacts"),
+            coinflow_experiment="serving-tests",
+        )
+    )
     data = load_training_data(features_dir)
     metrics_dir = root / "metrics"
     trained: dict[str, tuple[str, dict[str, Any]]] = {}
-    for key, train in {"a": TrainParams(hidden_size=8, max_epochs=2, lookback=10),
-                        "b": TrainParams(hidden_size=8, max_epochs=2, lookback=12, seed=7,
-                                         cell="gru")}.items():
-        outcome = tracked_training(train, data, run_name=f"tiny-{key}", features_dir=features_dir,
-                                   versions_dir=versions_dir, metrics_dir=metrics_dir)
+    for key, train in {
+        "a": TrainParams(hidden_size=8, max_epochs=2, lookback=10),
+        "b": TrainParams(hidden_size=8, max_epochs=2, lookback=12, seed=7, cell="gru"),
+    }.items():
+        outcome = tracked_training(
+            train,
+            data,
+            run_name=f"tiny-{key}",
+            features_dir=features_dir,
+            versions_dir=versions_dir,
+            metrics_dir=metrics_dir,
+        )
         assert outcome.status == "FINISHED", outcome
         trained[key] = (outcome.run_id, train.model_dump())
     rows = recent_rows(data.version, versions_dir)
-    with mlflow.start_run(run_name="persistence",
-                          tags=lineage_tags(data.version, data.md5, metrics_dir)) as run:
-        log_persistence({"kind": "persistence", "lookback": 0, "data_version": data.version,
-                         "dvc_md5": data.md5}, rows)
+    with mlflow.start_run(
+        run_name="persistence", tags=lineage_tags(data.version, data.md5, metrics_dir)
+    ) as run:
+        log_persistence(
+            {
+                "kind": "persistence",
+                "lookback": 0,
+                "data_version": data.version,
+                "dvc_md5": data.md5,
+            },
+            rows,
+        )
         trained["p"] = (run.info.run_id, {})
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -85,27 +108,45 @@ def main(root: Path, features_dir: Path, versions_dir: Path, names: list[str]) -
         py = mlflow.pyfunc.load_model(f"models:/{names[0]}/{version}").unwrap_python_model()
         frame = input_frame(py.recent_rows).tail(py.rows_needed).reset_index(drop=True)
         references[str(version)] = {
-            "run_id": trained[key][0], "rows_needed": py.rows_needed,
+            "run_id": trained[key][0],
+            "rows_needed": py.rows_needed,
             "recent_rows": py.recent_rows.to_dict(orient="records"),
-            "forecasts": {str(h): py.predict(None, frame, {"horizon": h}).to_dict("records")
-                          for h in (1, 7)}}
+            "forecasts": {
+                str(h): py.predict(None, frame, {"horizon": h}).to_dict("records") for h in (1, 7)
+            },
+        }
 
     # A sweep as pipelines.sweep records it: parent run + trial child runs (no training).
     sweep_tags = {"coinflow.kind": "sweep", "coinflow.study_name": "serving-sweep"}
     with mlflow.start_run(run_name="sweep", tags=sweep_tags) as parent:
         for number, (cell, hidden) in enumerate([("gru", 16), ("lstm", 32), ("rnn", 8)]):
-            with mlflow.start_run(run_name=f"trial-{number}", nested=True,
-                                  tags={"coinflow.kind": "trial",
-                                        "coinflow.trial_number": str(number)}):
-                mlflow.log_params({"cell": cell, "hidden_size": hidden, "num_layers": 1,
-                                   "lookback": 10 + number, "lr": 0.001 * (number + 1)})
-                mlflow.log_metrics({"best_val_loss": 0.5 + number / 10,
-                                    "test_mase": 0.99 + number / 100})
+            with mlflow.start_run(
+                run_name=f"trial-{number}",
+                nested=True,
+                tags={"coinflow.kind": "trial", "coinflow.trial_number": str(number)},
+            ):
+                mlflow.log_params(
+                    {
+                        "cell": cell,
+                        "hidden_size": hidden,
+                        "num_layers": 1,
+                        "lookback": 10 + number,
+                        "lr": 0.001 * (number + 1),
+                    }
+                )
+                mlflow.log_metrics(
+                    {"best_val_loss": 0.5 + number / 10, "test_mase": 0.99 + number / 100}
+                )
 
-    manifest = {"uri": uri, "names": names, "versions": references,
-                "sweep_parent": parent.info.run_id, "data_version": data.version,
-                "dvc_md5": data.md5, "git_sha": client.get_run(trained["a"][0]).data.tags[
-                    "coinflow.git_sha"]}
+    manifest = {
+        "uri": uri,
+        "names": names,
+        "versions": references,
+        "sweep_parent": parent.info.run_id,
+        "data_version": data.version,
+        "dvc_md5": data.md5,
+        "git_sha": client.get_run(trained["a"][0]).data.tags["coinflow.git_sha"],
+    }
     (root / "manifest.json").write_text(json.dumps(manifest, default=str))
 
 

@@ -42,8 +42,7 @@ class Store:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The test process's env without MLflow/coinflow settings, plus `extra`."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MLFLOW_", "COINFLOW_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "COINFLOW_"))}
     env["PYTHONPATH"] = str(REPO)
     env.update(extra)
     return env
@@ -69,12 +68,20 @@ class Server:
         stop_group(self.proc)
 
 
-def start_server(cmd: list[str], env: dict[str, str], cwd: Path, log: Path, port: int,
-                 ready_path: str, timeout_s: float = 120.0) -> Server:
+def start_server(
+    cmd: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    log: Path,
+    port: int,
+    ready_path: str,
+    timeout_s: float = 120.0,
+) -> Server:
     """Start a server in its own process group; wait until `ready_path` answers 200."""
     with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     server = Server(proc, port, log)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -92,17 +99,32 @@ def start_server(cmd: list[str], env: dict[str, str], cwd: Path, log: Path, port
 def running_api(tmp: Path, tracking_uri: str, model_name: str, **settings: str) -> Iterator[Server]:
     """`coinflow serve` on a free port (cwd tmp: no stray .env), stopped afterwards."""
     port = free_port()
-    env = clean_env(MLFLOW_TRACKING_URI=tracking_uri, COINFLOW_MODEL_NAME=model_name,
-                    **{k.upper(): v for k, v in settings.items()})
-    server = start_server([sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port),
-                           "--log-level", "warning"], env, tmp, tmp / f"api-{port}.log", port,
-                          "/health")
+    env = clean_env(
+        MLFLOW_TRACKING_URI=tracking_uri,
+        COINFLOW_MODEL_NAME=model_name,
+        **{k.upper(): v for k, v in settings.items()},
+    )
+    server = start_server(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env,
+        tmp,
+        tmp / f"api-{port}.log",
+        port,
+        "/health",
+    )
     try:
         yield server
     finally:
         server.stop()
-
-
 
 
 def need_service(config: pytest.Config, available: bool, what: str) -> None:
@@ -137,9 +159,16 @@ class LoadRun:
         return [o for o in self.outcomes if o.status != 200 or o.error is not None]
 
 
-def run_load(url: str, *, total: int = 2000, concurrency: int = 8, max_s: float = 60.0,
-             action_at: int | None = None, action: Callable[[], Any] | None = None,
-             stop_when: Callable[[list[Outcome]], bool] | None = None) -> LoadRun:
+def run_load(
+    url: str,
+    *,
+    total: int = 2000,
+    concurrency: int = 8,
+    max_s: float = 60.0,
+    action_at: int | None = None,
+    action: Callable[[], Any] | None = None,
+    stop_when: Callable[[list[Outcome]], bool] | None = None,
+) -> LoadRun:
     """POST `url` at most `total` times / `max_s` seconds from `concurrency` keep-alive
     connections (127.0.0.1 only); run `action` in a thread once `action_at` have completed."""
     assert url.startswith("http://127.0.0.1:"), "load runs target loopback only"

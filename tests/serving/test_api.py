@@ -56,12 +56,18 @@ def test_default_is_the_champion_with_full_lineage(api: Server, store: Store) ->
     assert [p["close"] for p in body["history"]] == [r["btc_close"] for r in rows[-60:]]
 
 
-@pytest.mark.parametrize(("query", "version", "alias", "kind"), [
-    ("?version=2", 2, "challenger", "torch"), ("?alias=challenger", 2, "challenger", "torch"),
-    ("?alias=champion", 1, "champion", "torch"), ("?version=3", 3, "baseline", "persistence"),
-])
-def test_version_and_alias_queries(api: Server, store: Store, query: str, version: int,
-                                   alias: str, kind: str) -> None:
+@pytest.mark.parametrize(
+    ("query", "version", "alias", "kind"),
+    [
+        ("?version=2", 2, "challenger", "torch"),
+        ("?alias=challenger", 2, "challenger", "torch"),
+        ("?alias=champion", 1, "champion", "torch"),
+        ("?version=3", 3, "baseline", "persistence"),
+    ],
+)
+def test_version_and_alias_queries(
+    api: Server, store: Store, query: str, version: int, alias: str, kind: str
+) -> None:
     body = post(api, query, json={"horizon": 7}).json()
     assert body["lineage"]["version"] == version and body["lineage"]["kind"] == kind
     assert alias in body["lineage"]["aliases"]
@@ -72,8 +78,10 @@ def test_version_and_alias_queries(api: Server, store: Store, query: str, versio
 def test_horizon_is_recursive_and_bounded(api: Server) -> None:
     closes = [f["close"] for f in post(api, json={"horizon": 30}).json()["forecasts"]]
     assert len(closes) == 30 and all(math.isfinite(c) and c > 0 for c in closes)
-    assert post(api, json={"horizon": 30}).json()["forecasts"][0] == \
-        post(api, json={"horizon": 1}).json()["forecasts"][0]
+    assert (
+        post(api, json={"horizon": 30}).json()["forecasts"][0]
+        == post(api, json={"horizon": 1}).json()["forecasts"][0]
+    )
     for horizon in (0, 31, "soon"):
         assert_problem(post(api, json={"horizon": horizon}), 422, "validation-error", "horizon")
 
@@ -85,25 +93,33 @@ def test_explicit_rows(api: Server, store: Store) -> None:
     assert same["forecasts"] == store.reference(1, 7)
     assert [p["close"] for p in same["history"]] == [r["btc_close"] for r in rows[-11:]]
     # Other prices → another forecast, dated after the last row sent.
-    cheaper = [{**r, **{c: r[c] / 2 for c in ("btc_open", "btc_high", "btc_low", "btc_close")}}
-               for r in rows[-31:-20]]
+    cheaper = [
+        {**r, **{c: r[c] / 2 for c in ("btc_open", "btc_high", "btc_low", "btc_close")}}
+        for r in rows[-31:-20]
+    ]
     body = post(api, json={"rows": cheaper, "horizon": 2}).json()
     assert [f["date"] for f in body["forecasts"]] == next_days(cheaper[-1]["date"], 2)
     assert body["forecasts"][0]["close"] < rows[-21]["btc_close"]
 
 
-@pytest.mark.parametrize(("change", "words"), [
-    (lambda rows: rows[-10:], ["needs exactly 11", "got 10"]),
-    (lambda rows: rows[-12:], ["needs exactly 11", "got 12"]),
-    (lambda rows: rows[-12:-6] + rows[-5:], ["consecutive"]),
-    (lambda rows: [*rows[-11:-1], {**rows[-1], "btc_close": -1.0}], ["btc_close", "greater"]),
-    (lambda rows: [*rows[-11:-1], {**rows[-1], "gold_filled": 2}], ["gold_filled"]),
-    (lambda rows: [*rows[-11:-1], {k: v for k, v in rows[-1].items() if k != "eth_close"}],
-     ["eth_close", "required"]),
-    (lambda rows: list(reversed(rows[-11:])), ["consecutive"]),
-])
-def test_bad_rows_are_422_naming_the_rule(api: Server, store: Store, change: Any,
-                                          words: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda rows: rows[-10:], ["needs exactly 11", "got 10"]),
+        (lambda rows: rows[-12:], ["needs exactly 11", "got 12"]),
+        (lambda rows: rows[-12:-6] + rows[-5:], ["consecutive"]),
+        (lambda rows: [*rows[-11:-1], {**rows[-1], "btc_close": -1.0}], ["btc_close", "greater"]),
+        (lambda rows: [*rows[-11:-1], {**rows[-1], "gold_filled": 2}], ["gold_filled"]),
+        (
+            lambda rows: [*rows[-11:-1], {k: v for k, v in rows[-1].items() if k != "eth_close"}],
+            ["eth_close", "required"],
+        ),
+        (lambda rows: list(reversed(rows[-11:])), ["consecutive"]),
+    ],
+)
+def test_bad_rows_are_422_naming_the_rule(
+    api: Server, store: Store, change: Any, words: list[str]
+) -> None:
     rows = change(store.rows(1))
     response = post(api, json={"rows": rows})
     assert response.status_code == 422
@@ -114,12 +130,10 @@ def test_non_finite_and_malformed_bodies_are_422(api: Server, store: Store) -> N
     rows = store.rows(1)[-11:]
     text = json.dumps({"rows": rows}).replace(str(rows[-1]["btc_volume"]), "NaN", 1)
     headers = {"content-type": "application/json"}
-    assert_problem(post(api, content=text, headers=headers), 422, "validation-error",
-                   "btc_volume")
+    assert_problem(post(api, content=text, headers=headers), 422, "validation-error", "btc_volume")
     assert_problem(post(api, content=b"{bad json", headers=headers), 422, "validation-error")
     assert_problem(post(api, json=[1, 2]), 422, "validation-error")
-    assert_problem(post(api, json={"horizon": 1, "horizn": 2}), 422, "validation-error",
-                   "horizn")
+    assert_problem(post(api, json={"horizon": 1, "horizn": 2}), 422, "validation-error", "horizn")
 
 
 def test_unknown_version_unset_alias_and_both_queries(api: Server) -> None:
@@ -132,8 +146,12 @@ def test_unknown_version_unset_alias_and_both_queries(api: Server) -> None:
 
 def test_oversize_bodies_are_413(api: Server) -> None:
     big = b'{"horizon": 1, "pad": "' + b"x" * 300_000 + b'"}'
-    assert_problem(post(api, content=big, headers={"content-type": "application/json"}),
-                   413, "body-too-large", "262144")
+    assert_problem(
+        post(api, content=big, headers={"content-type": "application/json"}),
+        413,
+        "body-too-large",
+        "262144",
+    )
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the size is only known by counting
         yield b'{"horizon": 1, "pad": "'
@@ -153,8 +171,12 @@ def test_admin_reload_needs_the_bearer_token(api: Server) -> None:
     assert_problem(missing, 401, "unauthorized", "Bearer")
     assert missing.headers["www-authenticate"] == "Bearer"
     assert_problem(httpx.post(url, headers={"Authorization": "Basic abc"}), 401, "unauthorized")
-    assert_problem(httpx.post(url, headers={"Authorization": "Bearer wrong"}), 403, "forbidden",
-                   "does not match")
+    assert_problem(
+        httpx.post(url, headers={"Authorization": "Bearer wrong"}),
+        403,
+        "forbidden",
+        "does not match",
+    )
     ok = httpx.post(url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60)
     assert ok.status_code == 200, ok.text
     assert ok.json()["changed"] == {} and ok.json()["aliases"]["champion"] == 1
@@ -181,8 +203,12 @@ def test_latest_sweep_comes_from_mlflow_runs(api: Server, store: Store) -> None:
     assert body["study_name"] == "serving-sweep"
     assert [t["trial_number"] for t in body["trials"]] == [0, 1, 2]
     first = body["trials"][0]
-    assert (first["cell"], first["hidden_size"], first["num_layers"], first["lookback"]) == \
-        ("gru", 16, 1, 10)
+    assert (first["cell"], first["hidden_size"], first["num_layers"], first["lookback"]) == (
+        "gru",
+        16,
+        1,
+        10,
+    )
     assert first["lr"] == pytest.approx(0.001) and first["val_loss"] == pytest.approx(0.5)
     assert first["test_mase"] == pytest.approx(0.99) and first["status"] == "FINISHED"
 
@@ -197,8 +223,10 @@ def test_health_ready_and_metrics(api: Server) -> None:
     post(api)
     text = httpx.get(f"{api.url}/metrics").text
     assert 'coinflow_http_requests_total{method="POST",route="/predict",status="200"}' in text
-    assert 'coinflow_http_request_duration_seconds_bucket{le="0.005",method="POST",' \
-           'route="/predict"}' in text
+    assert (
+        'coinflow_http_request_duration_seconds_bucket{le="0.005",method="POST",'
+        'route="/predict"}' in text
+    )
     assert 'coinflow_model_version{alias="champion"} 1.0' in text
     assert 'coinflow_predictions_total{version="1"}' in text
     assert "coinflow_registry_up 1.0" in text
@@ -208,13 +236,20 @@ def test_health_ready_and_metrics(api: Server) -> None:
 def test_without_token_or_model(store: Store, tmp_path: Any) -> None:
     """No admin token → admin disabled; a model name not in the registry → up but not ready."""
     with running_api(tmp_path, store.uri, "not-registered") as api:
-        assert_problem(httpx.post(f"{api.url}/admin/reload",
-                                  headers={"Authorization": "Bearer anything"}),
-                       403, "forbidden", "disabled", "COINFLOW_ADMIN_TOKEN")
+        assert_problem(
+            httpx.post(f"{api.url}/admin/reload", headers={"Authorization": "Bearer anything"}),
+            403,
+            "forbidden",
+            "disabled",
+            "COINFLOW_ADMIN_TOKEN",
+        )
         assert httpx.get(f"{api.url}/health").status_code == 200
         ready = httpx.get(f"{api.url}/ready")
         assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
         assert "not set" in ready.json()["reasons"][0]
         assert_problem(post(api), 404, "alias-not-set", "not-registered")
         assert httpx.get(f"{api.url}/models").json() == {
-            "name": "not-registered", "aliases": {}, "versions": []}
+            "name": "not-registered",
+            "aliases": {},
+            "versions": [],
+        }

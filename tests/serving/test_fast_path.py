@@ -39,8 +39,12 @@ def untrained(cell: str, seed: int) -> tuple[Forecaster, Scaler]:
     torch.manual_seed(seed)
     net = Forecaster(ModelConfig(input_size=8, hidden_size=8, cell=cell)).eval()
     rng = np.random.default_rng(seed)
-    scaler = Scaler(mean=rng.normal(0, 0.01, 8).tolist(), std=rng.uniform(0.5, 2, 8).tolist(),
-                    target_mean=0.001, target_std=0.03)
+    scaler = Scaler(
+        mean=rng.normal(0, 0.01, 8).tolist(),
+        std=rng.uniform(0.5, 2, 8).tolist(),
+        target_mean=0.001,
+        target_std=0.03,
+    )
     return net, scaler
 
 
@@ -52,32 +56,43 @@ def returns_of(net: Forecaster) -> ReturnModel:
     return model
 
 
-@pytest.mark.parametrize(("cell", "lookback", "horizon"),
-                         [("rnn", 10, 1), ("gru", 30, 7), ("lstm", 60, 30), ("rnn", 1, 30)])
-def test_numpy_path_equals_pandas_path(rows: pd.DataFrame, cell: str, lookback: int,
-                                       horizon: int) -> None:
+@pytest.mark.parametrize(
+    ("cell", "lookback", "horizon"),
+    [("rnn", 10, 1), ("gru", 30, 7), ("lstm", 60, 30), ("rnn", 1, 30)],
+)
+def test_numpy_path_equals_pandas_path(
+    rows: pd.DataFrame, cell: str, lookback: int, horizon: int
+) -> None:
     net, scaler = untrained(cell, seed=lookback)
     model = returns_of(net)
-    reference = forecast_closes(model, scaler, lookback,
-                                rows.assign(date=pd.to_datetime(rows["date"])), horizon)
+    reference = forecast_closes(
+        model, scaler, lookback, rows.assign(date=pd.to_datetime(rows["date"])), horizon
+    )
     dates, closes = forecast_arrays(model, scaler, lookback, *rows_to_arrays(rows), horizon)
-    assert np.datetime_as_string(dates, unit="D").tolist() == \
-        reference["date"].dt.strftime("%Y-%m-%d").tolist()
+    assert (
+        np.datetime_as_string(dates, unit="D").tolist()
+        == reference["date"].dt.strftime("%Y-%m-%d").tolist()
+    )
     assert np.array_equal(closes, reference["close"].to_numpy())  # identical, not just close
     # 30 recursive steps cross weekends: the synthetic rows' gold_filled flag matters there.
     assert len(set(closes.tolist())) == horizon
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda f: f.drop(index=f.index[-3]), "consecutive calendar days"),
-    (lambda f: f.assign(btc_close=f["btc_close"].where(f.index != f.index[-1], np.nan)),
-     "non-finite"),
-    (lambda f: f.assign(eth_close=-f["eth_close"]), "prices must be positive"),
-    (lambda f: f.tail(5), "need at least 11"),
-])
-def test_both_paths_refuse_the_same_rows(rows: pd.DataFrame,
-                                         change: Callable[[pd.DataFrame], pd.DataFrame],
-                                         message: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: f.drop(index=f.index[-3]), "consecutive calendar days"),
+        (
+            lambda f: f.assign(btc_close=f["btc_close"].where(f.index != f.index[-1], np.nan)),
+            "non-finite",
+        ),
+        (lambda f: f.assign(eth_close=-f["eth_close"]), "prices must be positive"),
+        (lambda f: f.tail(5), "need at least 11"),
+    ],
+)
+def test_both_paths_refuse_the_same_rows(
+    rows: pd.DataFrame, change: Callable[[pd.DataFrame], pd.DataFrame], message: str
+) -> None:
     bad = change(rows.copy())
     with pytest.raises(InputRowsError, match=message):
         check_rows(bad.assign(date=pd.to_datetime(bad["date"])), 11)

@@ -16,16 +16,30 @@ VERSION = 2  # the GRU (lookback 12): version 1 is already checked against its r
 
 
 @pytest.fixture(scope="module")
-def mlflow_serve(store: Store, tmp_path_factory: pytest.TempPathFactory,
-                 pytestconfig: pytest.Config) -> Iterator[Server]:
+def mlflow_serve(
+    store: Store, tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("mlflow-serve")
     port = free_port()
     bin_dir = str(Path(sys.executable).parent)  # it execs `uvicorn` from PATH
-    env = clean_env(MLFLOW_TRACKING_URI=store.uri,
-                    PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""))
-    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m",
-           f"models:/btc-forecaster/{VERSION}", "--env-manager", "local", "-p", str(port),
-           "-h", "127.0.0.1"]
+    env = clean_env(
+        MLFLOW_TRACKING_URI=store.uri, PATH=bin_dir + os.pathsep + os.environ.get("PATH", "")
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        f"models:/btc-forecaster/{VERSION}",
+        "--env-manager",
+        "local",
+        "-p",
+        str(port),
+        "-h",
+        "127.0.0.1",
+    ]
     try:
         server = start_server(cmd, env, tmp, tmp / "mlflow-serve.log", port, "/ping")
     except RuntimeError as exc:
@@ -35,20 +49,31 @@ def mlflow_serve(store: Store, tmp_path_factory: pytest.TempPathFactory,
 
 
 @pytest.mark.parametrize("horizon", [1, 5])
-def test_same_forecast_as_mlflow_models_serve(api: Server, mlflow_serve: Server, store: Store,
-                                              horizon: int) -> None:
+def test_same_forecast_as_mlflow_models_serve(
+    api: Server, mlflow_serve: Server, store: Store, horizon: int
+) -> None:
     rows = store.rows(VERSION)
     needed = store.manifest["versions"][str(VERSION)]["rows_needed"]
     for end in (len(rows), len(rows) - 17, len(rows) - 60):  # three different windows
-        window = rows[end - needed:end]
+        window = rows[end - needed : end]
         columns = list(window[0])
-        theirs = httpx.post(f"{mlflow_serve.url}/invocations", timeout=60, json={
-            "dataframe_split": {"columns": columns,
-                                "data": [[r[c] for c in columns] for r in window]},
-            "params": {"horizon": horizon}})
+        theirs = httpx.post(
+            f"{mlflow_serve.url}/invocations",
+            timeout=60,
+            json={
+                "dataframe_split": {
+                    "columns": columns,
+                    "data": [[r[c] for c in columns] for r in window],
+                },
+                "params": {"horizon": horizon},
+            },
+        )
         assert theirs.status_code == 200, theirs.text
-        ours = httpx.post(f"{api.url}/predict?version={VERSION}", timeout=60,
-                          json={"rows": window, "horizon": horizon})
+        ours = httpx.post(
+            f"{api.url}/predict?version={VERSION}",
+            timeout=60,
+            json={"rows": window, "horizon": horizon},
+        )
         assert ours.status_code == 200, ours.text
         assert ours.json()["forecasts"] == theirs.json()["predictions"]
         assert len(ours.json()["forecasts"]) == horizon

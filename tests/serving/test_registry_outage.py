@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from mlflow import MlflowClient
 from serving_helpers import (
     ADMIN_TOKEN,
     Outcome,
@@ -23,8 +24,6 @@ from serving_helpers import (
     running_api,
     start_server,
 )
-
-from mlflow import MlflowClient
 
 pytestmark = [pytest.mark.serving, pytest.mark.integration]
 NAME = "outage"
@@ -42,12 +41,32 @@ class Registry:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
-               "--port", str(self.port), "--workers", "1",
-               "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-               "--serve-artifacts", "--artifacts-destination", str(self.root / "served")]
-        self.server = start_server(cmd, clean_env(), self.root, self.root / "mlflow-server.log",
-                                   self.port, "/health", timeout_s=90)
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{self.root / 'mlflow.db'}",
+            "--serve-artifacts",
+            "--artifacts-destination",
+            str(self.root / "served"),
+        ]
+        self.server = start_server(
+            cmd,
+            clean_env(),
+            self.root,
+            self.root / "mlflow-server.log",
+            self.port,
+            "/health",
+            timeout_s=90,
+        )
 
     def stop(self) -> None:
         if self.server is not None:
@@ -55,8 +74,9 @@ class Registry:
 
 
 @pytest.fixture(scope="module")
-def registry(store: Store, tmp_path_factory: pytest.TempPathFactory,
-             pytestconfig: pytest.Config) -> Iterator[Registry]:
+def registry(
+    store: Store, tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[Registry]:
     root = tmp_path_factory.mktemp("mlflow-server")
     shutil.copy(store.root / "mlflow.db", root / "mlflow.db")  # its own registry state
     registry = Registry(root, free_port())
@@ -70,24 +90,33 @@ def registry(store: Store, tmp_path_factory: pytest.TempPathFactory,
 
 @pytest.fixture(scope="module")
 def outage_api(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_api(tmp_path_factory.mktemp("outage-api"), registry.uri, NAME,
-                     coinflow_admin_token=ADMIN_TOKEN, coinflow_refresh_s="1",
-                     coinflow_ready_probe_s="0.5") as server:
+    with running_api(
+        tmp_path_factory.mktemp("outage-api"),
+        registry.uri,
+        NAME,
+        coinflow_admin_token=ADMIN_TOKEN,
+        coinflow_refresh_s="1",
+        coinflow_ready_probe_s="0.5",
+    ) as server:
         yield server
 
 
-def test_periodic_refresh_moves_champion_under_load(outage_api: Server,
-                                                    registry: Registry) -> None:
+def test_periodic_refresh_moves_champion_under_load(outage_api: Server, registry: Registry) -> None:
     client = MlflowClient(tracking_uri=registry.uri, registry_uri=registry.uri)
     assert httpx.get(f"{outage_api.url}/ready").json()["serving_version"] == 1
 
     def served_by_2(outcomes: list[Outcome]) -> bool:
         return sum(o.version == 2 for o in outcomes) >= 300
 
-    run = run_load(f"{outage_api.url}/predict", total=6000, concurrency=8, max_s=90,
-                   action_at=200,
-                   action=lambda: client.set_registered_model_alias(NAME, "champion", "2"),
-                   stop_when=served_by_2)
+    run = run_load(
+        f"{outage_api.url}/predict",
+        total=6000,
+        concurrency=8,
+        max_s=90,
+        action_at=200,
+        action=lambda: client.set_registered_model_alias(NAME, "champion", "2"),
+        stop_when=served_by_2,
+    )
     assert run.failures == [], run.failures[:3]
     assert served_by_2(run.outcomes), "the refresh never switched champion to version 2"
     first_2 = min(o.ended for o in run.outcomes if o.version == 2)
@@ -96,8 +125,9 @@ def test_periodic_refresh_moves_champion_under_load(outage_api: Server,
     assert {o.version for o in run.outcomes[:200]} == {1}
 
 
-def test_outage_serves_from_cache_and_ready_says_degraded(outage_api: Server,
-                                                          registry: Registry) -> None:
+def test_outage_serves_from_cache_and_ready_says_degraded(
+    outage_api: Server, registry: Registry
+) -> None:
     url = outage_api.url
     assert httpx.get(f"{url}/ready").json()["status"] == "ready"
     registry.stop()
@@ -112,8 +142,9 @@ def test_outage_serves_from_cache_and_ready_says_degraded(outage_api: Server,
     assert body["registry"]["reachable"] is False and body["serving_version"] == 2
     assert any("unreachable" in reason for reason in body["reasons"])
     assert "coinflow_registry_up 0.0" in httpx.get(f"{url}/metrics").text
-    reload = httpx.post(f"{url}/admin/reload", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                        timeout=30)
+    reload = httpx.post(
+        f"{url}/admin/reload", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
+    )
     assert reload.status_code == 503 and "registry-unavailable" in reload.json()["type"]
     registry.start()  # back: the next probe/refresh sees it
     deadline = time.monotonic() + 30

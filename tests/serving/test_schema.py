@@ -25,8 +25,12 @@ expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "41
 def server_errors(api: Server) -> int:
     """5xx answers the API has counted so far (its own Prometheus counter)."""
     text = httpx.get(f"{api.url}/metrics").text
-    return sum(int(float(m.group(1))) for m in re.finditer(
-        r'^coinflow_http_requests_total\{[^}]*status="5\d\d"\} (\S+)$', text, re.MULTILINE))
+    return sum(
+        int(float(m.group(1)))
+        for m in re.finditer(
+            r'^coinflow_http_requests_total\{[^}]*status="5\d\d"\} (\S+)$', text, re.MULTILINE
+        )
+    )
 
 
 @pytest.mark.parametrize("auth", [True, False], ids=["with-admin-token", "anonymous"])
@@ -35,16 +39,37 @@ def test_schemathesis_finds_no_server_error(api: Server, tmp_path: Path, auth: b
     # state (?version and ?alias are exclusive; rows must cover the model's lookback + 1).
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
-    cmd = [str(ST), "--config-file", str(config), "run", f"{api.url}/openapi.json",
-           "--checks", "all", "--exclude-checks", "positive_data_acceptance",
-           "--max-examples", "60", "--seed", "7", "--workers", "1", "--request-timeout", "20",
-           "--phases", "examples,coverage,fuzzing,stateful", "--report", "junit",
-           "--report-dir", str(tmp_path)]
+    cmd = [
+        str(ST),
+        "--config-file",
+        str(config),
+        "run",
+        f"{api.url}/openapi.json",
+        "--checks",
+        "all",
+        "--exclude-checks",
+        "positive_data_acceptance",
+        "--max-examples",
+        "60",
+        "--seed",
+        "7",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "20",
+        "--phases",
+        "examples,coverage,fuzzing,stateful",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(tmp_path),
+    ]
     if auth:
         cmd += ["-H", f"Authorization: Bearer {ADMIN_TOKEN}"]
     before = server_errors(api)
-    proc = subprocess.run(cmd, cwd=tmp_path, env=clean_env(), capture_output=True, text=True,
-                          timeout=180)
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=180
+    )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     generated = re.search(r"(\d+) generated, (\d+) passed", proc.stdout)
     assert generated is not None and int(generated.group(1)) >= 100, proc.stdout[-2000:]

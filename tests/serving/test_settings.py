@@ -12,18 +12,26 @@ from serving.settings import ServingSettings
 pytestmark = pytest.mark.unit
 
 
-def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch,
-                                            tmp_path: Path) -> None:
+def test_settings_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.chdir(tmp_path)  # no stray .env
-    for name, value in {"MLFLOW_TRACKING_URI": "http://mlflow:5000", "COINFLOW_REFRESH_S": "2.5",
-                        "COINFLOW_MODEL_NAME": "m", "COINFLOW_CACHE_SIZE": "3"}.items():
+    for name, value in {
+        "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+        "COINFLOW_REFRESH_S": "2.5",
+        "COINFLOW_MODEL_NAME": "m",
+        "COINFLOW_CACHE_SIZE": "3",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("COINFLOW_ADMIN_TOKEN", raising=False)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     settings = ServingSettings()
-    assert (settings.mlflow_tracking_uri, settings.coinflow_refresh_s,
-            settings.coinflow_model_name, settings.coinflow_cache_size) == \
-        ("http://mlflow:5000", 2.5, "m", 3)
+    assert (
+        settings.mlflow_tracking_uri,
+        settings.coinflow_refresh_s,
+        settings.coinflow_model_name,
+        settings.coinflow_cache_size,
+    ) == ("http://mlflow:5000", 2.5, "m", 3)
     assert settings.registry_uri == "http://mlflow:5000"
     assert settings.admin_token is None  # no default: the admin endpoint is off
     monkeypatch.setenv("COINFLOW_ADMIN_TOKEN", "")

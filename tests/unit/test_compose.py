@@ -30,7 +30,9 @@ PYTHON_CLIS = ("coinflow", "airflow", "mlflow")
 # `$$` is a literal dollar; ${NAME}, ${NAME:?msg}, ${NAME:-default} and $NAME interpolate.
 INTERPOLATION = re.compile(r"\$\$|\$\{(?P<braced>\w+)(?P<op>:?[-?+])?[^}]*\}|\$(?P<bare>\w+)")
 REQUIRED = re.compile(r"\$\{\w+:\?[^}]+\}")
-PG_URL = re.compile(r"postgresql(?:\+\w+)?://(?P<user>[^:@/]+):(?P<pw>[^@]+)@postgres:5432/(?P<db>\w+)")
+PG_URL = re.compile(
+    r"postgresql(?:\+\w+)?://(?P<user>[^:@/]+):(?P<pw>[^@]+)@postgres:5432/(?P<db>\w+)"
+)
 AIRFLOW_PROBE = """
 import contextlib, importlib, io, json, shlex, sys
 from airflow.cli import cli_parser
@@ -194,13 +196,18 @@ def test_references_point_at_declared_services_volumes_networks_and_files(compos
 
 def test_every_dependency_waits_on_a_condition_and_services_report_health(compose: dict) -> None:
     services = compose["services"]
-    one_shot = {t for s in services.values() for t, spec in _depends_on(s).items()
-                if (spec or {}).get("condition") == "service_completed_successfully"}
+    one_shot = {
+        t
+        for s in services.values()
+        for t, spec in _depends_on(s).items()
+        if (spec or {}).get("condition") == "service_completed_successfully"
+    }
     for name, svc in services.items():
         for target, spec in _depends_on(svc).items():
             condition = (spec or {}).get("condition")
             assert condition in ("service_healthy", "service_completed_successfully"), (
-                f"{name} → {target}: depends_on needs a condition, got {condition!r}")
+                f"{name} → {target}: depends_on needs a condition, got {condition!r}"
+            )
         if name in one_shot:
             assert svc.get("restart") in ("no", False), f"one-shot {name} must not restart"
             assert "healthcheck" not in svc, f"one-shot {name} never becomes healthy"
@@ -254,15 +261,28 @@ def test_click_commands_exist_in_their_cli(compose: dict, cli: str) -> None:
 def test_airflow_commands_and_settings_exist_in_airflow(compose: dict, tmp_path: Path) -> None:
     _console_script("airflow")
     calls = _calls(compose)
-    env = {k: str(v) for svc in compose["services"].values()
-           for k, v in (svc.get("environment") or {}).items() if k.startswith("AIRFLOW__")}
-    job = {"argvs": [argv for _, argv in calls if argv[0] == "airflow"], "env": env,
-           "imports": [argv[argv.index("--app") + 1] for _, argv in calls if argv[0] == "celery"]}
+    env = {
+        k: str(v)
+        for svc in compose["services"].values()
+        for k, v in (svc.get("environment") or {}).items()
+        if k.startswith("AIRFLOW__")
+    }
+    job = {
+        "argvs": [argv for _, argv in calls if argv[0] == "airflow"],
+        "env": env,
+        "imports": [argv[argv.index("--app") + 1] for _, argv in calls if argv[0] == "celery"],
+    }
     assert job["argvs"] and job["imports"], "compose runs no airflow command / celery probe"
     run_env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    result = subprocess.run([sys.executable, "-c", AIRFLOW_PROBE], input=json.dumps(job),
-                            env={**run_env, "AIRFLOW_HOME": str(tmp_path)}, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", AIRFLOW_PROBE],
+        input=json.dumps(job),
+        env={**run_env, "AIRFLOW_HOME": str(tmp_path)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     errors = json.loads(result.stdout.strip().splitlines()[-1])
     assert not errors, "\n".join(errors)
@@ -288,8 +308,14 @@ def test_mlflow_server_env_names_real_server_options(compose: dict) -> None:
 def test_mlflow_folder_holds_config_only() -> None:
     assert not list((REPO / "mlflow").rglob("*.py")), "mlflow/ would shadow the mlflow library"
     probe = "import importlib.util; print(importlib.util.find_spec('mlflow').origin)"
-    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
-                            text=True, check=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     assert "site-packages" in result.stdout, f"`import mlflow` at the repo root: {result.stdout}"
 
 
@@ -340,9 +366,13 @@ def test_entrypoint_writes_the_airflow_passwords_file_then_execs(
     api_env = compose["services"]["airflow-apiserver"]["environment"]
     assert {"AIRFLOW_ADMIN_USER", "AIRFLOW_ADMIN_PASSWORD"} <= api_env.keys()
     password_file = tmp_path / "passwords.json"
-    env = {"PATH": f"{BIN}:{os.environ['PATH']}", "AIRFLOW_ADMIN_USER": "alice",
-           "AIRFLOW_ADMIN_PASSWORD": 'p@ss "w:rd', "HOME": str(tmp_path),
-           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file)}
+    env = {
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "AIRFLOW_ADMIN_USER": "alice",
+        "AIRFLOW_ADMIN_PASSWORD": 'p@ss "w:rd',
+        "HOME": str(tmp_path),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file),
+    }
     cmd = ["sh", str(REPO / "docker" / "entrypoint.sh"), "sh", "-c", 'echo "ran $0"', "arg"]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout == "ran arg\n", result.stderr
@@ -357,8 +387,11 @@ def test_entrypoint_writes_the_airflow_passwords_file_then_execs(
 def _dockerfile() -> list[tuple[str, str]]:
     text = re.sub(r"\\\n", " ", (REPO / "Dockerfile").read_text(encoding="utf-8"))
     lines = (ln.strip() for ln in text.splitlines())
-    return [(ln.split()[0].upper(), ln.partition(" ")[2].strip())
-            for ln in lines if ln and not ln.startswith("#")]
+    return [
+        (ln.split()[0].upper(), ln.partition(" ")[2].strip())
+        for ln in lines
+        if ln and not ln.startswith("#")
+    ]
 
 
 def _dockerignored(path: str) -> bool:
@@ -402,8 +435,10 @@ def test_dockerfile_installs_cpu_torch_then_the_project_and_runs_as_non_root(
                 assert not _dockerignored(src), f"COPY {src}: excluded by .dockerignore"
                 into = posixpath.join(workdir, dest)
                 is_dir = dest.endswith("/") and (REPO / src).is_file()
-                copied[src.rstrip("/")] = (posixpath.join(into, Path(src).name) if is_dir
-                                           else posixpath.normpath(into), i)
+                copied[src.rstrip("/")] = (
+                    posixpath.join(into, Path(src).name) if is_dir else posixpath.normpath(into),
+                    i,
+                )
     assert workdir == "/opt/coinflow"
     needed = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
     for path in [*needed, "pyproject.toml", project["project"]["readme"]]:

@@ -24,15 +24,18 @@ def synthetic_version(days: int = 200, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     dates = pd.date_range("2020-01-01", periods=days, freq="D", name="date")
     close = 1000 * np.exp(np.cumsum(rng.normal(0, 0.03, days)))
-    frame = pd.DataFrame({
-        "btc_open": close * np.exp(rng.normal(0, 0.01, days)),
-        "btc_close": close,
-        "btc_volume": rng.uniform(1e4, 1e5, days),
-        "eth_close": 50 * np.exp(np.cumsum(rng.normal(0, 0.04, days))),
-        "eth_volume": rng.uniform(1e4, 1e5, days),
-        "gold_close": 1500 * np.exp(np.cumsum(rng.normal(0, 0.005, days))),
-        "gold_filled": (dates.dayofweek >= 5).astype("int8"),
-    }, index=dates)
+    frame = pd.DataFrame(
+        {
+            "btc_open": close * np.exp(rng.normal(0, 0.01, days)),
+            "btc_close": close,
+            "btc_volume": rng.uniform(1e4, 1e5, days),
+            "eth_close": 50 * np.exp(np.cumsum(rng.normal(0, 0.04, days))),
+            "eth_volume": rng.uniform(1e4, 1e5, days),
+            "gold_close": 1500 * np.exp(np.cumsum(rng.normal(0, 0.005, days))),
+            "gold_filled": (dates.dayofweek >= 5).astype("int8"),
+        },
+        index=dates,
+    )
     frame["btc_high"] = frame[["btc_open", "btc_close"]].max(axis=1) * 1.01
     frame["btc_low"] = frame[["btc_open", "btc_close"]].min(axis=1) * 0.99
     return frame
@@ -52,12 +55,14 @@ def test_target_is_next_day_log_return_and_no_input_from_that_day() -> None:
     day = table.index[10]
     nxt = day + pd.Timedelta(days=1)
     assert table.loc[day, "target"] == pytest.approx(
-        np.log(frame.loc[nxt, "btc_close"] / frame.loc[day, "btc_close"]))
+        np.log(frame.loc[nxt, "btc_close"] / frame.loc[day, "btc_close"])
+    )
     # Changing the predicted day's High/Low/Open/volume (the lecture's leak) changes no input.
     poked = frame.copy()
     poked.loc[nxt, ["btc_high", "btc_low", "btc_open", "btc_volume"]] *= 3
-    pd.testing.assert_series_equal(build_table(poked).loc[day, FEATURE_COLUMNS],
-                                   table.loc[day, FEATURE_COLUMNS])
+    pd.testing.assert_series_equal(
+        build_table(poked).loc[day, FEATURE_COLUMNS], table.loc[day, FEATURE_COLUMNS]
+    )
     assert len(table) == len(frame) - 2  # day 1 has no previous close, the last no target
 
 
@@ -109,7 +114,8 @@ def test_future_rows_never_touch_past_windows_or_scaler(cut: int) -> None:
     if len(rows):
         np.testing.assert_array_equal(
             make_windows(table[FEATURE_COLUMNS].to_numpy(), lookback, rows),
-            make_windows(table2[FEATURE_COLUMNS].to_numpy(), lookback, rows))
+            make_windows(table2[FEATURE_COLUMNS].to_numpy(), lookback, rows),
+        )
     # The last training target reads the close of the day after the last training row.
     train_end_day = table.index[split.n_train - 1] + pd.Timedelta(days=1)
     if t >= train_end_day:

@@ -12,12 +12,14 @@ from pipelines.ingest import IngestError, load_prices, parse_investing_csv
 pytestmark = pytest.mark.unit
 
 HEADER = '\ufeff"Date","Price","Open","High","Low","Vol.","Change %"'
-SAMPLE = "\n".join([
-    HEADER,
-    '"01/03/2024","42,850.5","42,500.0","43,100.2","42,300.1","1.25M","0.82%"',
-    '"01/02/2024","42,502.1","41,000.0","42,900.0","40,950.0","101.41K","3.66%"',
-    '"01/01/2024","41,002.0","40,500.0","41,200.0","40,400.0","","-0.78%"',
-])
+SAMPLE = "\n".join(
+    [
+        HEADER,
+        '"01/03/2024","42,850.5","42,500.0","43,100.2","42,300.1","1.25M","0.82%"',
+        '"01/02/2024","42,502.1","41,000.0","42,900.0","40,950.0","101.41K","3.66%"',
+        '"01/01/2024","41,002.0","40,500.0","41,200.0","40,400.0","","-0.78%"',
+    ]
+)
 
 
 def test_parses_every_format_quirk() -> None:
@@ -38,12 +40,15 @@ def test_billion_suffix() -> None:
     assert parse_investing_csv(text).iloc[-1]["volume"] == pytest.approx(2.5e9)
 
 
-@pytest.mark.parametrize(("row", "expected"), [
-    ('"13/45/2024","1","1","1","1","","0%"', "column 'Date'"),
-    ('"01/04/2024","abc","1","1","1","","0%"', "column 'Price'"),
-    ('"01/04/2024","1","1","1","1","12Q","0%"', "column 'Vol.'"),
-    ('"01/04/2024","1","1"', "expected 7 columns"),
-])
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ('"13/45/2024","1","1","1","1","","0%"', "column 'Date'"),
+        ('"01/04/2024","abc","1","1","1","","0%"', "column 'Price'"),
+        ('"01/04/2024","1","1","1","1","12Q","0%"', "column 'Vol.'"),
+        ('"01/04/2024","1","1"', "expected 7 columns"),
+    ],
+)
 def test_malformed_row_names_file_row_and_column(row: str, expected: str) -> None:
     lines = SAMPLE.split("\n")
     text = "\n".join([lines[0], lines[1], row, *lines[2:]])

@@ -37,8 +37,9 @@ def test_tie_is_refused() -> None:
 
 
 def test_tie_is_refused_even_with_zero_margin() -> None:
-    assert not should_promote(challenger(0.95), champion(0.95), BASELINE,
-                              Policy(margin=0.0, max_mase=1.0)).promote
+    assert not should_promote(
+        challenger(0.95), champion(0.95), BASELINE, Policy(margin=0.0, max_mase=1.0)
+    ).promote
 
 
 @pytest.mark.parametrize(("mase", "promote"), [(0.945, False), (0.9399, True), (0.94, False)])
@@ -108,8 +109,9 @@ def test_nan_champion_is_kept_when_challenger_does_not_beat_persistence() -> Non
 
 
 def test_champion_is_not_promoted_over_itself() -> None:
-    decision = should_promote(challenger(0.9, version=3), champion(0.9, version=3), BASELINE,
-                              POLICY)
+    decision = should_promote(
+        challenger(0.9, version=3), champion(0.9, version=3), BASELINE, POLICY
+    )
     assert not decision.promote
     assert "already the champion" in decision.reason
 
@@ -118,8 +120,14 @@ def test_decision_records_rule_and_scores_as_json() -> None:
     decision = should_promote(challenger(NAN), champion(0.95), BASELINE, POLICY)
     record = json.loads(json.dumps(decision.to_dict(), allow_nan=False))  # NaN → null
     assert record["challenger"]["mase"] is None
-    assert record["champion"] == {"version": 3, "mase": 0.95, "mae": 779.0, "rmse": None,
-                                  "kind": "torch", "trained_on": ""}
+    assert record["champion"] == {
+        "version": 3,
+        "mase": 0.95,
+        "mae": 779.0,
+        "rmse": None,
+        "kind": "torch",
+        "trained_on": "",
+    }
     assert record["baseline"]["mase"] == 1.0
     assert record["rule"] == POLICY.rule
     assert "champion MASE - 0.01" in record["rule"]

@@ -20,24 +20,65 @@ from ui.client import ApiClient, ApiError, ApiUnavailable, ModelRef
 
 pytestmark = pytest.mark.unit
 
-LINEAGE = {"model_name": "btc-forecaster", "version": 2, "aliases": ["champion"],
-           "run_id": "run-2", "data_version": "v0.3", "dvc_md5": "md5-v03", "git_sha": "sha-1",
-           "trained_at": "2024-11-01T00:00:00+00:00", "kind": "torch"}
-FORECAST = {"forecasts": [{"date": "2024-11-01", "close": 70_500.0}],
-            "history": [{"date": "2024-10-30", "close": 69_000.0},
-                        {"date": "2024-10-31", "close": 70_000.0}],
-            "lineage": LINEAGE}
-MODELS = {"name": "btc-forecaster", "aliases": {"champion": 2},
-          "versions": [{"version": 2, "aliases": ["champion"], "kind": "torch",
-                        "run_id": "run-2", "data_version": "v0.3", "dvc_md5": "md5-v03",
-                        "created_at": 1_730_000_000_000,
-                        "metrics": {"test_mase": 0.98, "test_mae": 800.0, "test_rmse": 1100.0}},
-                       {"version": 1, "aliases": [], "kind": "persistence",
-                        "metrics": {"test_mase": 1.0, "test_mae": 815.0, "test_rmse": 1200.0}}]}
-SWEEP = {"parent_run_id": "parent", "study_name": "btc-sweep",
-         "trials": [{"run_id": "t0", "trial_number": 0, "status": "FINISHED", "hidden_size": 32,
-                     "num_layers": 2, "cell": "gru", "lookback": 30, "lr": 0.001,
-                     "val_loss": 0.4, "test_mase": 0.99}]}
+LINEAGE = {
+    "model_name": "btc-forecaster",
+    "version": 2,
+    "aliases": ["champion"],
+    "run_id": "run-2",
+    "data_version": "v0.3",
+    "dvc_md5": "md5-v03",
+    "git_sha": "sha-1",
+    "trained_at": "2024-11-01T00:00:00+00:00",
+    "kind": "torch",
+}
+FORECAST = {
+    "forecasts": [{"date": "2024-11-01", "close": 70_500.0}],
+    "history": [
+        {"date": "2024-10-30", "close": 69_000.0},
+        {"date": "2024-10-31", "close": 70_000.0},
+    ],
+    "lineage": LINEAGE,
+}
+MODELS = {
+    "name": "btc-forecaster",
+    "aliases": {"champion": 2},
+    "versions": [
+        {
+            "version": 2,
+            "aliases": ["champion"],
+            "kind": "torch",
+            "run_id": "run-2",
+            "data_version": "v0.3",
+            "dvc_md5": "md5-v03",
+            "created_at": 1_730_000_000_000,
+            "metrics": {"test_mase": 0.98, "test_mae": 800.0, "test_rmse": 1100.0},
+        },
+        {
+            "version": 1,
+            "aliases": [],
+            "kind": "persistence",
+            "metrics": {"test_mase": 1.0, "test_mae": 815.0, "test_rmse": 1200.0},
+        },
+    ],
+}
+SWEEP = {
+    "parent_run_id": "parent",
+    "study_name": "btc-sweep",
+    "trials": [
+        {
+            "run_id": "t0",
+            "trial_number": 0,
+            "status": "FINISHED",
+            "hidden_size": 32,
+            "num_layers": 2,
+            "cell": "gru",
+            "lookback": 30,
+            "lr": 0.001,
+            "val_loss": 0.4,
+            "test_mase": 0.99,
+        }
+    ],
+}
 SKIP = {"__type__": "update"}  # gr.skip(): the component keeps its value
 
 
@@ -64,10 +105,12 @@ def _handler(api: CannedApi) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length)) if length else None
-            api.seen.append({"method": method, "path": parts.path,
-                             "query": parse_qs(parts.query), "json": body})
-            reply = api.routes.get((method, parts.path),
-                                   Reply(404, {"title": "Not Found", "detail": "no such route"}))
+            api.seen.append(
+                {"method": method, "path": parts.path, "query": parse_qs(parts.query), "json": body}
+            )
+            reply = api.routes.get(
+                (method, parts.path), Reply(404, {"title": "Not Found", "detail": "no such route"})
+            )
             time.sleep(reply.delay_s)
             raw = (reply.body if isinstance(reply.body, str) else json.dumps(reply.body)).encode()
             try:
@@ -93,9 +136,13 @@ def _handler(api: CannedApi) -> type[BaseHTTPRequestHandler]:
 
 @pytest.fixture
 def api() -> Iterator[CannedApi]:
-    canned = CannedApi(routes={("GET", "/models"): Reply(body=MODELS),
-                               ("POST", "/predict"): Reply(body=FORECAST),
-                               ("GET", "/sweeps/latest"): Reply(body=SWEEP)})
+    canned = CannedApi(
+        routes={
+            ("GET", "/models"): Reply(body=MODELS),
+            ("POST", "/predict"): Reply(body=FORECAST),
+            ("GET", "/sweeps/latest"): Reply(body=SWEEP),
+        }
+    )
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(canned))
     server.daemon_threads = True
     canned.url = f"http://127.0.0.1:{server.server_address[1]}"
@@ -126,37 +173,70 @@ def test_models_parses_versions_aliases_and_metrics(client: ApiClient) -> None:
     assert models.versions[1].run_id is None  # optional fields may be absent
 
 
-@pytest.mark.parametrize(("ref", "query"), [(ModelRef("version", "1"), {"version": ["1"]}),
-                                            (ModelRef("alias", "challenger"),
-                                             {"alias": ["challenger"]})])
+@pytest.mark.parametrize(
+    ("ref", "query"),
+    [
+        (ModelRef("version", "1"), {"version": ["1"]}),
+        (ModelRef("alias", "challenger"), {"alias": ["challenger"]}),
+    ],
+)
 def test_predict_sends_the_model_ref_and_horizon(
-        client: ApiClient, api: CannedApi, ref: ModelRef, query: dict[str, list[str]]) -> None:
+    client: ApiClient, api: CannedApi, ref: ModelRef, query: dict[str, list[str]]
+) -> None:
     result = client.predict(ref, 5)
-    assert api.seen[-1] == {"method": "POST", "path": "/predict", "query": query,
-                            "json": {"horizon": 5}}
+    assert api.seen[-1] == {
+        "method": "POST",
+        "path": "/predict",
+        "query": query,
+        "json": {"horizon": 5},
+    }
     assert result.lineage.run_id == "run-2" and result.forecasts[0].close == 70_500.0
     assert [p.date for p in result.history] == ["2024-10-30", "2024-10-31"]
 
 
 @pytest.mark.parametrize("horizon", [0, 31])
-def test_predict_rejects_a_bad_horizon_before_calling(client: ApiClient, api: CannedApi,
-                                                      horizon: int) -> None:
+def test_predict_rejects_a_bad_horizon_before_calling(
+    client: ApiClient, api: CannedApi, horizon: int
+) -> None:
     with pytest.raises(ApiError, match="horizon must be between 1 and 30"):
         client.predict(ModelRef("alias", "champion"), horizon)
     assert api.seen == []
 
 
-@pytest.mark.parametrize(("reply", "message"), [
-    (Reply(404, {"type": "about:blank", "title": "Not Found", "status": 404,
-                 "detail": "model btc-forecaster has no version 9"}), "has no version 9"),
-    (Reply(422, {"detail": [{"loc": ["query", "version"], "msg": "Input should be a valid integer"},
-                            {"msg": "alias and version are exclusive"}]}),
-     "Input should be a valid integer; alias and version are exclusive"),
-    (Reply(500, "Internal Server Error", content_type="text/plain"), "Internal Server Error"),
-    (Reply(503, {"title": "model not loaded"}), "model not loaded"),
-])
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (
+            Reply(
+                404,
+                {
+                    "type": "about:blank",
+                    "title": "Not Found",
+                    "status": 404,
+                    "detail": "model btc-forecaster has no version 9",
+                },
+            ),
+            "has no version 9",
+        ),
+        (
+            Reply(
+                422,
+                {
+                    "detail": [
+                        {"loc": ["query", "version"], "msg": "Input should be a valid integer"},
+                        {"msg": "alias and version are exclusive"},
+                    ]
+                },
+            ),
+            "Input should be a valid integer; alias and version are exclusive",
+        ),
+        (Reply(500, "Internal Server Error", content_type="text/plain"), "Internal Server Error"),
+        (Reply(503, {"title": "model not loaded"}), "model not loaded"),
+    ],
+)
 def test_error_statuses_become_api_errors_with_the_server_message(
-        client: ApiClient, api: CannedApi, reply: Reply, message: str) -> None:
+    client: ApiClient, api: CannedApi, reply: Reply, message: str
+) -> None:
     api.routes[("POST", "/predict")] = reply
     with pytest.raises(ApiError) as info:
         client.predict(ModelRef("version", "9"), 1)
@@ -194,6 +274,7 @@ def test_latest_sweep(client: ApiClient) -> None:
 
 # ---- event handlers: what the page shows, through the same client and server ----
 
+
 def test_refresh_models_fills_picker_status_table_and_chart(client: ApiClient) -> None:
     picker, status, table, chart = Handlers(client).refresh_models(None)
     assert picker.value == "alias:champion"
@@ -225,8 +306,9 @@ def test_handlers_turn_a_dead_api_into_messages_and_keep_the_last_plot() -> None
         assert note.startswith("⚠️") and trials.empty and scatter is None
 
 
-def test_forecast_with_an_unknown_version_shows_the_api_message(client: ApiClient,
-                                                                api: CannedApi) -> None:
+def test_forecast_with_an_unknown_version_shows_the_api_message(
+    client: ApiClient, api: CannedApi
+) -> None:
     api.routes[("POST", "/predict")] = Reply(404, {"detail": "no version 9"})
     _, _, status = Handlers(client).forecast("version:9", 3)
     assert status.startswith("⚠️") and "no version 9" in status
@@ -242,7 +324,8 @@ def test_sweep_tab_lists_trials(client: ApiClient) -> None:
     note, trials, scatter = Handlers(client).refresh_sweep()
     assert "btc-sweep" in note and "1 trial(s)" in note
     assert trials[["trial", "hidden size", "layers", "val loss"]].values.tolist() == [
-        [0, 32, 2, 0.4]]
+        [0, 32, 2, 0.4]
+    ]
     assert isinstance(scatter, Figure)
 
 
@@ -250,6 +333,15 @@ def test_the_page_builds_without_touching_the_api(api: CannedApi) -> None:
     with ApiClient(api.url) as c:
         demo = build_app(c)
     ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
-    assert {"status", "model-picker", "horizon", "forecast", "forecast-plot", "lineage",
-            "versions-table", "metrics-plot", "trials-table"} <= ids
+    assert {
+        "status",
+        "model-picker",
+        "horizon",
+        "forecast",
+        "forecast-plot",
+        "lineage",
+        "versions-table",
+        "metrics-plot",
+        "trials-table",
+    } <= ids
     assert api.seen == []

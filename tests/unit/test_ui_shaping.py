@@ -18,39 +18,75 @@ from ui.client import Forecast, Lineage, ModelRef, Models, Sweep
 
 pytestmark = pytest.mark.unit
 
-MODELS = Models.model_validate({
-    "name": "btc-forecaster",
-    "aliases": {"challenger": 3, "champion": 2, "previous-champion": 1},
-    "versions": [
-        {"version": 1, "aliases": ["previous-champion"], "kind": "persistence",
-         "data_version": "v0.2", "created_at": 1_730_000_000_000,
-         "metrics": {"test_mase": 1.0, "test_mae": 815.0, "test_rmse": 1200.0}},
-        {"version": 3, "aliases": ["challenger"], "kind": "torch", "data_version": "v0.3",
-         "created_at": "2024-11-02T10:11:12+00:00",
-         "metrics": {"test_mase": 0.97, "test_mae": 790.0, "test_rmse": 1150.5}},
-        {"version": 2, "aliases": ["champion"], "kind": "torch", "data_version": "v0.3",
-         "metrics": {"test_mase": 0.99, "test_mae": 800.0, "test_rmse": 1180.0}},
-    ],
-})
-LINEAGE = {"model_name": "btc-forecaster", "version": 2, "aliases": ["champion"],
-           "run_id": "abc123", "data_version": "v0.3", "dvc_md5": "d41d8cd98f00b204",
-           "git_sha": "0123abcd", "trained_at": "2024-11-01T00:00:00+00:00", "kind": "torch"}
-FORECAST = Forecast.model_validate({
-    # deliberately out of order: shaping sorts by date
-    "history": [{"date": "2024-10-31", "close": 70_000.0},
-                {"date": "2024-10-29", "close": 69_000.0},
-                {"date": "2024-10-30", "close": 72_000.0}],
-    "forecasts": [{"date": "2024-11-02", "close": 71_000.0},
-                  {"date": "2024-11-01", "close": 70_500.0}],
-    "lineage": LINEAGE,
-})
+MODELS = Models.model_validate(
+    {
+        "name": "btc-forecaster",
+        "aliases": {"challenger": 3, "champion": 2, "previous-champion": 1},
+        "versions": [
+            {
+                "version": 1,
+                "aliases": ["previous-champion"],
+                "kind": "persistence",
+                "data_version": "v0.2",
+                "created_at": 1_730_000_000_000,
+                "metrics": {"test_mase": 1.0, "test_mae": 815.0, "test_rmse": 1200.0},
+            },
+            {
+                "version": 3,
+                "aliases": ["challenger"],
+                "kind": "torch",
+                "data_version": "v0.3",
+                "created_at": "2024-11-02T10:11:12+00:00",
+                "metrics": {"test_mase": 0.97, "test_mae": 790.0, "test_rmse": 1150.5},
+            },
+            {
+                "version": 2,
+                "aliases": ["champion"],
+                "kind": "torch",
+                "data_version": "v0.3",
+                "metrics": {"test_mase": 0.99, "test_mae": 800.0, "test_rmse": 1180.0},
+            },
+        ],
+    }
+)
+LINEAGE = {
+    "model_name": "btc-forecaster",
+    "version": 2,
+    "aliases": ["champion"],
+    "run_id": "abc123",
+    "data_version": "v0.3",
+    "dvc_md5": "d41d8cd98f00b204",
+    "git_sha": "0123abcd",
+    "trained_at": "2024-11-01T00:00:00+00:00",
+    "kind": "torch",
+}
+FORECAST = Forecast.model_validate(
+    {
+        # deliberately out of order: shaping sorts by date
+        "history": [
+            {"date": "2024-10-31", "close": 70_000.0},
+            {"date": "2024-10-29", "close": 69_000.0},
+            {"date": "2024-10-30", "close": 72_000.0},
+        ],
+        "forecasts": [
+            {"date": "2024-11-02", "close": 71_000.0},
+            {"date": "2024-11-01", "close": 70_500.0},
+        ],
+        "lineage": LINEAGE,
+    }
+)
 
 
 def test_choices_list_aliases_in_promotion_order_then_versions_newest_first() -> None:
     choices = shaping.model_choices(MODELS)
     assert [value for _, value in choices] == [
-        "alias:champion", "alias:challenger", "alias:previous-champion",
-        "version:3", "version:2", "version:1"]
+        "alias:champion",
+        "alias:challenger",
+        "alias:previous-champion",
+        "version:3",
+        "version:2",
+        "version:1",
+    ]
     labels = {value: label for label, value in choices}
     assert labels["alias:champion"] == "@champion → v2 (torch)"
     assert labels["version:1"] == "v1 · persistence · data v0.2 · @previous-champion"
@@ -64,12 +100,15 @@ def test_default_choice_keeps_current_then_champion_then_first() -> None:
     assert shaping.default_choice([]) is None
 
 
-@pytest.mark.parametrize(("value", "ref"), [
-    ("alias:challenger", ModelRef("alias", "challenger")),
-    ("version:12", ModelRef("version", "12")),
-    (None, ModelRef("alias", "champion")),
-    ("", ModelRef("alias", "champion")),
-])
+@pytest.mark.parametrize(
+    ("value", "ref"),
+    [
+        ("alias:challenger", ModelRef("alias", "challenger")),
+        ("version:12", ModelRef("version", "12")),
+        (None, ModelRef("alias", "champion")),
+        ("", ModelRef("alias", "champion")),
+    ],
+)
 def test_parse_choice(value: str | None, ref: ModelRef) -> None:
     assert shaping.parse_choice(value) == ref
 
@@ -82,8 +121,11 @@ def test_parse_choice_rejects_unknown_values(value: str) -> None:
 
 def test_forecast_series_sorts_and_holds_persistence_at_last_actual_close() -> None:
     series = shaping.forecast_series(FORECAST)
-    assert series.history_dates == [dt.date(2024, 10, 29), dt.date(2024, 10, 30),
-                                    dt.date(2024, 10, 31)]
+    assert series.history_dates == [
+        dt.date(2024, 10, 29),
+        dt.date(2024, 10, 30),
+        dt.date(2024, 10, 31),
+    ]
     assert series.history_close == [69_000.0, 72_000.0, 70_000.0]
     assert series.forecast_dates == [dt.date(2024, 11, 1), dt.date(2024, 11, 2)]
     assert series.forecast_close == [70_500.0, 71_000.0]
@@ -102,12 +144,15 @@ def test_forecast_summary_compares_final_forecast_with_persistence() -> None:
     assert "+1.43%" in text and "$70,000" in text
 
 
-@pytest.mark.parametrize(("url", "run_id", "expected"), [
-    ("http://mlflow:5000/", "abc", "http://mlflow:5000/#/runs/abc"),
-    ("http://127.0.0.1:5000", "abc", "http://127.0.0.1:5000/#/runs/abc"),
-    (None, "abc", None),
-    ("http://127.0.0.1:5000", None, None),
-])
+@pytest.mark.parametrize(
+    ("url", "run_id", "expected"),
+    [
+        ("http://mlflow:5000/", "abc", "http://mlflow:5000/#/runs/abc"),
+        ("http://127.0.0.1:5000", "abc", "http://127.0.0.1:5000/#/runs/abc"),
+        (None, "abc", None),
+        ("http://127.0.0.1:5000", None, None),
+    ],
+)
 def test_run_url(url: str | None, run_id: str | None, expected: str | None) -> None:
     assert shaping.run_url(url, run_id) == expected
 
@@ -115,8 +160,16 @@ def test_run_url(url: str | None, run_id: str | None, expected: str | None) -> N
 def test_lineage_panel_shows_every_field_and_links_the_run_only_when_configured() -> None:
     lineage = Lineage.model_validate(LINEAGE)
     text = shaping.lineage_markdown(lineage)
-    for value in ("btc-forecaster v2", "@champion", "`abc123`", "v0.3", "`d41d8cd98f00b204`",
-                  "`0123abcd`", "torch", "2024-11-01T00:00:00+00:00"):
+    for value in (
+        "btc-forecaster v2",
+        "@champion",
+        "`abc123`",
+        "v0.3",
+        "`d41d8cd98f00b204`",
+        "`0123abcd`",
+        "torch",
+        "2024-11-01T00:00:00+00:00",
+    ):
         assert value in text
     assert "MLflow UI" not in text
     linked = shaping.lineage_markdown(lineage, "http://mlflow.local:5000")
@@ -135,13 +188,33 @@ def test_version_rows_newest_first_with_metrics_and_readable_dates() -> None:
 
 
 def test_trial_rows_best_validation_loss_first_and_failures_last() -> None:
-    sweep = Sweep.model_validate({"parent_run_id": "p", "study_name": "s", "trials": [
-        {"trial_number": 0, "status": "FINISHED", "hidden_size": 32, "num_layers": 1,
-         "val_loss": 0.5},
-        {"trial_number": 1, "status": "FAILED", "hidden_size": 64, "num_layers": 2},
-        {"trial_number": 2, "status": "FINISHED", "cell": "gru", "hidden_size": 16,
-         "num_layers": 3, "lookback": 20, "lr": 0.01, "val_loss": 0.25, "test_mase": 0.98},
-    ]})
+    sweep = Sweep.model_validate(
+        {
+            "parent_run_id": "p",
+            "study_name": "s",
+            "trials": [
+                {
+                    "trial_number": 0,
+                    "status": "FINISHED",
+                    "hidden_size": 32,
+                    "num_layers": 1,
+                    "val_loss": 0.5,
+                },
+                {"trial_number": 1, "status": "FAILED", "hidden_size": 64, "num_layers": 2},
+                {
+                    "trial_number": 2,
+                    "status": "FINISHED",
+                    "cell": "gru",
+                    "hidden_size": 16,
+                    "num_layers": 3,
+                    "lookback": 20,
+                    "lr": 0.01,
+                    "val_loss": 0.25,
+                    "test_mase": 0.98,
+                },
+            ],
+        }
+    )
     rows = shaping.trial_rows(sweep)
     assert [r[0] for r in rows] == [2, 0, 1]
     assert rows[0] == [2, "FINISHED", "gru", 16, 3, 20, 0.01, 0.25, 0.98]
@@ -172,8 +245,12 @@ def test_forecast_figure_draws_actual_model_and_flat_persistence() -> None:
     assert _ys(lines["model forecast"]) == [70_000.0, 70_500.0, 71_000.0]
     assert _ys(lines["persistence (last close)"]) == [70_000.0] * 3
     xs = np.asarray(lines["model forecast"].get_xdata(), dtype=float).tolist()
-    assert xs == mdates.date2num([dt.date(2024, 10, 31), dt.date(2024, 11, 1),
-                                  dt.date(2024, 11, 2)]).tolist()
+    assert (
+        xs
+        == mdates.date2num(
+            [dt.date(2024, 10, 31), dt.date(2024, 11, 1), dt.date(2024, 11, 2)]
+        ).tolist()
+    )
     assert _png(fig).startswith(b"\x89PNG")
 
 
@@ -187,15 +264,20 @@ def test_metrics_figure_has_one_bar_per_version_and_metric() -> None:
 
 
 def test_sweep_figure_plots_finished_trials_by_layer_count() -> None:
-    sweep = Sweep.model_validate({"trials": [
-        {"hidden_size": 32, "num_layers": 1, "val_loss": 0.5},
-        {"hidden_size": 64, "num_layers": 2, "val_loss": 0.4},
-        {"hidden_size": 16, "num_layers": 2, "val_loss": 0.3},
-        {"hidden_size": 8, "num_layers": 1},  # failed: no loss, not drawn
-    ]})
+    sweep = Sweep.model_validate(
+        {
+            "trials": [
+                {"hidden_size": 32, "num_layers": 1, "val_loss": 0.5},
+                {"hidden_size": 64, "num_layers": 2, "val_loss": 0.4},
+                {"hidden_size": 16, "num_layers": 2, "val_loss": 0.3},
+                {"hidden_size": 8, "num_layers": 1},  # failed: no loss, not drawn
+            ]
+        }
+    )
     ax = plots.sweep_figure(sweep).axes[0]
-    points = sorted(tuple(p) for c in ax.collections
-                    for p in np.asarray(c.get_offsets(), dtype=float).tolist())
+    points = sorted(
+        tuple(p) for c in ax.collections for p in np.asarray(c.get_offsets(), dtype=float).tolist()
+    )
     assert points == [(16.0, 0.3), (32.0, 0.5), (64.0, 0.4)]
     legend = ax.get_legend()
     assert legend is not None

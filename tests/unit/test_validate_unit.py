@@ -17,8 +17,9 @@ from pipelines.version import VERSION_COLUMNS
 
 pytestmark = pytest.mark.unit
 
-PARAMS = ValidateParams(min_rows=5, max_rows=100, max_gap_days=1, max_abs_log_move=0.7,
-                        ohlc_tolerance=0.005)
+PARAMS = ValidateParams(
+    min_rows=5, max_rows=100, max_gap_days=1, max_abs_log_move=0.7, ohlc_tolerance=0.005
+)
 CUTOFF = dt.date(2020, 1, 31)
 
 
@@ -26,16 +27,27 @@ def _frame(n: int = 20) -> pd.DataFrame:
     """n clean days from 2020-01-01 shaped like a dataset version; ETH missing on day 1-3."""
     dates = pd.date_range("2020-01-01", periods=n, freq="D", name="date")
     close = 100.0 * 1.01 ** np.arange(n)
-    frame = pd.DataFrame({"btc_open": close * 0.99, "btc_high": close * 1.02,
-                          "btc_low": close * 0.97, "btc_close": close, "btc_volume": 1e6,
-                          "eth_close": close / 10, "eth_volume": 5e5, "gold_close": 1500.0,
-                          "gold_filled": np.int8(0)}, index=dates)
+    frame = pd.DataFrame(
+        {
+            "btc_open": close * 0.99,
+            "btc_high": close * 1.02,
+            "btc_low": close * 0.97,
+            "btc_close": close,
+            "btc_volume": 1e6,
+            "eth_close": close / 10,
+            "eth_volume": 5e5,
+            "gold_close": 1500.0,
+            "gold_filled": np.int8(0),
+        },
+        index=dates,
+    )
     frame.loc[frame.index[:3], ["eth_close", "eth_volume"]] = np.nan
     return frame.astype({"gold_filled": "int8"})[VERSION_COLUMNS]
 
 
-def _run(frame: pd.DataFrame, tmp_path: Path, params: ValidateParams = PARAMS
-         ) -> validate.ValidationOutcome:
+def _run(
+    frame: pd.DataFrame, tmp_path: Path, params: ValidateParams = PARAMS
+) -> validate.ValidationOutcome:
     return validate.validate_version(frame, "v9.9", CUTOFF, params, tmp_path / "docs")
 
 
@@ -46,12 +58,15 @@ def test_clean_frame_with_leading_eth_gap_passes(tmp_path: Path) -> None:
     assert outcome.docs_path == tmp_path / "docs" / "index.html" and outcome.docs_path.is_file()
 
 
-@pytest.mark.parametrize(("column", "factor", "passes", "rule"), [
-    ("btc_open", 1.02 * 1.004, True, None),  # Open 0.4% above High: source rounding
-    ("btc_open", 1.02 * 1.006, False, "btc_high_slack"),
-    ("btc_close", 0.97 * 0.996, True, None),  # Close 0.4% below Low
-    ("btc_close", 0.97 * 0.994, False, "btc_low_slack"),
-])
+@pytest.mark.parametrize(
+    ("column", "factor", "passes", "rule"),
+    [
+        ("btc_open", 1.02 * 1.004, True, None),  # Open 0.4% above High: source rounding
+        ("btc_open", 1.02 * 1.006, False, "btc_high_slack"),
+        ("btc_close", 0.97 * 0.996, True, None),  # Close 0.4% below Low
+        ("btc_close", 0.97 * 0.994, False, "btc_low_slack"),
+    ],
+)
 def test_ohlc_rule_allows_only_the_tolerance(
     tmp_path: Path, column: str, factor: float, passes: bool, rule: str | None
 ) -> None:
@@ -92,8 +107,10 @@ def test_error_names_each_version_and_failure(tmp_path: Path) -> None:
     second = _run(_frame(3), tmp_path)
     message = str(validate.DataValidationError(first, second))
     assert message.count("dataset version v9.9 failed") == 2
-    assert ("expect_column_values_to_not_be_null [btc_volume]: no missing values — 1 offending "
-            'row; e.g. {"row_number": 4, "date": "2020-01-05", "btc_volume": null}') in message
+    assert (
+        "expect_column_values_to_not_be_null [btc_volume]: no missing values — 1 offending "
+        'row; e.g. {"row_number": 4, "date": "2020-01-05", "btc_volume": null}'
+    ) in message
     assert "expect_table_row_count_to_be_between: 5 to 100 rows" in message
     assert str(first.docs_path) in message
 
@@ -120,8 +137,9 @@ def test_rerun_replaces_data_docs(tmp_path: Path) -> None:
     assert "coinflow_v9_9" in outcome.docs_path.read_text()
 
 
-@pytest.mark.parametrize("content", [None, b"", b"not,a,parquet\n"],
-                         ids=["missing", "empty", "csv"])
+@pytest.mark.parametrize(
+    "content", [None, b"", b"not,a,parquet\n"], ids=["missing", "empty", "csv"]
+)
 def test_read_version_names_the_bad_file(tmp_path: Path, content: bytes | None) -> None:
     path = tmp_path / "v0.1.parquet"
     if content is not None:

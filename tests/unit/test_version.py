@@ -15,16 +15,28 @@ pytestmark = pytest.mark.unit
 
 def _asset(dates: pd.DatetimeIndex, start: float) -> pd.DataFrame:
     close = start + np.arange(len(dates), dtype=float)
-    return pd.DataFrame({"open": close, "high": close + 1, "low": close - 1, "close": close,
-                         "volume": 10.0, "change_pct": 0.0}, index=dates.rename("date"))
+    return pd.DataFrame(
+        {
+            "open": close,
+            "high": close + 1,
+            "low": close - 1,
+            "close": close,
+            "volume": 10.0,
+            "change_pct": 0.0,
+        },
+        index=dates.rename("date"),
+    )
 
 
 @pytest.fixture
 def assets() -> dict[str, pd.DataFrame]:
     days = pd.date_range("2023-12-25", "2024-01-14", freq="D")
     weekdays = days[days.dayofweek < 5]
-    return {"btc": _asset(days, 100.0), "eth": _asset(days[5:], 10.0),
-            "gold": _asset(weekdays, 1000.0)}
+    return {
+        "btc": _asset(days, 100.0),
+        "eth": _asset(days[5:], 10.0),
+        "gold": _asset(weekdays, 1000.0),
+    }
 
 
 def test_versions_cut_at_their_dates(assets: dict[str, pd.DataFrame]) -> None:
@@ -35,7 +47,7 @@ def test_versions_cut_at_their_dates(assets: dict[str, pd.DataFrame]) -> None:
     assert versions["a"].index[0] == pd.Timestamp("2024-01-01")
     assert list(versions["a"].columns) == VERSION_COLUMNS
     # a shorter version is a prefix of a longer one
-    pd.testing.assert_frame_equal(versions["a"], versions["b"].loc[: "2024-01-05"])
+    pd.testing.assert_frame_equal(versions["a"], versions["b"].loc[:"2024-01-05"])
 
 
 def test_weekend_gold_is_carried_forward_and_flagged(assets: dict[str, pd.DataFrame]) -> None:
