@@ -14,11 +14,9 @@ against the current champion.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +32,8 @@ MAX_WORKERS = 8
 
 
 def workdir() -> Path:
-    """Project root the stages run in: $COINFLOW_WORKDIR, else the folder above dags/."""
+    """Project root the stages run in: $COINFLOW_WORKDIR, else the folder above dags/ (the
+    same root pipelines.paths anchors every path at; no task depends on its cwd)."""
     return Path(os.environ.get("COINFLOW_WORKDIR") or Path(__file__).resolve().parents[1])
 
 
@@ -49,17 +48,6 @@ def _param_defaults(root: Path) -> dict[str, Any]:
         "versions": sorted(raw["data"]["versions"]),
         "n_trials": int(raw["sweep"]["n_trials"]),
     }
-
-
-@contextlib.contextmanager
-def in_workdir() -> Iterator[Path]:
-    """Run a stage from the project root (its relative paths and params.yaml), then come back."""
-    root, before = workdir(), Path.cwd()
-    os.chdir(root)
-    try:
-        yield root
-    finally:
-        os.chdir(before)
 
 
 def sweep_workers(n_trials: int, workers: int) -> list[int]:
@@ -82,7 +70,7 @@ def _run_params() -> dict[str, Any]:
 
 
 def _stage_params(data_version: str) -> Any:
-    """params.yaml of the workdir with this run's data version (call inside in_workdir)."""
+    """params.yaml of the workdir with this run's data version."""
     from pipelines.config import load_params
 
     params = load_params()
@@ -102,12 +90,13 @@ def _handle(job: dict[str, Any]) -> Any:
 
 
 def _registry(data_version: str) -> tuple[Any, Any, Any]:
-    """(params, registry, evaluation rows) for the registry tasks (call inside in_workdir)."""
+    """(params, registry, evaluation rows) for the registry tasks."""
+    from pipelines.paths import project
     from registry.scoring import load_eval_set
     from registry.store import open_registry
 
     params = _stage_params(data_version)
-    return params, open_registry(params.registry.model_name), load_eval_set()
+    return params, open_registry(params.registry.model_name), load_eval_set(project(workdir()))
 
 
 _DEFAULTS = _param_defaults(workdir())
@@ -159,25 +148,30 @@ def coinflow_daily() -> None:
         import sys
 
         from pipelines import ingest as stage
+        from pipelines.paths import ASSETS, project
 
-        with in_workdir() as root:
-            if not all((root / "data/raw" / name).is_file() for name in RAW_FILES):
-                subprocess.run(
-                    [sys.executable, "-m", "dvc", "pull", "-q", "data/raw"],
-                    check=True,
-                    env={**os.environ, "DVC_NO_ANALYTICS": "1"},
-                )
-            stage.main()
-        return "data/interim"
+        proj = project(workdir())
+        if not all((proj.raw / f"{asset}.csv").is_file() for asset in ASSETS):
+            subprocess.run(
+                [sys.executable, "-m", "dvc", "pull", "-q", "data.dvc"],
+                check=True,
+                cwd=proj.root,
+                env={**os.environ, "DVC_NO_ANALYTICS": "1"},
+            )
+        stage.main(proj)
+        return str(proj.interim)
 
     @task
     def version(interim: str) -> str:
         """Cut the dataset versions named in params.yaml."""
         from pipelines import version as stage
+        from pipelines.config import load_params
+        from pipelines.paths import project
 
-        with in_workdir():
-            stage.main()
-        return "data/versions"
+        proj = project(workdir())
+        for name in load_params(proj.params_file).data.versions:
+            stage.main(name, proj)
+        return str(proj.versions)
 
     @task(retries=0)
     def validate(versions: str) -> dict[str, str]:
@@ -185,48 +179,42 @@ def coinflow_daily() -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
         from pipelines import validate as stage
+        from pipelines.paths import project
 
         data_version = _run_params()["data_version"]
-        with in_workdir():
-            try:
-                stage.main()
-            except (stage.DataValidationError, stage.VersionFileError) as err:
-                raise AirflowFailException(str(err)) from err
-        return {"data_version": data_version, "report": f"reports/validation/{data_version}"}
+        proj = project(workdir())
+        try:
+            stage.main(proj)
+        except (stage.DataValidationError, stage.VersionFileError) as err:
+            raise AirflowFailException(str(err)) from err
+        return {"data_version": data_version, "report": str(proj.validation_docs(data_version))}
 
     @task
     def features(gate: dict[str, str]) -> dict[str, str]:
         """Features of the run's data version, refused unless the gate passed that content."""
         from pipelines import features as stage
-        from pipelines.paths import FEATURES_DIR
+        from pipelines.paths import project
 
-        data_version = gate["data_version"]
-        with in_workdir():
-            md5 = stage.main(version=data_version)
-        return {"data_version": data_version, "md5": md5, "features": str(FEATURES_DIR)}
+        proj = project(workdir())
+        md5 = stage.main(version=gate["data_version"], proj=proj)
+        return {"data_version": gate["data_version"], "md5": md5, "features": str(proj.features)}
 
     @task
     def open_sweep(feats: dict[str, str]) -> list[dict[str, Any]]:
         """Create (or reopen) this run's study and parent MLflow run; one job per worker."""
         from pipelines import sweep
-        from pipelines.sweep_storage import storage_kind
+        from pipelines.sweep_storage import check_parallel
         from pipelines.tracking import TrackingSettings, configure_mlflow
 
         run = _run_params()
-        with in_workdir():
-            params = _stage_params(feats["data_version"])
-            storage = TrackingSettings().coinflow_optuna_storage
-            if run["workers"] > 1 and storage_kind(storage) == "sqlite":
-                raise sweep.SweepError(
-                    "SQLite cannot serve parallel sweep workers: set "
-                    "COINFLOW_OPTUNA_STORAGE to postgresql+psycopg2://... "
-                    "(or a journal file path, single host only)"
-                )
-            name = sweep.default_study_name(params, run["n_trials"], feats["md5"])
-            configure_mlflow()
-            handle = sweep.open_sweep(
-                params, study_name=f"{name}-{run['key']}", storage=storage, n_trials=run["n_trials"]
-            )
+        params = _stage_params(feats["data_version"])
+        storage = TrackingSettings().coinflow_optuna_storage
+        check_parallel(storage, run["workers"])
+        name = sweep.default_study_name(params, run["n_trials"], feats["md5"])
+        configure_mlflow()
+        handle = sweep.open_sweep(
+            params, study_name=f"{name}-{run['key']}", storage=storage, n_trials=run["n_trials"]
+        )
         ref = {
             "study_name": handle.study_name,
             "parent_run_id": handle.parent_run_id,
@@ -240,10 +228,9 @@ def coinflow_daily() -> None:
         from pipelines import sweep
         from pipelines.tracking import configure_mlflow
 
-        with in_workdir():
-            params = _stage_params(job["data_version"])
-            configure_mlflow()
-            return int(sweep.run_trials(_handle(job), params, worker=int(job["worker"])))
+        params = _stage_params(job["data_version"])
+        configure_mlflow()
+        return int(sweep.run_trials(_handle(job), params, worker=int(job["worker"])))
 
     @task
     def close_sweep(jobs: list[dict[str, Any]], done: list[int]) -> dict[str, Any]:
@@ -252,10 +239,9 @@ def coinflow_daily() -> None:
         from pipelines.tracking import configure_mlflow
 
         job = jobs[0]
-        with in_workdir():
-            params = _stage_params(job["data_version"])
-            configure_mlflow()
-            result = sweep.close_sweep(_handle(job), params)
+        params = _stage_params(job["data_version"])
+        configure_mlflow()
+        result = sweep.close_sweep(_handle(job), params)
         ran = [done[i] for i in range(len(done))]  # indexing: iterating past the end logs a 404
         log.info(
             "sweep %s: workers ran %s trials now; best run %s (val loss %.5f), %d complete",
@@ -275,15 +261,11 @@ def coinflow_daily() -> None:
     @task
     def register(best: dict[str, Any]) -> dict[str, Any]:
         """Register the best run (once per run id) as challenger; seed a persistence champion."""
-        from registry.register import ensure_champion, register_run
-        from registry.store import CHALLENGER, aliases
+        from pipelines.paths import project
+        from registry.flow import register_candidate
 
-        with in_workdir():
-            _, reg, ev = _registry(best["data_version"])
-            number = register_run(reg, best["best_run_id"], best["parent_run_id"], alias=None)
-            champion = ensure_champion(reg, ev)
-            if number != champion and aliases(reg).get(CHALLENGER) != number:
-                reg.client.set_registered_model_alias(reg.name, CHALLENGER, str(number))
+        _, reg, ev = _registry(best["data_version"])
+        number, champion = register_candidate(reg, best["best_run_id"], ev, project(workdir()))
         return {
             "model_name": reg.name,
             "version": number,
@@ -294,54 +276,31 @@ def coinflow_daily() -> None:
     @task
     def promote(registered: dict[str, Any]) -> dict[str, Any]:
         """Promote the challenger iff it beats the champion; a no-op when already decided."""
-        from registry import promote as rules
-        from registry.lineage import DECISION
-        from registry.store import CHAMPION, aliases, get_version
+        from registry.flow import promote_candidate
+        from registry.policy import Policy
 
-        with in_workdir():
-            params, reg, ev = _registry(registered["data_version"])
-            number, champion = registered["version"], aliases(reg).get(CHAMPION)
-            tags = dict(get_version(reg, number).tags)
-            judged = tags.get(DECISION + "champion_version") == str(champion)
-            if number == champion or judged:
-                log.info("%s v%d: nothing to do (champion is v%s)", reg.name, number, champion)
-                return {
-                    **registered,
-                    "promoted": number == champion,
-                    "champion": champion,
-                    "reason": tags.get(DECISION + "reason", "already champion"),
-                }
-            outcome = rules.promote(reg, ev, rules.Policy.from_params(params.registry), number)
-        log.info("%s v%d: %s", reg.name, number, outcome.decision.reason)
-        return {
-            **registered,
-            "promoted": outcome.decision.promote,
-            "champion": outcome.champion_after,
-            "reason": outcome.decision.reason,
-        }
+        params, reg, ev = _registry(registered["data_version"])
+        policy = Policy.from_params(params.registry)
+        summary = promote_candidate(reg, registered["version"], ev, policy)
+        log.info("%s v%d: %s", reg.name, registered["version"], summary["reason"])
+        return {**registered, **{k: summary[k] for k in ("promoted", "champion_after", "reason")}}
 
     @task
     def smoke_predict(decision: dict[str, Any]) -> dict[str, Any]:
         """Load models:/<name>@champion and forecast one day from its recent rows."""
         import math
 
-        import mlflow
+        from registry.store import CHAMPION, get_version, load_python_model, open_registry
 
-        from pipelines.tracking import configure_mlflow
-
-        uri = f"models:/{decision['model_name']}@champion"
-        with in_workdir():
-            configure_mlflow()
-            model = mlflow.pyfunc.load_model(uri)
-            py = model.unwrap_python_model()
-            out = model.predict(
-                py.recent_rows.tail(py.rows_needed).reset_index(drop=True), params={"horizon": 1}
-            )
-        day, close = str(out["date"].iloc[0]), float(out["close"].iloc[0])
+        reg = open_registry(decision["model_name"])
+        version = int(get_version(reg, CHAMPION).version)
+        py = load_python_model(reg, version)
+        dates, closes = py.forecast_arrays(*py.recent_arrays(), 1)
+        day, close = str(dates[0]), float(closes[0])
         if not (math.isfinite(close) and close > 0):
-            raise ValueError(f"{uri} forecast a close of {close} for {day}")
-        log.info("%s (%s) forecasts %s: $%.2f", uri, py.config.get("kind", "torch"), day, close)
-        return {"model_uri": uri, "date": day, "close": close}
+            raise ValueError(f"{reg.name} v{version} forecast a close of {close} for {day}")
+        log.info("%s@champion v%d (%s) forecasts %s: $%.2f", reg.name, version, py.kind, day, close)
+        return {"model_uri": f"models:/{reg.name}/{version}", "date": day, "close": close}
 
     # At parse time each call returns an XComArg standing in for the value its task will return.
     interim: Any = ingest()

@@ -1,9 +1,14 @@
-"""`coinflow` command line. Heavy libraries are imported inside commands, so --help is instant."""
+"""`coinflow` command line: what a user types, what dvc.yaml stages and Airflow tasks run.
+
+Heavy libraries are imported inside commands, so `--help` is instant. A refused request (bad
+data, a failed gate, a registry refusal) prints its reason and exits 1, without a traceback.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
+import contextlib
+import logging
+from collections.abc import Iterator
 
 import typer
 
@@ -17,7 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-data_app = typer.Typer(help="Dataset versions (DVC outputs).", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Dataset versions: ingest, cut, validate, features.", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")
 app.add_typer(registry_cli.app, name="registry")
 app.command("ui")(ui_command)
@@ -26,24 +33,94 @@ app.command("train")(train_cli.train)
 app.command("sweep")(train_cli.sweep)
 
 
-@data_app.command("versions")
-def data_versions(
-    root: Annotated[Path, typer.Option(help="versions folder")] = Path("data/versions"),
+def _refusal_types() -> tuple[type[BaseException], ...]:
+    """The typed errors a stage refuses with (imported only once one was raised)."""
+    from pipelines.features import GateNotPassedError
+    from pipelines.ingest import IngestError
+    from pipelines.sweep_storage import SweepError
+    from pipelines.validate import DataValidationError, VersionFileError
+    from registry.errors import RegistryError
+
+    return (
+        IngestError,
+        DataValidationError,
+        VersionFileError,
+        GateNotPassedError,
+        SweepError,
+        RegistryError,
+        FileNotFoundError,
+        ValueError,  # params.yaml that fails validation, an unknown version name
+    )
+
+
+@contextlib.contextmanager
+def refusals(what: str) -> Iterator[None]:
+    """Run a command: log progress lines; a typed refusal prints `what refused: why` and exits 1."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        yield
+    except Exception as exc:
+        if not isinstance(exc, _refusal_types()):
+            raise
+        typer.echo(f"{what} refused: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@data_app.command("ingest")
+def data_ingest() -> None:
+    """Parse data/raw/*.csv (investing.com exports) into data/interim/*.parquet."""
+    from pipelines import ingest
+
+    with refusals("ingest"):
+        ingest.main()
+
+
+@data_app.command("version")
+def data_version(
+    name: str = typer.Argument(help="a version of params.yaml data.versions, e.g. v0.3"),
 ) -> None:
+    """Cut one dataset version (its cut-off from params.yaml) into data/versions/<name>.parquet."""
+    from pipelines import version
+
+    with refusals(f"version {name}"):
+        version.main(name)
+
+
+@data_app.command("validate")
+def data_validate() -> None:
+    """The Great Expectations gate over every version; Data Docs in reports/validation/."""
+    from pipelines import validate
+
+    with refusals("validation"):
+        validate.main()
+
+
+@data_app.command("features")
+def data_features(
+    version: str | None = typer.Option(None, help="dataset version (default data.version)"),
+) -> None:
+    """Features, split and train-only scaler of one gated version; metrics/baseline.json."""
+    from pipelines import features
+
+    with refusals("features"):
+        features.main(version)
+
+
+@data_app.command("versions")
+def data_versions() -> None:
     """Table of dataset versions: rows, first/last date, content hash (DVC md5)."""
     from pipelines.config import load_params
     from pipelines.version import describe_version
 
-    params = load_params()
-    typer.echo(f"{'version':<8} {'rows':>6}  {'first':<10}  {'last':<10}  md5")
-    for version in params.data.versions:
-        try:
-            info = describe_version(version, root)
-        except FileNotFoundError as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(1) from exc
-        marker = "*" if version == params.data.version else " "
-        typer.echo(f"{version:<7}{marker} {info.rows:>6}  {info.first}  {info.last}  {info.md5}")
+    with refusals("versions"):
+        params = load_params()
+        typer.echo(f"{'version':<8} {'rows':>6}  {'first':<10}  {'last':<10}  md5")
+        for version in params.data.versions:
+            info = describe_version(version)
+            marker = "*" if version == params.data.version else " "
+            typer.echo(
+                f"{version:<7}{marker} {info.rows:>6}  {info.first}  {info.last}  {info.md5}"
+            )
 
 
 if __name__ == "__main__":

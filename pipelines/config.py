@@ -9,6 +9,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pipelines.paths import project
+
 Cell = Literal["rnn", "lstm", "gru"]
 
 
@@ -54,18 +56,20 @@ class FeatureParams(_Strict):
 
 
 class TrainParams(_Strict):
-    cell: Cell = "rnn"
-    hidden_size: int = Field(default=64, ge=1)
-    num_layers: int = Field(default=2, ge=1)
-    bidirectional: bool = True
-    dropout: float = Field(default=0.0, ge=0, lt=1)
-    lr: float = Field(default=1e-3, gt=0)
-    lookback: int = Field(default=30, ge=1)
-    max_epochs: int = Field(default=60, ge=1)
-    patience: int = Field(default=8, ge=1)
-    batch_size: int = Field(default=256, ge=1)
-    seed: int = 42
-    threads: int = Field(default=1, ge=1)
+    """One training run; the defaults live in params.yaml (`train`), nowhere else."""
+
+    cell: Cell
+    hidden_size: int = Field(ge=1)
+    num_layers: int = Field(ge=1)
+    bidirectional: bool
+    dropout: float = Field(ge=0, lt=1)
+    lr: float = Field(gt=0)
+    lookback: int = Field(ge=1)
+    max_epochs: int = Field(ge=1)
+    patience: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    seed: int
+    threads: int = Field(ge=1)
 
 
 class SearchSpace(_Strict):
@@ -80,7 +84,7 @@ class SweepParams(_Strict):
     study_name: str
     n_trials: int = Field(ge=1)
     timeout_s: float = Field(gt=0)
-    seed: int = 42
+    seed: int
     max_epochs: int = Field(ge=1)
     space: SearchSpace
 
@@ -100,9 +104,9 @@ class Params(_Strict):
     registry: RegistryParams
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate params.yaml; a bad key or value names itself in the error."""
-    path = Path(path)
+def load_params(path: str | Path | None = None) -> Params:
+    """Read and validate params.yaml (default: the project root's); bad keys name themselves."""
+    path = Path(path) if path is not None else project().params_file
     if not path.is_file():
         raise FileNotFoundError(f"params file not found: {path}")
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -7,7 +7,6 @@ log return, so models and the baseline are scored on the same rows in USD.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,8 +17,8 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from pipelines.config import FeatureParams, load_params
-from pipelines.paths import FEATURES_DIR, METRICS_DIR, VERSIONS_DIR, version_path
-from pipelines.version import file_md5
+from pipelines.files import file_md5, write_json
+from pipelines.paths import Project, project
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +61,8 @@ class Scaler:
     target_std: float
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        return (x - np.asarray(self.mean)) / np.asarray(self.std)
+        scaled: np.ndarray = (x - np.asarray(self.mean)) / np.asarray(self.std)
+        return scaled
 
     def target_to_scaled(self, y: np.ndarray) -> np.ndarray:
         return (y - self.target_mean) / self.target_std
@@ -195,12 +195,13 @@ def baseline_report(table: pd.DataFrame, split: Split) -> dict[str, dict[str, An
     }
 
 
-def gate_passed(validation_file: Path, version: str, md5: str) -> None:
+def gate_passed(version: str, md5: str, proj: Project | None = None) -> None:
     """Raise unless validate recorded a pass for exactly this version's content."""
-    if not validation_file.is_file():
-        raise GateNotPassedError(f"{validation_file} missing: run the validate stage first")
-    record = json.loads(validation_file.read_text()).get(version, {})
-    if not record.get("success") or record.get("md5") != md5:
+    from pipelines.validate import passed, read_validation
+
+    if not read_validation(proj):
+        raise GateNotPassedError("no validation record: run the validate stage first")
+    if not passed(version, md5, proj):
         raise GateNotPassedError(
             f"dataset version {version} (md5 {md5}) has not passed the Great Expectations gate"
         )
@@ -230,33 +231,23 @@ def write_features(
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out_dir / "table.parquet")
-    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    metrics_dir.mkdir(parents=True, exist_ok=True)
-    (metrics_dir / "baseline.json").write_text(json.dumps(baseline, indent=2) + "\n")
+    write_json(out_dir / "meta.json", meta)
+    write_json(metrics_dir / "baseline.json", baseline)
     return baseline
 
 
-def main(
-    version: str | None = None,
-    versions_dir: Path = VERSIONS_DIR,
-    out_dir: Path = FEATURES_DIR,
-    metrics_dir: Path = METRICS_DIR,
-) -> str:
+def main(version: str | None = None, proj: Project | None = None) -> str:
     """Features of `version` (default params' data.version) once the GE gate passed it; its md5."""
-    params = load_params()
+    proj = proj or project()
+    params = load_params(proj.params_file)
     version = version or params.data.version
-    path = version_path(version, versions_dir)
+    path = proj.version_file(version)
     if not path.is_file():
         raise GateNotPassedError(f"dataset version {version} missing at {path}: nothing validated")
     md5 = file_md5(path)
-    gate_passed(metrics_dir / "validation.json", version, md5)
+    gate_passed(version, md5, proj)
     baseline = write_features(
-        pd.read_parquet(path), version, md5, params.features, out_dir, metrics_dir
+        pd.read_parquet(path), version, md5, params.features, proj.features, proj.metrics
     )
     log.info("%s: persistence test MAE $%.2f", version, baseline["test"]["mae"])
     return md5
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    main()

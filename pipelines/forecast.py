@@ -20,6 +20,7 @@ from pipelines.features import (
 
 # Maps a scaled window batch (n, lookback, features) to scaled next-day log returns (n,).
 ReturnModel = Callable[[np.ndarray], np.ndarray]
+MAX_HORIZON = 30  # days ahead a forecast may reach (recursive steps): the API's bound too
 
 
 PRICES = [INPUT_COLUMNS.index(c) for c in INPUT_COLUMNS if c not in ("btc_volume", "gold_filled")]
@@ -30,16 +31,16 @@ class InputRowsError(ValueError):
 
 
 def input_frame(records: list[dict[str, object]] | pd.DataFrame) -> pd.DataFrame:
-    """Rows in the pyfunc's input schema: ISO date strings, float prices, integer gold flag."""
+    """Rows in the pyfunc's input schema: ISO date strings, then float64 values."""
     frame = pd.DataFrame(records)
     missing = [c for c in ["date", *INPUT_COLUMNS] if c not in frame.columns]
     if missing:
         raise InputRowsError(f"rows lack columns {missing}")
     frame = frame[["date", *INPUT_COLUMNS]].copy()
     frame["date"] = pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%d")
-    floats = [c for c in INPUT_COLUMNS if c != "gold_filled"]
-    frame[floats] = frame[floats].astype("float64")
-    frame["gold_filled"] = frame["gold_filled"].astype("int64")
+    # Every value a double (the gold flag too): an integer column would make MLflow's schema
+    # enforcement warn about missing values on every logged model.
+    frame[INPUT_COLUMNS] = frame[INPUT_COLUMNS].astype("float64")
     return frame.reset_index(drop=True)
 
 
@@ -55,22 +56,10 @@ def rows_to_arrays(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def check_rows(rows: pd.DataFrame, needed: int) -> pd.DataFrame:
-    """The latest `needed` rows, checked by check_arrays, as a date-indexed frame."""
-    dates, values = check_arrays(*rows_to_arrays(rows), needed)
-    return pd.DataFrame(
-        values,
-        columns=INPUT_COLUMNS,
-        index=pd.DatetimeIndex(dates.astype("datetime64[ns]"), name="date"),
-    )
-
-
-def forecast_closes(
-    model: ReturnModel, scaler: Scaler, lookback: int, rows: pd.DataFrame, horizon: int = 1
-) -> pd.DataFrame:
-    """Forecast `horizon` next-day closes (USD) recursively from the latest rows."""
-    dates, closes = forecast_arrays(model, scaler, lookback, *rows_to_arrays(rows), horizon)
-    return pd.DataFrame({"date": pd.to_datetime(dates.astype("datetime64[ns]")), "close": closes})
+def check_horizon(horizon: int) -> None:
+    """Refuse a horizon outside 1..MAX_HORIZON days."""
+    if not 1 <= horizon <= MAX_HORIZON:
+        raise InputRowsError(f"horizon must be between 1 and {MAX_HORIZON}, got {horizon}")
 
 
 def check_arrays(
@@ -104,8 +93,7 @@ def forecast_arrays(
     Each step appends a synthetic next day: flat OHLC at the forecast, the rest carried, gold
     flagged as filled at weekends.
     """
-    if not 1 <= horizon <= 30:
-        raise InputRowsError(f"horizon must be between 1 and 30, got {horizon}")
+    check_horizon(horizon)
     dates, values = check_arrays(dates, values, lookback + 1)
     window = np.empty((lookback + 1 + horizon, values.shape[1]), dtype="float64")
     window[: lookback + 1] = values

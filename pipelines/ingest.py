@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.paths import ASSETS, INTERIM_DIR, RAW_DIR
+from pipelines.paths import ASSETS, Project, project
 
 log = logging.getLogger(__name__)
 
@@ -104,17 +104,13 @@ def load_prices(path: Path) -> pd.DataFrame:
     return parse_investing_csv(text, source=str(path))
 
 
-def main(raw_dir: Path = RAW_DIR, out_dir: Path = INTERIM_DIR) -> None:
-    """Parse every asset's CSV and write data/interim/<asset>.parquet."""
-    frames = {asset: load_prices(raw_dir / f"{asset}.csv") for asset in ASSETS}
-    out_dir.mkdir(parents=True, exist_ok=True)
+def main(proj: Project | None = None) -> None:
+    """Parse every asset's CSV in data/raw and write data/interim/<asset>.parquet."""
+    proj = proj or project()
+    frames = {asset: load_prices(proj.raw / f"{asset}.csv") for asset in ASSETS}
+    proj.interim.mkdir(parents=True, exist_ok=True)
     for asset, frame in frames.items():  # parse all first: a bad file writes nothing
-        frame.to_parquet(out_dir / f"{asset}.parquet")
+        frame.to_parquet(proj.interim / f"{asset}.parquet")
         log.info(
             "%s: %d rows %s → %s", asset, len(frame), frame.index[0].date(), frame.index[-1].date()
         )
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    main()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from pipelines.config import TrainParams
 
 CELLS: dict[str, Any] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -16,11 +19,11 @@ class ModelConfig:
     """Architecture of one forecaster; stored as JSON next to its weights."""
 
     input_size: int
-    hidden_size: int = 64
-    num_layers: int = 2
-    cell: str = "rnn"
-    bidirectional: bool = True
-    dropout: float = 0.0
+    hidden_size: int
+    num_layers: int
+    cell: str
+    bidirectional: bool
+    dropout: float
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -33,6 +36,12 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_train(cls, params: TrainParams, input_size: int) -> ModelConfig:
+        """The architecture fields of params.yaml `train`, for `input_size` features."""
+        names = [f.name for f in fields(cls) if f.name != "input_size"]
+        return cls(input_size=input_size, **{n: getattr(params, n) for n in names})
 
 
 class Forecaster(nn.Module):
@@ -60,4 +69,5 @@ class Forecaster(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(x)
         hidden = self.relu(self.fc1(out[:, -1, :]))
-        return self.fc2(hidden).squeeze(-1)
+        forecast: torch.Tensor = self.fc2(hidden).squeeze(-1)
+        return forecast

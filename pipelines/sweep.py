@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import tempfile
 import time
@@ -22,13 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipelines import tags
 from pipelines.config import Params
-from pipelines.sweep_storage import claim_lock, fail_dead_trials, storage_kind
+from pipelines.sweep_storage import (
+    SweepError,
+    check_parallel,
+    claim_lock,
+    fail_dead_trials,
+    storage_kind,
+)
 from pipelines.sweep_worker import (
     BUDGET_ATTR,
     PARENT_ATTR,
     RUN_ATTR,
-    SweepError,
     SweepHandle,
     end_dead_runs,
     experiment_id,
@@ -154,14 +159,14 @@ def _open_sweep(
         if joined:
             client.update_run(parent, status="RUNNING")
         else:
-            tags = {
+            run_tags = {
                 **lineage_tags(data.version, data.md5),
-                "coinflow.kind": "sweep",
-                "coinflow.study_name": study_name,
-                "coinflow.optuna_storage": storage_kind(storage),
+                tags.KIND: "sweep",
+                tags.STUDY_NAME: study_name,
+                tags.OPTUNA_STORAGE: storage_kind(storage),
             }
             parent = client.create_run(
-                experiment_id(), run_name=f"sweep-{study_name}", tags=tags
+                experiment_id(), run_name=f"sweep-{study_name}", tags=run_tags
             ).info.run_id
             sweep = {
                 "study_name": study_name,
@@ -207,7 +212,7 @@ def close_sweep(handle: SweepHandle, params: Params, plots_dir: Path | None = No
     }
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
-        mlflow.MlflowClient().set_tag(handle.parent_run_id, "coinflow.failure", "no complete trial")
+        mlflow.MlflowClient().set_tag(handle.parent_run_id, tags.FAILURE, "no complete trial")
         mlflow.MlflowClient().set_terminated(handle.parent_run_id, "FAILED")
         raise SweepError(f"{handle.study_name}: no trial completed ({counts})")
     best = min(complete, key=lambda t: (t.value, t.number))
@@ -249,16 +254,12 @@ def run_sweep(
     import multiprocessing
 
     from pipelines.tracking import TrackingSettings, configure_mlflow
-    from pipelines.train import load_training_data, progress_default
+    from pipelines.train import load_training_data
 
     storage = storage or TrackingSettings().coinflow_optuna_storage
     if workers < 1:
         raise SweepError(f"workers must be >= 1, got {workers}")
-    if workers > 1 and storage_kind(storage) == "sqlite":
-        raise SweepError(
-            "SQLite cannot serve parallel workers: use the journal file (one host) "
-            "or a postgresql+psycopg2:// storage"
-        )
+    check_parallel(storage, workers)
     spawn = multiprocessing.get_context("spawn")
     handles = spawn.Queue()
     procs = [
@@ -269,8 +270,6 @@ def run_sweep(
         proc.start()
     handle = None
     try:
-        if not progress_default():  # MLflow's artifact download bars follow COINFLOW_PROGRESS
-            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         configure_mlflow()
         data = data or load_training_data()
         handle, created = _open_sweep(params, study_name, storage, n_trials, data)
@@ -287,43 +286,3 @@ def run_sweep(
     if crashed:
         raise SweepError(f"sweep workers failed {crashed}: rerun the same study name to resume")
     return close_sweep(handle, params, plots_dir)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m pipelines.sweep [--workers N]` (or COINFLOW_SWEEP_WORKERS): the dvc stage."""
-    import argparse
-
-    from pipelines.config import load_params
-    from pipelines.sweep_report import METRICS_JSON, PLOTS_DIR, write_sweep_metrics
-
-    parser = argparse.ArgumentParser(prog="python -m pipelines.sweep")
-    parser.add_argument(
-        "--workers", type=int, default=int(os.environ.get("COINFLOW_SWEEP_WORKERS", "1"))
-    )
-    parser.add_argument("--n-trials", type=int)
-    parser.add_argument("--study-name")
-    parser.add_argument("--storage")
-    args = parser.parse_args(argv)
-    params = load_params()
-    result = run_sweep(
-        params,
-        workers=args.workers,
-        study_name=args.study_name,
-        storage=args.storage,
-        n_trials=args.n_trials,
-        plots_dir=PLOTS_DIR,
-    )
-    write_sweep_metrics(result, METRICS_JSON)
-    log.info(
-        "sweep %s: best trial %d (run %s) val loss %.5f, test MASE %.3f",
-        result.study_name,
-        result.best_trial,
-        result.best_run_id,
-        result.best_value,
-        result.metrics.get("test_mase", float("nan")),
-    )
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    main()

@@ -9,24 +9,30 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from pipelines.paths import VERSIONS_DIR
+from pipelines import tags
+from pipelines.files import write_json
+from pipelines.paths import Project, project
 
 log = logging.getLogger(__name__)
-MODEL_TAG = "coinflow.model_uri"  # set on a trial's run once its pyfunc `model` is logged
 PLOTS = ("optimization_history.png", "param_importances.png")
-METRICS_JSON, PLOTS_DIR = Path("metrics/sweep.json"), Path("plots/sweep")  # dvc `sweep` outs
 
 
-def log_best_model(run_id: str, versions_dir: Path = VERSIONS_DIR) -> str:
-    """Log a trial run's checkpoint as the pyfunc `model` in that run; skip if already there."""
+def log_best_model(run_id: str, proj: Project | None = None) -> str:
+    """Log a trial run's checkpoint as the pyfunc `model` (and its forecast plot) in that run.
+
+    Trials log a checkpoint only; the winner alone pays for the pyfunc and the PNG. Skipped when
+    the run already has its model (a re-close).
+    """
     import mlflow
     import torch
 
     from pipelines.model import Forecaster, ModelConfig
-    from pipelines.tracked import log_trained_model
+    from pipelines.tracked import log_forecast_plot, log_trained_model
+    from pipelines.train import load_training_data
 
+    proj = proj or project()
     client = mlflow.MlflowClient()
-    logged = client.get_run(run_id).data.tags.get(MODEL_TAG)
+    logged = client.get_run(run_id).data.tags.get(tags.MODEL_URI)
     if logged:
         return logged
     with tempfile.TemporaryDirectory() as tmp:
@@ -40,9 +46,12 @@ def log_best_model(run_id: str, versions_dir: Path = VERSIONS_DIR) -> str:
         net.load_state_dict(
             torch.load(folder / "weights.pt", weights_only=True, map_location="cpu")
         )
-    with mlflow.start_run(run_id=run_id):  # the trial's run is finished; reopen it to add the model
-        info = log_trained_model(net, spec, versions_dir)
-        mlflow.set_tags({MODEL_TAG: info.model_uri, "coinflow.sweep_best": "true"})
+    data = load_training_data(proj.features)
+    # The trial's run is finished; reopen it to add the model.
+    with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as tmp:
+        log_forecast_plot(net, int(spec["lookback"]), data, Path(tmp))
+        info = log_trained_model(net, spec, proj)
+        mlflow.set_tags({tags.MODEL_URI: info.model_uri})
     return str(info.model_uri)
 
 
@@ -122,12 +131,12 @@ def finish_parent(
     }
     for key, value in metrics.items():
         client.log_metric(parent_run_id, key, float(value))
-    tags = {
-        "best_run_id": best_run_id,
+    parent_tags = {
+        tags.BEST_RUN_ID: best_run_id,
         "best_trial": str(best.number),
-        "coinflow.best_model_uri": model_uri,
+        tags.BEST_MODEL_URI: model_uri,
     }
-    for tag, text in tags.items():
+    for tag, text in parent_tags.items():
         client.set_tag(parent_run_id, tag, text)
     for path in plots:
         client.log_artifact(parent_run_id, str(path), "plots")
@@ -150,7 +159,4 @@ def write_sweep_metrics(result: Any, path: Path) -> None:
         "n_failed": result.n_failed,
         "model_uri": result.model_uri,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(path)
+    write_json(path, payload)

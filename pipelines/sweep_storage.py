@@ -15,17 +15,22 @@ import contextlib
 import hashlib
 import logging
 import os
-import socket
 import warnings
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pipelines.liveness import process_alive
+
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 5  # RDB storages: a running trial records a heartbeat this often
 GRACE_S = 30  # and counts as dead (another host's worker) once it is this stale
 WORKER_ATTR = "coinflow_worker"  # trial user attr: {"host", "pid", "started"}
+
+
+class SweepError(RuntimeError):
+    """A sweep cannot start or finish (bad search space, no complete trial, a worker crashed)."""
 
 
 def is_journal(url: str) -> bool:
@@ -64,6 +69,15 @@ class FlockJournalLock:
         if fd is not None:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+
+def check_parallel(url: str, workers: int) -> None:
+    """Refuse several workers on a storage that cannot serve them (SQLite locks the file)."""
+    if workers > 1 and storage_kind(url) == "sqlite":
+        raise SweepError(
+            "SQLite cannot serve parallel workers: use the journal file (one host) "
+            "or a postgresql+psycopg2:// storage (COINFLOW_OPTUNA_STORAGE)"
+        )
 
 
 def open_storage(url: str) -> Any:
@@ -117,46 +131,6 @@ def claim_lock(url: str, study_name: str) -> Iterator[None]:
     yield  # other servers (MySQL): no lock, the budget may overshoot by (workers - 1) trials
 
 
-def _started(pid: int) -> str | None:
-    """Process start time (clock ticks since boot) from /proc, to tell a reused pid apart."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] == "Z" else fields[19]  # a zombie is dead; field 22 is starttime
-
-
-def _host() -> str:
-    """Hostname plus PID namespace: containers sharing a hostname never judge each other's pids."""
-    try:
-        namespace = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        namespace = ""
-    return f"{socket.gethostname()}/{namespace}"
-
-
-def worker_identity() -> dict[str, Any]:
-    """Who runs a trial: host (and PID namespace), pid and the process's start time."""
-    return {"host": _host(), "pid": os.getpid(), "started": _started(os.getpid())}
-
-
-def _worker_alive(worker: dict[str, Any]) -> bool:
-    """False only when we can tell: same host, and that process is gone (or the pid reused)."""
-    if worker.get("host") != _host():
-        return True
-    started = _started(int(worker["pid"]))
-    if started is None and Path("/proc/self/stat").exists():
-        return False
-    if started is None:  # no /proc (macOS): signal 0 checks existence only
-        try:
-            os.kill(int(worker["pid"]), 0)
-        except ProcessLookupError:
-            return False
-        return True
-    return worker.get("started") in (None, started)
-
-
 def fail_dead_trials(study: Any, budget: int) -> list[Any]:
     """Mark the trials of dead workers FAIL, retry each once if the budget allows; call locked."""
     import optuna
@@ -172,7 +146,7 @@ def fail_dead_trials(study: Any, budget: int) -> list[Any]:
     storage = study._storage  # Optuna exposes no public per-trial state setter
     for trial in running:
         worker = trial.user_attrs.get(WORKER_ATTR, {})
-        if worker and not _worker_alive(worker):
+        if worker and not process_alive(worker):
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
                 storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
     now_failed = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}

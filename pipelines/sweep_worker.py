@@ -15,18 +15,15 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pipelines import tags
 from pipelines.config import Params, TrainParams
-from pipelines.sweep_storage import WORKER_ATTR, claim_lock, fail_dead_trials
+from pipelines.sweep_storage import WORKER_ATTR, SweepError, claim_lock, fail_dead_trials
 
 if TYPE_CHECKING:  # torch stays out of `import pipelines.sweep` (CLI, DAG parsing, spawn)
     from pipelines.train import TrainingData
 
 log = logging.getLogger(__name__)
 BUDGET_ATTR, PARENT_ATTR, RUN_ATTR = "coinflow_n_trials", "mlflow_parent_run_id", "mlflow_run_id"
-
-
-class SweepError(RuntimeError):
-    """A sweep cannot start or finish (bad search space, no complete trial, a worker crashed)."""
 
 
 @dataclass(frozen=True)
@@ -115,11 +112,11 @@ def end_dead_runs(handle: SweepHandle, dead: list[Any]) -> None:
     for trial in dead:
         runs = client.search_runs(
             [experiment_id()],
-            f"tags.`coinflow.study_name` = '{handle.study_name}' and "
-            f"tags.`coinflow.trial_number` = '{trial.number}' and attributes.status = 'RUNNING'",
+            f"tags.`{tags.STUDY_NAME}` = '{handle.study_name}' and "
+            f"tags.`{tags.TRIAL_NUMBER}` = '{trial.number}' and attributes.status = 'RUNNING'",
         )
         for run in runs:
-            client.set_tag(run.info.run_id, "coinflow.failure", "worker died")
+            client.set_tag(run.info.run_id, tags.FAILURE, "worker died")
             client.set_terminated(run.info.run_id, "FAILED")
 
 
@@ -127,7 +124,7 @@ def claim_trial(study: Any, handle: SweepHandle) -> Any:
     """Next trial for this worker (a retry first), or None once the study holds its budget."""
     from optuna.trial import TrialState
 
-    from pipelines.sweep_storage import worker_identity
+    from pipelines.liveness import process_identity
 
     with claim_lock(handle.storage, handle.study_name):
         budget = int(study.user_attrs[BUDGET_ATTR])
@@ -136,7 +133,7 @@ def claim_trial(study: Any, handle: SweepHandle) -> Any:
         if len(trials) >= budget and not any(t.state == TrialState.WAITING for t in trials):
             return None
         trial = study.ask()
-        trial.set_user_attr(WORKER_ATTR, worker_identity())
+        trial.set_user_attr(WORKER_ATTR, process_identity())
     return trial
 
 
@@ -144,6 +141,7 @@ def run_trial(
     study: Any, trial: Any, handle: SweepHandle, params: Params, data: TrainingData
 ) -> str:
     """The thin objective: sample → tracked run (checkpoint, no pyfunc) → tell Optuna."""
+    import mlflow
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
@@ -153,17 +151,17 @@ def run_trial(
         trial.report(val_loss, epoch)
         return bool(trial.should_prune())
 
-    tags = {
-        "coinflow.kind": "trial",
-        "coinflow.trial_number": str(trial.number),
-        "coinflow.study_name": handle.study_name,
-        "mlflow.parentRunId": handle.parent_run_id,
+    run_tags = {
+        tags.KIND: "trial",
+        tags.TRIAL_NUMBER: str(trial.number),
+        tags.STUDY_NAME: handle.study_name,
+        tags.PARENT_RUN_ID: handle.parent_run_id,
     }
     try:
         outcome = tracked_training(
             suggest_params(trial, params),
             data,
-            tags=tags,
+            tags=run_tags,
             on_epoch=prune,
             run_name=f"trial-{trial.number}",
             log_model=False,
@@ -175,10 +173,13 @@ def run_trial(
     with contextlib.suppress(UpdateFinishedTrialError):
         trial.set_user_attr(RUN_ATTR, outcome.run_id)
     if outcome.status == "FINISHED":
+        state = TrialState.COMPLETE
         study.tell(trial, outcome.val_loss, skip_if_finished=True)
     else:  # KILLED = pruned (its last reported loss is kept), FAILED = diverged
         state = TrialState.PRUNED if outcome.status == "KILLED" else TrialState.FAIL
         study.tell(trial, state=state, skip_if_finished=True)
+    # MLflow says KILLED for a pruned run, which reads as a crash: say what Optuna decided.
+    mlflow.MlflowClient().set_tag(outcome.run_id, tags.OPTUNA_STATE, state.name)
     return str(outcome.status)
 
 

@@ -2,34 +2,66 @@
 
 from __future__ import annotations
 
-import json
+import os
 import subprocess
 from pathlib import Path
-from typing import Any
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pipelines.paths import METRICS_DIR
+from pipelines import tags
+from pipelines.paths import Project, project_root
 
 
-class TrackingSettings(BaseSettings):
-    """Deployment settings from env vars / .env (never from params.yaml)."""
+def env_file() -> Path:
+    """The `.env` deployment settings are read from: the project root's."""
+    return project_root() / ".env"
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
-    mlflow_tracking_uri: str = "sqlite:///mlruns.db"
-    coinflow_artifact_root: str = "mlartifacts"
+class MlflowSettings(BaseSettings):
+    """Where the MLflow tracking store and model registry are (env vars / .env)."""
+
+    model_config = SettingsConfigDict(env_file=env_file(), extra="ignore")
+
+    mlflow_tracking_uri: str = Field(
+        default_factory=lambda: f"sqlite:///{project_root() / 'mlruns.db'}"
+    )
+    mlflow_registry_uri: str | None = None  # defaults to the tracking URI
+
+    @property
+    def registry_uri(self) -> str:
+        """Where registered models live: MLFLOW_REGISTRY_URI, else the tracking store."""
+        return self.mlflow_registry_uri or self.mlflow_tracking_uri
+
+
+class TrackingSettings(MlflowSettings):
+    """Settings of the pipeline side: artifact folder, experiment, Optuna storage."""
+
+    coinflow_artifact_root: str = Field(default_factory=lambda: str(project_root() / "mlartifacts"))
     coinflow_experiment: str = "coinflow"
-    coinflow_optuna_storage: str = "optuna/journal.log"
+    coinflow_optuna_storage: str = Field(
+        default_factory=lambda: str(project_root() / "optuna" / "journal.log")
+    )
+
+
+def quiet_mlflow() -> None:
+    """No artifact download bars (unless MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR says so), no
+    per-call INFO chatter from MLflow's store set-up and model logging (ours stays)."""
+    import logging
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for name in ("mlflow.store.db.utils", "mlflow.pyfunc", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def configure_mlflow(settings: TrackingSettings | None = None) -> str:
     """Point MLflow at the tracking store and return the coinflow experiment id."""
     import mlflow
 
+    quiet_mlflow()
     settings = settings or TrackingSettings()
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.registry_uri)
     experiment = mlflow.get_experiment_by_name(settings.coinflow_experiment)
     if experiment is not None:
         mlflow.set_experiment(experiment_id=experiment.experiment_id)
@@ -48,7 +80,7 @@ def configure_mlflow(settings: TrackingSettings | None = None) -> str:
 
 def git_sha(repo: Path | None = None) -> str:
     """HEAD commit, '-dirty' when tracked code or params changed; 'unknown' outside git."""
-    cwd = repo or Path.cwd()
+    cwd = repo or project_root()
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -82,20 +114,15 @@ def git_sha(repo: Path | None = None) -> str:
     return f"{sha}-dirty" if dirty.strip() else sha
 
 
-def validation_status(version: str, metrics_dir: Path = METRICS_DIR) -> dict[str, Any]:
-    """The GE gate's record for one version (success, md5, failed expectations)."""
-    path = metrics_dir / "validation.json"
-    if not path.is_file():
-        return {"success": False, "reason": f"{path} missing"}
-    return dict(json.loads(path.read_text()).get(version, {"success": False}))
+def lineage_tags(version: str, md5: str, proj: Project | None = None) -> dict[str, str]:
+    """Tags every coinflow run carries: git sha, data version, DVC hash, GE status, model code."""
+    from pipelines.fingerprint import code_fingerprint
+    from pipelines.validate import passed
 
-
-def lineage_tags(version: str, md5: str, metrics_dir: Path = METRICS_DIR) -> dict[str, str]:
-    """Tags every coinflow run carries: git sha, data version, DVC hash, GE status."""
-    ge = validation_status(version, metrics_dir)
     return {
-        "coinflow.git_sha": git_sha(),
-        "coinflow.data_version": version,
-        "coinflow.dvc_md5": md5,
-        "coinflow.ge_status": "success" if ge.get("success") and ge.get("md5") == md5 else "failed",
+        tags.GIT_SHA: git_sha(),
+        tags.DATA_VERSION: version,
+        tags.DVC_MD5: md5,
+        tags.GE_STATUS: "success" if passed(version, md5, proj) else "failed",
+        tags.CODE: code_fingerprint(),
     }

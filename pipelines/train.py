@@ -1,4 +1,4 @@
-"""One training run on a dataset version: pure whole-tensor loop, plus the MLflow logging shell."""
+"""One training run on a dataset version: the pure whole-tensor loop (no tracking, no CLI)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import json
 import logging
 import math
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +19,7 @@ from torch import nn
 from pipelines.config import TrainParams
 from pipelines.features import Scaler, Split, make_windows
 from pipelines.model import Forecaster, ModelConfig
-from pipelines.paths import FEATURES_DIR
+from pipelines.paths import project
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +73,9 @@ class FitResult:
     pruned: bool = False
 
 
-def load_training_data(features_dir: Path = FEATURES_DIR) -> TrainingData:
+def load_training_data(features_dir: Path | None = None) -> TrainingData:
     """Read the features stage's table and meta (scaler fitted on train rows only)."""
+    features_dir = features_dir or project().features
     meta = json.loads((features_dir / "meta.json").read_text())
     table = pd.read_parquet(features_dir / "table.parquet")
     scaler = Scaler(**meta["scaler"])
@@ -97,14 +96,7 @@ def load_training_data(features_dir: Path = FEATURES_DIR) -> TrainingData:
 
 def check_params(params: TrainParams, data: TrainingData) -> ModelConfig:
     """Refuse impossible settings before any training starts."""
-    config = ModelConfig(
-        input_size=data.x.shape[1],
-        hidden_size=params.hidden_size,
-        num_layers=params.num_layers,
-        cell=params.cell,
-        bidirectional=params.bidirectional,
-        dropout=params.dropout,
-    )
+    config = ModelConfig.from_train(params, data.x.shape[1])
     if params.lookback >= data.split.n_train:
         raise ValueError(
             f"lookback {params.lookback} is not shorter than the "
@@ -198,43 +190,3 @@ def progress_default() -> bool:
     """Progress bars unless COINFLOW_PROGRESS=0 (tests/CI) or output is not a terminal."""
     flag = os.environ.get("COINFLOW_PROGRESS")
     return flag != "0" if flag is not None else os.isatty(2)
-
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    started = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - started
-
-
-def main() -> None:
-    """`python -m pipelines.train`: one tracked run with params.yaml's `train` block."""
-    from pipelines.config import load_params
-    from pipelines.tracked import tracked_training
-    from pipelines.tracking import configure_mlflow
-
-    params = load_params()
-    configure_mlflow()
-    data = load_training_data()
-    outcome = tracked_training(
-        params.train, data, run_name=f"train-{data.version}", progress=progress_default()
-    )
-    Path("metrics").mkdir(exist_ok=True)
-    Path("metrics/train.json").write_text(
-        json.dumps(
-            {"run_id": outcome.run_id, "status": outcome.status, **outcome.metrics}, indent=2
-        )
-        + "\n"
-    )
-    log.info(
-        "run %s %s: test MASE %.3f",
-        outcome.run_id,
-        outcome.status,
-        outcome.metrics.get("test_mase", float("nan")),
-    )
-    if outcome.status != "FINISHED":
-        raise SystemExit(f"training run {outcome.run_id} ended {outcome.status}")
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    main()

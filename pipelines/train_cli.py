@@ -3,20 +3,39 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Annotated
 
 import typer
 
-from pipelines.sweep_report import METRICS_JSON, PLOTS_DIR
+log = logging.getLogger(__name__)
 
 
 def train() -> None:
     """One tracked training run with params.yaml's `train` block (writes metrics/train.json)."""
-    from pipelines.train import main
+    from pipelines.cli import refusals
+    from pipelines.config import load_params
+    from pipelines.files import write_json
+    from pipelines.paths import project
+    from pipelines.tracked import tracked_training
+    from pipelines.tracking import configure_mlflow
+    from pipelines.train import load_training_data, progress_default
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    main()
+    with refusals("training"):
+        proj = project()
+        params = load_params(proj.params_file)
+        configure_mlflow()
+        data = load_training_data(proj.features)
+        outcome = tracked_training(
+            params.train, data, run_name=f"train-{data.version}", progress=progress_default()
+        )
+        write_json(
+            proj.metrics_file("train"),
+            {"run_id": outcome.run_id, "status": outcome.status, **outcome.metrics},
+        )
+    mase = outcome.metrics.get("test_mase", float("nan"))
+    typer.echo(f"run {outcome.run_id} {outcome.status}: test MASE {mase:.3f}")
+    if outcome.status != "FINISHED":
+        typer.echo(f"training run {outcome.run_id} ended {outcome.status}", err=True)
+        raise typer.Exit(1)
 
 
 def sweep(
@@ -30,29 +49,29 @@ def sweep(
     storage: str | None = typer.Option(
         None, help="journal file path or SQLAlchemy URL (default COINFLOW_OPTUNA_STORAGE)"
     ),
-    metrics: Annotated[Path, typer.Option(help="summary JSON to write")] = METRICS_JSON,
-    plots: Annotated[Path, typer.Option(help="folder for the sweep's PNG plots")] = PLOTS_DIR,
 ) -> None:
-    """Optuna sweep: parent MLflow run + one child run per trial; best model logged as pyfunc."""
+    """Optuna sweep: parent MLflow run + one child run per trial; best model logged as pyfunc.
+
+    Writes metrics/sweep.json and plots/sweep/*.png (the dvc `sweep` stage's outputs).
+    """
+    from pipelines.cli import refusals
     from pipelines.config import load_params
-    from pipelines.sweep import SweepError, run_sweep
+    from pipelines.paths import project
+    from pipelines.sweep import run_sweep
     from pipelines.sweep_report import write_sweep_metrics
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    params = load_params()
-    try:  # run_sweep configures MLflow after spawning its workers (their start-up overlaps it)
+    with refusals("sweep"):
+        proj = project()
+        # run_sweep configures MLflow after spawning its workers (their start-up overlaps it).
         result = run_sweep(
-            params,
+            load_params(proj.params_file),
             workers=workers,
             study_name=study_name,
             storage=storage,
             n_trials=n_trials,
-            plots_dir=plots,
+            plots_dir=proj.sweep_plots,
         )
-    except SweepError as exc:
-        typer.echo(f"sweep failed: {exc}", err=True)
-        raise typer.Exit(1) from exc
-    write_sweep_metrics(result, metrics)
+        write_sweep_metrics(result, proj.metrics_file("sweep"))
     typer.echo(
         f"study {result.study_name}: {result.n_complete} complete, {result.n_pruned} "
         f"pruned, {result.n_failed} failed"

@@ -18,8 +18,8 @@ import pandas as pd
 
 from pipelines.config import ValidateParams, load_params
 from pipelines.expectations import CHECK_COLUMNS, ROW, add_check_columns, build_suite
-from pipelines.paths import METRICS_DIR, REPORTS_DIR, VERSIONS_DIR, version_path
-from pipelines.version import file_md5
+from pipelines.files import file_md5, write_json
+from pipelines.paths import Project, project
 
 log = logging.getLogger(__name__)
 MAX_EXAMPLES = 5
@@ -224,8 +224,14 @@ def read_version(path: Path) -> pd.DataFrame:
         ) from exc
 
 
-def outcome_record(outcome: ValidationOutcome, md5: str) -> dict[str, Any]:
-    """The metrics/validation.json entry for one version (features' gate reads success + md5)."""
+def outcome_record(
+    outcome: ValidationOutcome, md5: str, root: Path | None = None
+) -> dict[str, Any]:
+    """The metrics/validation.json entry for one version (features' gate reads success + md5);
+    the Data Docs path relative to the project `root` (the file is committed)."""
+    docs = outcome.docs_path
+    if root is not None and docs.is_relative_to(root):
+        docs = docs.relative_to(root)
     return {
         "success": outcome.success,
         "md5": md5,
@@ -233,25 +239,41 @@ def outcome_record(outcome: ValidationOutcome, md5: str) -> dict[str, Any]:
         "evaluated": outcome.evaluated,
         "failed": [f.expectation + (f"[{f.column}]" if f.column else "") for f in outcome.failed],
         "failures": [asdict(f) for f in outcome.failed],
-        "docs": str(outcome.docs_path),
+        "docs": str(docs),
     }
 
 
-def main(
-    versions_dir: Path = VERSIONS_DIR,
-    docs_root: Path = REPORTS_DIR / "validation",
-    metrics_dir: Path = METRICS_DIR,
-) -> None:
+def read_validation(proj: Project | None = None) -> dict[str, dict[str, Any]]:
+    """metrics/validation.json: the gate's record per version ({} when the gate never ran)."""
+    path = (proj or project()).metrics_file("validation")
+    if not path.is_file():
+        return {}
+    return dict(json.loads(path.read_text()))
+
+
+def validation_record(version: str, proj: Project | None = None) -> dict[str, Any]:
+    """The gate's record of one version ({} when it has none): success, md5, failures, docs."""
+    return dict(read_validation(proj).get(version, {}))
+
+
+def passed(version: str, md5: str, proj: Project | None = None) -> bool:
+    """Whether the gate recorded a pass for exactly this content of `version`."""
+    record = validation_record(version, proj)
+    return bool(record.get("success")) and record.get("md5") == md5
+
+
+def main(proj: Project | None = None) -> None:
     """Validate every version in params.yaml; write metrics/validation.json and Data Docs."""
-    params = load_params()
-    paths = {v: version_path(v, versions_dir) for v in params.data.versions}
+    proj = proj or project()
+    params = load_params(proj.params_file)
+    paths = {v: proj.version_file(v) for v in params.data.versions}
     frames = {v: read_version(path) for v, path in paths.items()}  # an unreadable file: no output
     records, failures = {}, []
     for version, cutoff in params.data.versions.items():
         outcome = validate_version(
-            frames[version], version, cutoff, params.validate_, docs_root / version
+            frames[version], version, cutoff, params.validate_, proj.validation_docs(version)
         )
-        records[version] = outcome_record(outcome, file_md5(paths[version]))
+        records[version] = outcome_record(outcome, file_md5(paths[version]), proj.root)
         log.info(
             "%s: %s, %d/%d expectations met, docs %s",
             version,
@@ -261,18 +283,6 @@ def main(
             outcome.docs_path,
         )
         failures += [] if outcome.success else [outcome]
-    metrics_dir.mkdir(parents=True, exist_ok=True)
-    tmp = metrics_dir / "validation.json.tmp"
-    tmp.write_text(json.dumps(records, indent=2, default=str) + "\n")
-    tmp.replace(metrics_dir / "validation.json")
+    write_json(proj.metrics_file("validation"), records)
     if failures:
         raise DataValidationError(*failures)
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        main()
-    except (DataValidationError, VersionFileError) as err:
-        log.error("%s", err)
-        raise SystemExit(1) from err

@@ -1,17 +1,16 @@
-"""Stage 2: cut the dataset versions v0.1/v0.2/v0.3 as aligned frames on the BTC calendar."""
+"""Stage 2: cut each dataset version of params.yaml as an aligned frame on the BTC calendar."""
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
 from pipelines.config import load_params
-from pipelines.paths import INTERIM_DIR, VERSIONS_DIR, version_path
+from pipelines.files import file_md5
+from pipelines.paths import ASSETS, Project, project
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +61,9 @@ def build_versions(
     return {v: align_assets(btc, eth, gold, start, cut) for v, cut in cutoffs.items()}
 
 
-def file_md5(path: Path) -> str:
-    """MD5 of a file's bytes: the hash DVC 3 records for the same output."""
-    digest = hashlib.md5()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def describe_version(version: str, root: Path = VERSIONS_DIR) -> VersionInfo:
+def describe_version(version: str, proj: Project | None = None) -> VersionInfo:
     """Rows, date range and content hash of one written version."""
-    path = version_path(version, root)
+    path = (proj or project()).version_file(version)
     if not path.is_file():
         raise FileNotFoundError(f"dataset version {version} not found at {path}: run `dvc repro`")
     frame = pd.read_parquet(path)
@@ -82,26 +72,17 @@ def describe_version(version: str, root: Path = VERSIONS_DIR) -> VersionInfo:
     )
 
 
-def load_version(version: str, root: Path = VERSIONS_DIR) -> pd.DataFrame:
-    """Read one dataset version written by this stage."""
-    path = version_path(version, root)
-    if not path.is_file():
-        raise FileNotFoundError(f"dataset version {version} not found at {path}: run `dvc repro`")
-    return pd.read_parquet(path)
-
-
-def main(interim: Path = INTERIM_DIR, out_dir: Path = VERSIONS_DIR) -> None:
-    """Write data/versions/<version>.parquet for every version in params.yaml."""
-    params = load_params()
-    assets = {a: pd.read_parquet(interim / f"{a}.parquet") for a in ("btc", "eth", "gold")}
-    versions = build_versions(**assets, start=params.data.start, cutoffs=params.data.versions)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for version, frame in versions.items():
-        frame.to_parquet(version_path(version, out_dir))
-        info = describe_version(version, out_dir)
-        log.info("%s: %d rows %s → %s md5 %s", version, info.rows, info.first, info.last, info.md5)
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    main()
+def main(version: str, proj: Project | None = None) -> VersionInfo:
+    """Write data/versions/<version>.parquet (its cut-off from params.yaml `data.versions`)."""
+    proj = proj or project()
+    params = load_params(proj.params_file)
+    if version not in params.data.versions:
+        known = ", ".join(params.data.versions)
+        raise ValueError(f"{version!r} is not in params.yaml data.versions ({known})")
+    assets = {a: pd.read_parquet(proj.interim / f"{a}.parquet") for a in ASSETS}
+    frame = align_assets(**assets, start=params.data.start, cutoff=params.data.versions[version])
+    proj.versions.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(proj.version_file(version))
+    info = describe_version(version, proj)
+    log.info("%s: %d rows %s → %s md5 %s", version, info.rows, info.first, info.last, info.md5)
+    return info

@@ -1,39 +1,50 @@
-"""Guarded alias moves: commit a promotion decision (compare-and-set) and roll back a champion.
+"""Guarded alias moves: apply a promotion decision (compare-and-set) or roll a champion back.
 
-Every move happens inside RegistryLock: re-read the aliases, compare with what the caller saw,
-write the record run first (so a failure leaves aliases as they were), move, re-read to verify.
+Every move happens inside RegistryLock and follows one protocol, so that an audit record is
+complete or absent whatever moment the process dies at:
+
+1. re-read the aliases and compare with what the caller scored against;
+2. write the decision record: a RUNNING `promotion` run holding the JSON;
+3. move the aliases;
+4. write the version's description and `coinflow.decision` tag, then end the record FINISHED,
+   then point the version's `coinflow.decision_run` tag at it (readers follow that pointer);
+5. re-read the aliases to verify.
+
+`repair_records` runs first under every lock: a record left RUNNING by a dead process is
+finished (the aliases show its move happened) or failed (they show it did not).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from registry import lineage
+from pipelines import tags
 from registry.errors import ConcurrentPromotionError, NothingToDoError
 from registry.lock import RegistryLock
-from registry.promote import Decision, Policy, PromotionOutcome, actor
-from registry.scoring import EvalSet
+from registry.policy import Decision, Policy
+from registry.report import OUTCOME, decision_markdown
 from registry.store import (
     CHALLENGER,
     CHAMPION,
     PREVIOUS,
     Registry,
+    actor,
     aliases,
+    begin_record,
     get_version,
     load_python_model,
     now_iso,
-    record_event,
+    read_record,
+    record_runs,
 )
 
+if TYPE_CHECKING:
+    from registry.promote import PromotionOutcome
+    from registry.scoring import EvalSet
+
 log = logging.getLogger(__name__)
-
-
-def _set_tags(reg: Registry, version: int, prefix: str, values: dict[str, Any]) -> None:
-    for key, value in values.items():
-        text = "" if value is None else str(value)
-        reg.client.set_model_version_tag(reg.name, str(version), prefix + key, text)
 
 
 def _verify(reg: Registry, expected: dict[str, int | None]) -> None:
@@ -44,6 +55,77 @@ def _verify(reg: Registry, expected: dict[str, int | None]) -> None:
             f"aliases of {reg.name} are {wrong} right after moving "
             f"them to {expected}: someone moved them without the lock"
         )
+
+
+def expected_aliases(record: dict[str, Any]) -> dict[str, int | None]:
+    """The aliases a record's decision leaves behind (what `_verify` and repairs check)."""
+    after, before = record.get("champion_after"), record.get("champion_before")
+    expected: dict[str, int | None] = {CHAMPION: after}
+    if after != before and before is not None:
+        expected[PREVIOUS] = before
+    return expected
+
+
+def _apply(reg: Registry, record: dict[str, Any], record_run: str) -> None:
+    """Steps 3-4: move the aliases the record names, describe the version, finish the record."""
+    version, action = int(record["version"]), str(record["action"])
+    before, after = record.get("champion_before"), record.get("champion_after")
+    if after != before:
+        if before is not None:
+            reg.client.set_registered_model_alias(reg.name, PREVIOUS, str(before))
+        reg.client.set_registered_model_alias(reg.name, CHAMPION, str(after))
+        if aliases(reg).get(CHALLENGER) == after:
+            reg.client.delete_registered_model_alias(reg.name, CHALLENGER)
+    _describe(reg, version, action, record, record_run)
+
+
+def _describe(reg: Registry, version: int, action: str, record: dict[str, Any], run: str) -> None:
+    reg.client.update_model_version(
+        reg.name, str(version), description=decision_markdown(record, run)
+    )
+    reg.client.set_model_version_tag(reg.name, str(version), tags.DECISION, OUTCOME[action])
+    reg.client.set_terminated(run, "FINISHED")
+    reg.client.set_model_version_tag(reg.name, str(version), tags.DECISION_RUN, run)
+
+
+def apply_record(
+    reg: Registry, lock: RegistryLock, record: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """Under the lock: write the record, apply it, verify; returns (record run id, record)."""
+    record = {**record, "decided_at": now_iso(), "actor": actor()}
+    run = begin_record(reg, str(record["action"]), int(record["version"]), record)
+    lock.verify()
+    _apply(reg, record, run)
+    _verify(reg, expected_aliases(record))
+    return run, record
+
+
+def repair_records(reg: Registry) -> list[str]:
+    """Finish or fail the records a dead process left RUNNING (call under the lock)."""
+    repaired = []
+    for run in reversed(record_runs(reg, status="RUNNING")):  # oldest first
+        run_id = run.info.run_id
+        try:
+            record = read_record(reg, run_id)
+        except Exception:  # killed before its JSON was written: nothing was applied
+            record = {}
+        now = aliases(reg)
+        applied = bool(record) and all(now.get(a) == v for a, v in expected_aliases(record).items())
+        if applied:
+            _describe(reg, int(record["version"]), str(record["action"]), record, run_id)
+            reg.client.set_tag(run_id, "coinflow.repaired", "completed after its writer died")
+            log.warning(
+                "record %s (%s) completed: its writer died after moving aliases",
+                run_id,
+                record.get("action"),
+            )
+        else:
+            reason = "interrupted before its aliases moved: this decision never took effect"
+            reg.client.set_tag(run_id, tags.FAILURE, reason)
+            reg.client.set_terminated(run_id, "FAILED")
+            log.warning("record %s failed: %s", run_id, reason)
+        repaired.append(run_id)
+    return repaired
 
 
 def commit_decision(
@@ -59,61 +141,28 @@ def commit_decision(
 
     Returns None (nothing written) when the champion moved since it was scored.
     """
+    from registry.promote import PromotionOutcome
+
     with RegistryLock(reg.client, reg.name) as lock:
-        current = aliases(reg)
-        if current.get(CHAMPION) != champion_seen:
+        repair_records(reg)
+        if aliases(reg).get(CHAMPION) != champion_seen:
             return None
-        after = version if decision.promote else champion_seen
-        action = "promote" if decision.promote else "refuse"
         record = {
-            "action": action,
+            "action": "promote" if decision.promote else "refuse",
             "model_name": reg.name,
             "version": version,
-            "run_id": get_version(reg, version).tags.get(lineage.RUN_ID),
-            "decided_at": now_iso(),
-            "actor": actor(),
+            "run_id": get_version(reg, version).run_id,
             "attempt": attempt,
             "champion_before": champion_seen,
-            "champion_after": after,
-            "policy": {"promote_margin": policy.margin, "max_mase": policy.max_mase},
+            "champion_after": version if decision.promote else champion_seen,
+            "policy": policy.describe(),
             "eval": ev.describe(),
             **decision.to_dict(),
         }
-        record_run = record_event(reg, action, version, record)
-        lock.verify()
-        if decision.promote:
-            if champion_seen is not None:
-                reg.client.set_registered_model_alias(reg.name, PREVIOUS, str(champion_seen))
-            reg.client.set_registered_model_alias(reg.name, CHAMPION, str(version))
-            if current.get(CHALLENGER) == version:
-                reg.client.delete_registered_model_alias(reg.name, CHALLENGER)
-        champ = decision.champion
-        _set_tags(
-            reg,
-            version,
-            lineage.DECISION,
-            {
-                "action": action,
-                "promoted": str(decision.promote).lower(),
-                "reason": decision.reason,
-                "rule": decision.rule,
-                "at": record["decided_at"],
-                "record_run_id": record_run,
-                "challenger_mase": f"{decision.challenger.mase:.6g}",
-                "champion_version": champion_seen,
-                "champion_mase": None if champ is None else f"{champ.mase:.6g}",
-                "baseline_mase": f"{decision.baseline.mase:.6g}",
-                "baseline_mae": f"{decision.baseline.mae:.6g}",
-                "data_version": ev.version,
-                "dvc_md5": ev.md5,
-                "replaced": champion_seen if decision.promote else None,
-            },
-        )
-        expected = {CHAMPION: after}
-        if decision.promote and champion_seen is not None:
-            expected[PREVIOUS] = champion_seen
-        _verify(reg, expected)
-    return PromotionOutcome(decision, version, champion_seen, after, attempt, record_run)
+        run, record = apply_record(reg, lock, record)
+    return PromotionOutcome(
+        decision, version, champion_seen, record["champion_after"], attempt, run
+    )
 
 
 @dataclass(frozen=True)
@@ -127,6 +176,8 @@ class RollbackOutcome:
 
 def rollback(reg: Registry, reason: str = "manual rollback") -> RollbackOutcome:
     """Champion back to previous-champion (which must still load); the two aliases swap."""
+    from registry.lineage import require_lineage_tags
+
     seen = aliases(reg)
     if CHAMPION not in seen or PREVIOUS not in seen:
         missing = CHAMPION if CHAMPION not in seen else PREVIOUS
@@ -134,9 +185,10 @@ def rollback(reg: Registry, reason: str = "manual rollback") -> RollbackOutcome:
     current, previous = seen[CHAMPION], seen[PREVIOUS]
     if current == previous:
         raise NothingToDoError(f"{reg.name} champion and previous-champion are both v{current}")
-    lineage.require_lineage_tags(reg.name, previous, dict(get_version(reg, previous).tags))
+    require_lineage_tags(reg.name, previous, dict(get_version(reg, previous).tags))
     load_python_model(reg, previous)  # refuse to restore a version that no longer loads
     with RegistryLock(reg.client, reg.name) as lock:
+        repair_records(reg)
         now = aliases(reg)
         if (now.get(CHAMPION), now.get(PREVIOUS)) != (current, previous):
             raise ConcurrentPromotionError(
@@ -147,27 +199,10 @@ def rollback(reg: Registry, reason: str = "manual rollback") -> RollbackOutcome:
             "action": "rollback",
             "model_name": reg.name,
             "version": previous,
-            "from_version": current,
-            "to_version": previous,
+            "champion_before": current,
+            "champion_after": previous,
             "reason": reason,
-            "decided_at": now_iso(),
-            "actor": actor(),
         }
-        record_run = record_event(reg, "rollback", previous, record)
-        lock.verify()
-        reg.client.set_registered_model_alias(reg.name, CHAMPION, str(previous))
-        reg.client.set_registered_model_alias(reg.name, PREVIOUS, str(current))
-        _set_tags(
-            reg,
-            previous,
-            "coinflow.rollback.",
-            {
-                "from": current,
-                "at": record["decided_at"],
-                "reason": reason,
-                "record_run_id": record_run,
-            },
-        )
-        _verify(reg, {CHAMPION: previous, PREVIOUS: current})
+        run, _ = apply_record(reg, lock, record)
     log.info("%s: champion rolled back v%d -> v%d", reg.name, current, previous)
-    return RollbackOutcome(current, previous, record_run)
+    return RollbackOutcome(current, previous, run)

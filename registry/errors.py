@@ -1,4 +1,7 @@
-"""Typed refusals of the registry: each names what was wrong; none leaves an alias half-moved."""
+"""The registry's one error family: each names what was wrong; none leaves an alias half-moved.
+
+The API maps these to HTTP statuses in one place (serving.problems); the CLI prints them.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,15 @@ class RegistryError(Exception):
 
 
 class UnknownVersionError(RegistryError):
-    """The registered model, version or alias does not exist."""
+    """The registered model or version does not exist."""
+
+
+class AliasNotSetError(UnknownVersionError):
+    """The alias is not set on the registered model."""
+
+
+class RegistryUnavailableError(RegistryError):
+    """The tracking store / registry did not answer (down, timed out, or too busy)."""
 
 
 class LineageError(RegistryError):
@@ -17,6 +28,14 @@ class LineageError(RegistryError):
 
 class ModelLoadError(RegistryError):
     """A version's pyfunc could not be loaded (missing or corrupt artifacts)."""
+
+
+class ModelCodeMismatchError(ModelLoadError):
+    """A version was built with other model code than this process runs: it is not served."""
+
+    def __init__(self, message: str, registered: str, running: str) -> None:
+        super().__init__(message)
+        self.registered, self.running = registered, running
 
 
 class NothingToDoError(RegistryError):

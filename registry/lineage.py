@@ -1,94 +1,61 @@
-"""Lineage of a registered version: tag names, tags built from a run, checks, and the full chain."""
+"""Lineage of a registered version: its tags from the run, the checks on them, the full chain."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipelines.paths import METRICS_DIR, VERSIONS_DIR, version_path
-from registry.errors import LineageError
+from pipelines import tags
+from pipelines.paths import Project, project
+from registry.errors import LineageError, RegistryUnavailableError, UnknownVersionError
+from registry.store import Registry, iso_ms, latest_decision, mlflow_call, run_tags
 
-KIND = "coinflow.kind"  # torch | persistence
-RUN_ID = "coinflow.run_id"
-SWEEP_PARENT = "coinflow.sweep_parent_id"
-DATA_VERSION = "coinflow.data_version"
-DVC_MD5 = "coinflow.dvc_md5"
-GIT_SHA = "coinflow.git_sha"
-GE_STATUS = "coinflow.ge_status"
-PARAMS = "coinflow.params"
-TRAINED_AT = "coinflow.trained_at"
-TEST_METRICS = {
-    "coinflow.test_mase": "test_mase",
-    "coinflow.test_mae": "test_mae",
-    "coinflow.test_rmse": "test_rmse",
-}
-DECISION = "coinflow.decision."  # prefix of the latest promotion decision's tags
-RUN_LINEAGE = (GIT_SHA, DATA_VERSION, DVC_MD5, GE_STATUS)  # set on runs by pipelines.tracking
-REQUIRED = (KIND, RUN_ID, *RUN_LINEAGE)
-NO_SWEEP = "none"
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.entities.model_registry import ModelVersion
+
+REQUIRED = (tags.KIND, *tags.RUN_LINEAGE)
 
 
-def iso_ms(millis: int | None) -> str:
-    """An MLflow millisecond timestamp as ISO-8601 UTC (seconds)."""
-    if not millis:
-        return ""
-    return dt.datetime.fromtimestamp(millis / 1000, dt.UTC).isoformat(timespec="seconds")
-
-
-def version_tags_from_run(
-    run: Any, kind: str, sweep_parent_id: str | None = None
-) -> dict[str, str]:
-    """Lineage tags for a version registered from `run` (refused when the run lacks lineage)."""
-    tags = run.data.tags
-    missing = [t for t in RUN_LINEAGE if not tags.get(t)]
+def version_tags_from_run(run: Run, kind: str) -> dict[str, str]:
+    """The searchable tags of a version registered from `run` (refused without lineage)."""
+    run_tags_ = run.data.tags
+    missing = [t for t in tags.RUN_LINEAGE if not run_tags_.get(t)]
     if missing:
         raise LineageError(
             f"run {run.info.run_id} lacks lineage tags {missing}: only runs logged "
             "by pipelines.tracked (or the persistence baseline) can be registered"
         )
-    out = {
-        KIND: kind,
-        RUN_ID: run.info.run_id,
-        SWEEP_PARENT: sweep_parent_id or tags.get("mlflow.parentRunId") or NO_SWEEP,
-        **{t: tags[t] for t in RUN_LINEAGE},
-        PARAMS: json.dumps(dict(sorted(run.data.params.items()))),
-        TRAINED_AT: iso_ms(run.info.end_time or run.info.start_time),
-    }
-    out |= {
-        tag: f"{run.data.metrics[m]:.6g}"
-        for tag, m in TEST_METRICS.items()
-        if m in run.data.metrics
-    }
+    out = {tags.KIND: kind, **{t: run_tags_[t] for t in tags.RUN_LINEAGE}}
+    if "test_mase" in run.data.metrics:
+        out[tags.TEST_MASE] = f"{run.data.metrics['test_mase']:.6g}"
     return out
 
 
-def require_lineage_tags(name: str, version: int | str, tags: dict[str, str]) -> None:
+def require_lineage_tags(name: str, version: int | str, version_tags: dict[str, str]) -> None:
     """Refuse a version registered without coinflow's lineage tags (e.g. by hand in the UI)."""
-    missing = [t for t in REQUIRED if not tags.get(t)]
+    missing = [t for t in REQUIRED if not version_tags.get(t)]
     if missing:
         raise LineageError(
             f"{name} v{version} lacks lineage tags {missing}: register versions "
-            "with `python -m registry.promote` or registry.register, not by hand"
+            "with `coinflow registry release` or registry.register, not by hand"
         )
 
 
-def check_lineage(name: str, version: int | str, tags: dict[str, str]) -> None:
+def check_lineage(name: str, version: int | str, version_tags: dict[str, str]) -> None:
     """Refuse a version whose lineage is incomplete or whose data failed the GE gate."""
-    require_lineage_tags(name, version, tags)
-    if tags[GE_STATUS] != "success":
+    require_lineage_tags(name, version, version_tags)
+    if version_tags[tags.GE_STATUS] != "success":
         raise LineageError(
-            f"{name} v{version} was trained on {tags[DATA_VERSION]} (md5 "
-            f"{tags[DVC_MD5]}), which did not pass the Great Expectations gate "
-            f"({GE_STATUS}={tags[GE_STATUS]})"
+            f"{name} v{version} was trained on {version_tags[tags.DATA_VERSION]} (md5 "
+            f"{version_tags[tags.DVC_MD5]}), which did not pass the Great Expectations gate "
+            f"({tags.GE_STATUS}={version_tags[tags.GE_STATUS]})"
         )
 
 
 @dataclass(frozen=True)
 class Lineage:
-    """version → run → sweep → data version/hash → git sha → GE result, as recorded."""
+    """version → run → sweep → data version/hash → git sha → GE result → decision, as recorded."""
 
     name: str
     version: int
@@ -97,75 +64,87 @@ class Lineage:
     source: str
     registered_at: str
     run: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
     sweep: dict[str, str] = field(default_factory=dict)
     data_on_disk: str = ""
     ge_record: str = ""
-
-    @property
-    def decision(self) -> dict[str, str]:
-        return {k.removeprefix(DECISION): v for k, v in self.tags.items() if k.startswith(DECISION)}
+    decision: dict[str, Any] | None = None
 
 
-def _run_summary(client: Any, run_id: str) -> dict[str, str]:
-    if not run_id or run_id == NO_SWEEP:
-        return {}
+def _run_summary(reg: Registry, run_id: str | None) -> tuple[dict[str, str], Run | None]:
+    if not run_id:
+        return {}, None
     try:
-        run = client.get_run(run_id)
-    except Exception as exc:  # a deleted run must not hide the rest of the lineage
-        return {"id": run_id, "error": f"{type(exc).__name__}: {str(exc)[:120]}"}
-    return {
+        run = mlflow_call(
+            f"reading run {run_id}", lambda: reg.client.get_run(run_id), UnknownVersionError
+        )
+    except (UnknownVersionError, RegistryUnavailableError) as exc:  # the rest still shows
+        return {"id": run_id, "error": str(exc)[:160]}, None
+    summary = {
         "id": run_id,
         "name": run.info.run_name or "",
         "status": run.info.status,
-        "started": iso_ms(run.info.start_time),
-        "experiment": str(run.info.experiment_id),
+        "started": iso_ms(run.info.start_time) or "",
+        "ended": iso_ms(run.info.end_time) or "",
     }
+    return summary, run
 
 
-def _data_on_disk(version: str, md5: str, versions_dir: Path) -> str:
-    from pipelines.version import file_md5
+def _data_on_disk(version: str, md5: str, proj: Project) -> str:
+    from pipelines.files import file_md5
 
-    path = version_path(version, versions_dir)
+    path = proj.version_file(version)
+    shown = path.relative_to(proj.root)
     if not path.is_file():
-        return f"{path} not present here"
+        return f"{shown} not present here"
     now = file_md5(path)
-    return f"matches {path}" if now == md5 else f"DIFFERS from {path} (now md5 {now})"
+    return f"matches {shown}" if now == md5 else f"DIFFERS from {shown} (now md5 {now})"
 
 
-def _ge_record(version: str, md5: str, metrics_dir: Path) -> str:
-    path = metrics_dir / "validation.json"
-    if not path.is_file():
-        return f"{path} not present here"
-    record = json.loads(path.read_text()).get(version)
+def _ge_record(version: str, md5: str, proj: Project) -> str:
+    from pipelines.validate import validation_record
+
+    path = proj.metrics_file("validation").relative_to(proj.root)
+    record = validation_record(version, proj)
     if not record:
         return f"{path} has no record for {version}"
     verdict = "PASS" if record.get("success") else "FAIL"
     same = "same md5" if record.get("md5") == md5 else f"other md5 {record.get('md5')}"
     failed = len(record.get("failed", []))
-    evaluated = record.get("evaluated", "?")
-    return f"{path}: {verdict}, {evaluated} expectations, {failed} failed ({same})"
+    return (
+        f"{path}: {verdict}, {record.get('evaluated', '?')} expectations, {failed} failed ({same})"
+    )
 
 
 def read_lineage(
-    client: Any,
-    name: str,
-    model_version: Any,
-    aliases: list[str],
-    versions_dir: Path = VERSIONS_DIR,
-    metrics_dir: Path = METRICS_DIR,
+    reg: Registry, model_version: ModelVersion, held: list[str], proj: Project | None = None
 ) -> Lineage:
-    """Follow a version's tags to its run, sweep parent, data file and GE record."""
-    tags = dict(model_version.tags)
-    require_lineage_tags(name, model_version.version, tags)
+    """Follow a version to its run, sweep parent, data file, GE record and latest decision."""
+    proj = proj or project()
+    version_tags = dict(model_version.tags or {})
+    require_lineage_tags(reg.name, model_version.version, version_tags)
+    run, run_entity = _run_summary(reg, model_version.run_id)
+    parent = run_tags(reg, model_version.run_id).get(tags.PARENT_RUN_ID)
+    sweep, _ = _run_summary(reg, parent)
+    data_version, md5 = version_tags[tags.DATA_VERSION], version_tags[tags.DVC_MD5]
     return Lineage(
-        name=name,
+        name=reg.name,
         version=int(model_version.version),
-        aliases=aliases,
-        tags=tags,
-        source=model_version.source,
-        registered_at=iso_ms(model_version.creation_timestamp),
-        run=_run_summary(client, tags[RUN_ID]),
-        sweep=_run_summary(client, tags.get(SWEEP_PARENT, NO_SWEEP)),
-        data_on_disk=_data_on_disk(tags[DATA_VERSION], tags[DVC_MD5], versions_dir),
-        ge_record=_ge_record(tags[DATA_VERSION], tags[DVC_MD5], metrics_dir),
+        aliases=held,
+        tags=version_tags,
+        source=model_version.source or "",
+        registered_at=iso_ms(model_version.creation_timestamp) or "",
+        run=run,
+        params=dict(run_entity.data.params) if run_entity else {},
+        metrics=dict(run_entity.data.metrics) if run_entity else {},
+        sweep=sweep,
+        data_on_disk=_data_on_disk(data_version, md5, proj),
+        ge_record=_ge_record(data_version, md5, proj),
+        decision=latest_decision(reg, model_version.version),
     )
+
+
+def params_text(params: dict[str, str]) -> str:
+    """Run params as `k=v` words, sorted (the lineage table's one line of hyper-parameters)."""
+    return " ".join(f"{k}={v}" for k, v in sorted(params.items()))

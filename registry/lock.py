@@ -8,24 +8,29 @@ works the same against the embedded store and a remote `mlflow server`, across h
 Guarantee: among coinflow processes (promote, first champion, rollback) at most one moves the
 aliases at a time, and each compares the champion it scored with the current one under the lock
 (registry.aliases), so no promotion is lost and previous-champion is always the version replaced.
-Limits: a holder stalled past the TTL (60 s; the section takes well under a second) may have its
-lock broken, and breaking a dead holder's lock is check-then-delete; alias moves made outside
-coinflow (MLflow UI) bypass the lock and are only caught by the re-reads around each write.
+A lock whose holder is gone is taken over: at once when the holder ran on this host and its
+process has exited, after the TTL (60 s; the section takes well under a second) otherwise.
+While waiting, the holder (host, pid, since when) is logged. Alias moves made outside coinflow
+(MLflow UI) bypass the lock and are only caught by the re-reads around each write.
 """
 
 from __future__ import annotations
 
-import os
-import socket
+import json
+import logging
 import time
 import uuid
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pipelines import tags
+from pipelines.liveness import process_alive, process_identity
 from registry.errors import ConcurrentPromotionError, LockTimeoutError
 
-OWNER_TAG = "coinflow.lock.owner"
-EXPIRES_TAG = "coinflow.lock.expires_at"
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
 
 
 def lock_name(model_name: str) -> str:
@@ -33,8 +38,39 @@ def lock_name(model_name: str) -> str:
     return f"{model_name}.promotion-lock"
 
 
-def _error_code(exc: Exception) -> str:
-    return str(getattr(exc, "error_code", ""))
+class Holder:
+    """Who holds the lock: their identity (host, pid, start time, token), since and until when."""
+
+    def __init__(self, owner: str, expires: float, created: float) -> None:
+        self.owner, self.expires, self.created = owner, expires, created
+        try:
+            self.identity: dict[str, Any] = dict(json.loads(owner))
+        except ValueError:
+            self.identity = {}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Holder) and (self.owner, self.expires) == (
+            other.owner,
+            other.expires,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.owner, self.expires))
+
+    @property
+    def gone(self) -> bool:
+        """True when the holder's process is known to have exited, or its lease ran out."""
+        if self.expires < time.time():
+            return True
+        return bool(self.identity.get("pid")) and not process_alive(self.identity)
+
+    def __str__(self) -> str:
+        who = self.identity or {"owner": self.owner}
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created))
+        return (
+            f"{who.get('host', '?')} pid {who.get('pid', '?')} since {since} "
+            f"(lease ends in {self.expires - time.time():.0f} s)"
+        )
 
 
 class RegistryLock:
@@ -42,7 +78,7 @@ class RegistryLock:
 
     def __init__(
         self,
-        client: Any,
+        client: MlflowClient,
         model_name: str,
         *,
         ttl_s: float = 60.0,
@@ -52,75 +88,91 @@ class RegistryLock:
         self.client = client
         self.name = lock_name(model_name)
         self.ttl_s, self.timeout_s, self.poll_s = ttl_s, timeout_s, poll_s
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = json.dumps({**process_identity(), "token": uuid.uuid4().hex[:8]})
 
-    def _holder(self) -> tuple[str, float] | None:
-        """(owner, expiry) of the current lock, None when nobody holds it."""
+    def _holder(self) -> Holder | None:
+        """The current holder, None when nobody holds the lock."""
+        from mlflow.exceptions import MlflowException
+
         try:
             model = self.client.get_registered_model(self.name)
-        except Exception as exc:
-            if _error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
             raise
-        created = (model.creation_timestamp or 0) / 1000  # fallback if the tag were lost
-        expires = model.tags.get(EXPIRES_TAG)
-        return model.tags.get(OWNER_TAG, "?"), float(expires) if expires else created + self.ttl_s
+        created = (model.creation_timestamp or 0) / 1000
+        expires = model.tags.get(tags.LOCK_EXPIRES)
+        return Holder(
+            model.tags.get(tags.LOCK_OWNER, "?"),
+            float(expires) if expires else created + self.ttl_s,
+            created,
+        )
 
     def _try_create(self) -> bool:
-        tags = {OWNER_TAG: self.owner, EXPIRES_TAG: f"{time.time() + self.ttl_s:.3f}"}
+        from mlflow.exceptions import MlflowException
+
+        lock_tags = {
+            tags.LOCK_OWNER: self.owner,
+            tags.LOCK_EXPIRES: f"{time.time() + self.ttl_s:.3f}",
+        }
         try:
             self.client.create_registered_model(
                 self.name,
-                tags=tags,
+                tags=lock_tags,
                 description="coinflow promotion lock: exists only while a promotion moves aliases",
             )
-        except Exception as exc:
-            if _error_code(exc) == "RESOURCE_ALREADY_EXISTS":
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_ALREADY_EXISTS":
                 return False
             raise
         return True
 
     def acquire(self) -> None:
-        """Create the lock name; wait while a live holder has it, break it once expired."""
+        """Create the lock name; wait while a live holder has it, take it over once it is gone."""
         deadline = time.monotonic() + self.timeout_s
+        said: Holder | None = None
         while not self._try_create():
             holder = self._holder()
-            if holder is not None and holder[1] < time.time():
-                # The holder died mid-promotion: re-read just before deleting, so a lock that
-                # changed hands in between is left alone.
-                again = self._holder()
-                if again == holder:
+            if holder is not None and holder.gone:
+                # Re-read just before deleting, so a lock that changed hands is left alone.
+                if self._holder() == holder:
+                    log.warning(
+                        "registry lock %r: taking over from %s, which is gone", self.name, holder
+                    )
                     self._delete()
                 continue
+            if holder is not None and holder != said:
+                log.warning("registry lock %r is held by %s: waiting", self.name, holder)
+                said = holder
             if time.monotonic() > deadline:
-                who = holder[0] if holder else "unknown"
                 raise LockTimeoutError(
-                    f"registry lock {self.name!r} held by {who} for more than "
-                    f"{self.timeout_s:.0f} s; retry later or delete the "
-                    "registered model of that name if its holder is dead"
+                    f"registry lock {self.name!r} held by {holder or 'unknown'} for more than "
+                    f"{self.timeout_s:.0f} s; retry later (a holder that died is taken over "
+                    "once its lease ends)"
                 )
             time.sleep(self.poll_s)
 
     def verify(self) -> None:
         """Raise unless we still hold the lock with time to spare (checked before each write)."""
         holder = self._holder()
-        if holder is None or holder[0] != self.owner or holder[1] < time.time() + 1.0:
+        if holder is None or holder.owner != self.owner or holder.expires < time.time() + 1.0:
             raise ConcurrentPromotionError(
-                f"registry lock {self.name!r} was lost "
-                f"(now held by {holder[0] if holder else 'nobody'})"
+                f"registry lock {self.name!r} was lost (now held by {holder or 'nobody'})"
             )
 
     def _delete(self) -> None:
+        from mlflow.exceptions import MlflowException
+
         try:
             self.client.delete_registered_model(self.name)
-        except Exception as exc:
-            if _error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
 
     def release(self) -> None:
         """Delete the lock if it is still ours."""
         holder = self._holder()
-        if holder is not None and holder[0] == self.owner:
+        if holder is not None and holder.owner == self.owner:
             self._delete()
 
     def __enter__(self) -> RegistryLock:

@@ -1,147 +1,31 @@
-"""Champion/challenger promotion: a pure rule, a fair re-score, a compare-and-set alias move.
+"""Champion/challenger promotion: a fair re-score, then the pure rule, then a guarded move.
 
-`should_promote` decides from scores alone. `promote` re-scores the challenger and the current
-champion on the same test rows, takes the registry lock (registry.lock), checks the champion is
-still the version it scored (else re-scores, up to 3 times), records the decision (version tags +
-a `promotion` run holding promotion/decision-<time>.json), moves the aliases and re-reads them.
+`promote` re-scores the challenger and the current champion on the same test rows, asks
+registry.policy.should_promote, and hands the decision to registry.aliases.commit_decision,
+which applies it under the registry lock only if the champion is still the version it scored
+(else this re-scores, up to 3 times).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
-import socket
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipelines.config import RegistryParams
 from registry.errors import (
     ConcurrentPromotionError,
     ModelLoadError,
     NothingToDoError,
     RegistryError,
 )
+from registry.policy import Decision, ModelScore, Policy, should_promote
 
 if TYPE_CHECKING:
     from registry.scoring import EvalSet
     from registry.store import Registry
 
 log = logging.getLogger(__name__)
-NAN = float("nan")
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Promotion thresholds from params.yaml `registry`."""
-
-    margin: float
-    max_mase: float
-
-    @classmethod
-    def from_params(cls, params: RegistryParams) -> Policy:
-        return cls(margin=params.promote_margin, max_mase=params.max_mase)
-
-    @property
-    def rule(self) -> str:
-        """The rule in words, as recorded with every decision."""
-        return (
-            f"promote iff challenger MASE < {self.max_mase:g} x persistence MASE on the same "
-            f"rows, and challenger MASE < champion MASE - {self.margin:g}"
-        )
-
-
-@dataclass(frozen=True)
-class ModelScore:
-    """One model's re-score on the shared test rows (version None: not a registered version)."""
-
-    version: int | None
-    mase: float
-    mae: float = NAN
-    rmse: float = NAN
-    kind: str = ""
-    trained_on: str = ""  # the dataset version the model was fitted on (for the audit record)
-
-
-@dataclass(frozen=True)
-class Decision:
-    """Whether to promote, why, and every score the rule looked at."""
-
-    promote: bool
-    reason: str
-    rule: str
-    challenger: ModelScore
-    champion: ModelScore | None
-    baseline: ModelScore
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (NaN becomes null)."""
-
-        def clean(score: ModelScore | None) -> dict[str, Any] | None:
-            if score is None:
-                return None
-            return {
-                k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in asdict(score).items()
-            }
-
-        return {
-            "promoted": self.promote,
-            "reason": self.reason,
-            "rule": self.rule,
-            "challenger": clean(self.challenger),
-            "champion": clean(self.champion),
-            "baseline": clean(self.baseline),
-        }
-
-
-def should_promote(
-    challenger: ModelScore, champion: ModelScore | None, baseline: ModelScore, policy: Policy
-) -> Decision:
-    """Promote iff the challenger beats persistence (max_mase) and the champion by the margin."""
-
-    def decide(promote: bool, reason: str) -> Decision:
-        return Decision(promote, reason, policy.rule, challenger, champion, baseline)
-
-    c = challenger.mase
-    if not math.isfinite(c):
-        return decide(False, f"challenger MASE is {c}: not a usable score")
-    if not math.isfinite(baseline.mase):
-        return decide(
-            False,
-            f"persistence MASE is {baseline.mase} on these rows: no baseline to compare against",
-        )
-    bar = policy.max_mase * baseline.mase
-    if c >= bar:
-        return decide(
-            False,
-            f"challenger MASE {c:.4f} is not below {bar:.4f} "
-            f"({policy.max_mase:g} x persistence): no better than persistence",
-        )
-    if champion is None:
-        return decide(True, f"no champion; challenger MASE {c:.4f} beats persistence (< {bar:.4f})")
-    if champion.version is not None and champion.version == challenger.version:
-        return decide(False, f"v{challenger.version} is already the champion")
-    if not math.isfinite(champion.mase):
-        return decide(
-            True,
-            f"champion v{champion.version} scores MASE {champion.mase} (broken "
-            f"forecasts); challenger MASE {c:.4f} beats persistence",
-        )
-    needed = champion.mase - policy.margin
-    if c < needed:
-        return decide(
-            True,
-            f"challenger MASE {c:.4f} < champion v{champion.version} MASE "
-            f"{champion.mase:.4f} - margin {policy.margin:g} = {needed:.4f}",
-        )
-    return decide(
-        False,
-        f"challenger MASE {c:.4f} is not below champion v{champion.version} "
-        f"MASE {champion.mase:.4f} - margin {policy.margin:g} = {needed:.4f}",
-    )
 
 
 @dataclass(frozen=True)
@@ -173,11 +57,6 @@ class PromotionOutcome:
         }
 
 
-def actor() -> str:
-    """Who made a decision: host and process id."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def score_version(reg: Registry, version: int, ev: EvalSet) -> ModelScore:
     """Load one registered version and score it on the evaluation rows."""
     from registry.scoring import score_on_split
@@ -185,7 +64,7 @@ def score_version(reg: Registry, version: int, ev: EvalSet) -> ModelScore:
 
     py = load_python_model(reg, version)
     scores = score_on_split(py, ev)
-    kind = "persistence" if py.config.get("kind") == "persistence" else "torch"
+    kind = py.kind
     return ModelScore(
         version,
         scores["mase"],
@@ -250,42 +129,3 @@ def promote(
         f"the champion of {reg.name} changed {max_attempts} times "
         f"while v{number} was being scored; run the promotion again"
     )
-
-
-def main() -> None:
-    """`python -m registry.promote` (dvc stage `promote`): register the sweep's best, promote it."""
-    from pipelines.config import load_params
-    from pipelines.paths import METRICS_DIR
-    from registry.register import ensure_champion, register_run
-    from registry.scoring import load_eval_set
-    from registry.store import CHAMPION, aliases, open_registry
-
-    params, sweep_json = load_params(), METRICS_DIR / "sweep.json"
-    sweep = json.loads(sweep_json.read_text()) if sweep_json.is_file() else {}
-    if not sweep.get("best_run_id"):
-        raise RegistryError(f"{sweep_json} is missing or names no best_run_id: run the sweep")
-    reg = open_registry(params.registry.model_name)
-    ev = load_eval_set()
-    ensure_champion(reg, ev)  # an empty registry starts with persistence as champion
-    version = register_run(reg, sweep["best_run_id"], sweep_parent_id=sweep.get("parent_run_id"))
-    if aliases(reg).get(CHAMPION) == version:  # a re-run after this very run was promoted
-        summary = {
-            "promoted": False,
-            "version": version,
-            "champion_before": version,
-            "champion_after": version,
-            "reason": f"v{version} is already the champion",
-        }
-    else:
-        summary = promote(reg, ev, Policy.from_params(params.registry), version).summary()
-    (METRICS_DIR / "promotion.json").write_text(json.dumps(summary, indent=2) + "\n")
-    log.info("%s v%d: %s", reg.name, version, summary["reason"])
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        main()
-    except RegistryError as err:
-        log.error("%s", err)
-        raise SystemExit(1) from err

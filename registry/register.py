@@ -1,24 +1,37 @@
-"""Register a run's pyfunc with lineage tags; seed an empty registry with persistence."""
+"""Register a run's pyfunc with its lineage tags; seed the registry with a persistence champion."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from pipelines.paths import METRICS_DIR, VERSIONS_DIR
+from pipelines import tags
+from pipelines.paths import Project, project
 from registry import lineage
-from registry.errors import ModelLoadError, RegistryError
+from registry.errors import ModelCodeMismatchError, ModelLoadError, RegistryError
 from registry.lock import RegistryLock
 from registry.scoring import EvalSet, persistence_scores
-from registry.store import CHALLENGER, CHAMPION, Registry, aliases, now_iso, record_event
+from registry.store import (
+    CHALLENGER,
+    CHAMPION,
+    Registry,
+    aliases,
+    check_code,
+    describe_model,
+    get_version,
+    now_iso,
+)
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 log = logging.getLogger(__name__)
 MODEL_ARTIFACT = "model"
 
 
-def _model_uri(reg: Registry, run: Any) -> str:
-    """Where the run's `model` pyfunc lives: an MLflow 3 logged model, or run artifacts."""
+def _model_source(reg: Registry, run: Run) -> tuple[str, str | None]:
+    """(source, logged model id) of the run's `model` pyfunc: an MLflow 3 logged model, or the
+    run's own artifacts."""
     run_id = run.info.run_id
     logged = [
         m
@@ -28,23 +41,28 @@ def _model_uri(reg: Registry, run: Any) -> str:
         if m.name == MODEL_ARTIFACT
     ]
     if logged:
-        return f"models:/{max(logged, key=lambda m: m.creation_timestamp).model_id}"
+        model_id = max(logged, key=lambda m: m.creation_timestamp).model_id
+        return f"models:/{model_id}", model_id
     if any(
         f.path == f"{MODEL_ARTIFACT}/MLmodel"
         for f in reg.client.list_artifacts(run_id, MODEL_ARTIFACT)
     ):
-        return f"runs:/{run_id}/{MODEL_ARTIFACT}"
+        return f"{run.info.artifact_uri}/{MODEL_ARTIFACT}", None
     raise ModelLoadError(
         f"run {run_id} has no `{MODEL_ARTIFACT}` pyfunc (checkpoint-only trial "
         "runs get one when the sweep closes)"
     )
 
 
-def _register(reg: Registry, uri: str, tags: dict[str, str]) -> int:
-    import mlflow
-
-    version = mlflow.register_model(uri, reg.name, tags=tags)
-    return int(version.version)
+def _register(reg: Registry, run: Run, kind: str) -> int:
+    """A new version of the registered model from `run`, with its lineage tags."""
+    version_tags = lineage.version_tags_from_run(run, kind)
+    source, model_id = _model_source(reg, run)
+    describe_model(reg)
+    mv = reg.client.create_model_version(
+        reg.name, source, run_id=run.info.run_id, tags=version_tags, model_id=model_id
+    )
+    return int(mv.version)
 
 
 def _existing(reg: Registry, run_id: str) -> int | None:
@@ -53,48 +71,48 @@ def _existing(reg: Registry, run_id: str) -> int | None:
     return max((int(mv.version) for mv in found), default=None)
 
 
-def register_run(
-    reg: Registry, run_id: str, sweep_parent_id: str | None = None, alias: str | None = CHALLENGER
-) -> int:
+def register_run(reg: Registry, run_id: str, alias: str | None = CHALLENGER) -> int:
     """Register run `run_id`'s `model` (once) with lineage tags and point `alias` at it."""
+    from mlflow.exceptions import MlflowException
+
     try:
         run = reg.client.get_run(run_id)
-    except Exception as exc:
+    except MlflowException as exc:
         raise RegistryError(f"no MLflow run {run_id!r} in this tracking store") from exc
     if run.info.status != "FINISHED":
         raise RegistryError(f"run {run_id} ended {run.info.status}: only FINISHED runs register")
     version = _existing(reg, run_id)
     if version is None:
-        tags = lineage.version_tags_from_run(run, "torch", sweep_parent_id)
-        version = _register(reg, _model_uri(reg, run), tags)
+        version = _register(reg, run, "torch")
         log.info("registered %s v%d from run %s", reg.name, version, run_id)
     if alias and aliases(reg).get(CHAMPION) != version:  # the champion is nobody's challenger
         reg.client.set_registered_model_alias(reg.name, alias, str(version))
     return version
 
 
-def _persistence_run(reg: Registry, ev: EvalSet, versions_dir: Path, metrics_dir: Path) -> str:
-    """A finished persistence run for this dataset content, reused or logged now."""
+def _persistence_run(reg: Registry, ev: EvalSet, proj: Project) -> str:
+    """A finished persistence run for this dataset content and model code, reused or logged."""
     import mlflow
 
+    from pipelines.fingerprint import code_fingerprint
     from pipelines.tracked import recent_rows
     from pipelines.tracking import lineage_tags
     from registry.pyfunc import log_persistence
 
     found = reg.client.search_runs(
-        [reg.experiment_id],
+        [str(reg.experiment_id)],
         max_results=1,
         order_by=["attributes.start_time DESC"],
         filter_string=(
-            f"tags.`{lineage.KIND}` = 'persistence' and "
-            f"tags.`{lineage.DVC_MD5}` = '{ev.md5}' and attributes.status = 'FINISHED'"
+            f"tags.`{tags.KIND}` = 'persistence' and tags.`{tags.DVC_MD5}` = '{ev.md5}' and "
+            f"tags.`{tags.CODE}` = '{code_fingerprint()}' and attributes.status = 'FINISHED'"
         ),
     )
     if found:
         return str(found[0].info.run_id)
-    tags = {**lineage_tags(ev.version, ev.md5, metrics_dir), lineage.KIND: "persistence"}
+    run_tags = {**lineage_tags(ev.version, ev.md5, proj), tags.KIND: "persistence"}
     with mlflow.start_run(
-        experiment_id=reg.experiment_id, run_name=f"persistence-{ev.version}", tags=tags
+        experiment_id=reg.experiment_id, run_name=f"persistence-{ev.version}", tags=run_tags
     ) as run:
         mlflow.log_params({"kind": "persistence", "data_version": ev.version})
         mlflow.log_metrics({f"test_{k}": v for k, v in persistence_scores(ev).items()})
@@ -103,48 +121,59 @@ def _persistence_run(reg: Registry, ev: EvalSet, versions_dir: Path, metrics_dir
             "lookback": 0,
             "data_version": ev.version,
             "dvc_md5": ev.md5,
+            "trained_at": now_iso(),
+            "code_fingerprint": code_fingerprint(),
         }
-        log_persistence(config, recent_rows(ev.version, versions_dir), name=MODEL_ARTIFACT)
+        log_persistence(config, recent_rows(ev.version, proj), name=MODEL_ARTIFACT)
     return str(run.info.run_id)
 
 
-def ensure_champion(
-    reg: Registry, ev: EvalSet, versions_dir: Path = VERSIONS_DIR, metrics_dir: Path = METRICS_DIR
-) -> int:
-    """The champion's version; an empty registry first gets the persistence model as champion."""
+def _stale_champion(reg: Registry, current: int) -> str | None:
+    """Why the champion cannot be served by this code (None when it can)."""
+    try:
+        check_code(reg.name, current, dict(get_version(reg, current).tags or {}))
+    except ModelCodeMismatchError as exc:
+        return str(exc)
+    return None
+
+
+def ensure_champion(reg: Registry, ev: EvalSet, proj: Project | None = None) -> int:
+    """The champion's version. An empty registry first gets the persistence model as champion,
+    and so does one whose champion was built with other model code than this code (it could
+    not be served or re-scored here): recorded as a `code-upgrade` decision."""
+    from registry.aliases import apply_record, repair_records
+
+    proj = proj or project()
     current = aliases(reg).get(CHAMPION)
-    if current is not None:
+    stale = None if current is None else _stale_champion(reg, current)
+    if current is not None and stale is None:
         return current
-    run_id = _persistence_run(reg, ev, versions_dir, metrics_dir)
+    run_id = _persistence_run(reg, ev, proj)
     version = _existing(reg, run_id)
     if version is None:
-        run = reg.client.get_run(run_id)
-        version = _register(
-            reg, _model_uri(reg, run), lineage.version_tags_from_run(run, "persistence")
-        )
+        version = _register(reg, reg.client.get_run(run_id), "persistence")
     with RegistryLock(reg.client, reg.name) as lock:
-        current = aliases(reg).get(CHAMPION)  # another process may have seeded it meanwhile
-        if current is not None:
-            return current
+        repair_records(reg)
+        now = aliases(reg).get(CHAMPION)  # another process may have seeded it meanwhile
+        if now is not None and (now != current or _stale_champion(reg, now) is None):
+            return now
+        action = "first-champion" if now is None else "code-upgrade"
+        reason = (
+            "the registry had no champion: persistence (tomorrow = today) serves until a "
+            "model beats it"
+            if now is None
+            else f"the champion cannot be served by this code ({stale}); persistence built "
+            "with this code serves until a model beats it"
+        )
         record = {
-            "action": "first-champion",
+            "action": action,
             "model_name": reg.name,
             "version": version,
-            "decided_at": now_iso(),
+            "champion_before": now,
+            "champion_after": version,
             "eval": ev.describe(),
-            "reason": "the registry had no champion: persistence (tomorrow = today) "
-            "serves until a model beats it",
+            "reason": reason,
         }
-        record_run = record_event(reg, "first-champion", version, record)
-        lock.verify()
-        reg.client.set_registered_model_alias(reg.name, CHAMPION, str(version))
-        for key, value in (
-            ("action", "first-champion"),
-            ("promoted", "true"),
-            ("reason", record["reason"]),
-            ("at", record["decided_at"]),
-            ("record_run_id", record_run),
-        ):
-            reg.client.set_model_version_tag(reg.name, str(version), lineage.DECISION + key, value)
-    log.info("%s v%d (persistence) is the first champion", reg.name, version)
+        apply_record(reg, lock, record)
+    log.info("%s v%d (persistence) is the champion: %s", reg.name, version, reason)
     return version

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import math
 import textwrap
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from registry import lineage as tags_
-from registry.lineage import Lineage
+from pipelines import tags
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
+    from registry.lineage import Lineage
+    from registry.promote import PromotionOutcome
 
 VALUE_WIDTH = 78
+# A decision record's action → the word a version's `coinflow.decision` tag and tables show.
+OUTCOME = {
+    "promote": "promoted",
+    "refuse": "refused",
+    "first-champion": "first-champion",
+    "code-upgrade": "first-champion",
+    "rollback": "restored",
+}
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -53,28 +65,27 @@ def fmt(value: Any, digits: int = 4) -> str:
     return f"{number:.{digits}f}" if math.isfinite(number) else str(number)
 
 
-def status_table(name: str, alias_map: dict[str, int], versions: Sequence[Any]) -> str:
-    """`coinflow registry status`: one row per version with aliases, lineage and scores."""
+def status_table(name: str, alias_map: dict[str, int], versions: Sequence[ModelVersion]) -> str:
+    """`coinflow registry status`: one row per version with aliases, lineage and the decision."""
+    from registry.store import iso_ms
+
     by_version: dict[int, list[str]] = {}
     for alias, version in sorted(alias_map.items()):
         by_version.setdefault(version, []).append(alias)
     head = ", ".join(f"{a} v{v}" for a, v in sorted(alias_map.items())) or "no aliases"
     rows = []
     for mv in versions:
-        t = mv.tags
-        decision = _verdict(t.get(tags_.DECISION + "action"), t.get(tags_.DECISION + "promoted"))
+        t = mv.tags or {}
         rows.append(
             [
                 f"v{mv.version}",
                 ",".join(by_version.get(int(mv.version), [])) or "-",
-                t.get(tags_.KIND, "?"),
-                t.get(tags_.DATA_VERSION, "?"),
-                fmt(t.get("coinflow.test_mase")),
-                fmt(t.get("coinflow.test_mae"), 1),
-                decision,
-                fmt(t.get(tags_.DECISION + "challenger_mase")),
-                (t.get(tags_.RUN_ID) or "?")[:8],
-                tags_.iso_ms(mv.creation_timestamp)[:16],
+                t.get(tags.KIND, "?"),
+                t.get(tags.DATA_VERSION, "?"),
+                fmt(t.get(tags.TEST_MASE)),
+                t.get(tags.DECISION, ""),
+                (mv.run_id or "?")[:8],
+                (iso_ms(mv.creation_timestamp) or "")[:16],
             ]
         )
     table = format_table(
@@ -84,9 +95,7 @@ def status_table(name: str, alias_map: dict[str, int], versions: Sequence[Any]) 
             "kind",
             "data",
             "test MASE",
-            "test MAE $",
             "last decision",
-            "re-scored MASE",
             "run",
             "registered (UTC)",
         ],
@@ -95,57 +104,47 @@ def status_table(name: str, alias_map: dict[str, int], versions: Sequence[Any]) 
     return f"{name}: {head}  ({len(versions)} versions)\n{table}"
 
 
-def _verdict(action: str | None, promoted: str | None) -> str:
-    """The latest decision on a version, in words ('' when none was taken)."""
-    if action == "first-champion":
-        return "first champion"
-    return {"true": "promoted", "false": "refused"}.get(promoted or "", "")
-
-
 def _wrap(field: str, value: str) -> list[list[str]]:
     lines = textwrap.wrap(value, VALUE_WIDTH) or [""]
     return [[field, lines[0]], *(["", more] for more in lines[1:])]
 
 
-def _params(text: str) -> str:
-    try:
-        params = json.loads(text)
-    except (TypeError, ValueError):
-        return text or ""
-    return " ".join(f"{k}={v}" for k, v in params.items())
+def _scores_line(decision: dict[str, Any]) -> str:
+    """'challenger 0.97, champion v1 1.00, persistence 1.00' from a decision record."""
+    champ = decision.get("champion") or {}
+    parts = [f"challenger {fmt((decision.get('challenger') or {}).get('mase'))}"]
+    if champ:
+        parts.append(f"champion v{champ.get('version') or '-'} {fmt(champ.get('mase'))}")
+    parts.append(f"persistence {fmt((decision.get('baseline') or {}).get('mase'))}")
+    return "MASE " + ", ".join(parts)
 
 
 def lineage_table(lin: Lineage) -> str:
     """`coinflow registry lineage N`: version → run → sweep → data → git sha → GE → decision."""
+    from registry.lineage import params_text
+
     t, run, sweep, d = lin.tags, lin.run, lin.sweep, lin.decision
+    run_line = (
+        run["error"]
+        if "error" in run
+        else f"{run.get('name', '?')} / {run.get('status', '?')}, started {run.get('started', '?')}"
+    )
     sections: list[tuple[str, list[list[str]]]] = [
         (
             "version",
             [
                 ["registered", lin.registered_at],
-                ["kind", t.get(tags_.KIND, "?")],
+                ["kind", t.get(tags.KIND, "?")],
                 *_wrap("source", lin.source),
             ],
         ),
-        (
-            "run",
-            [
-                ["id", t[tags_.RUN_ID]],
-                [
-                    "name / status",
-                    f"{run.get('name', '?')} / {run.get('status', '?')}, "
-                    f"started {run.get('started', '?')}"
-                    if "error" not in run
-                    else run["error"],
-                ],
-            ],
-        ),
+        ("run", [["id", run.get("id", "?")], ["name / status", run_line]]),
         (
             "sweep",
             [
                 [
                     "parent run",
-                    (f"{sweep['id']} ({sweep.get('name', '?')} / {sweep.get('status', '?')})")
+                    f"{sweep['id']} ({sweep.get('name', '?')} / {sweep.get('status', '?')})"
                     if sweep
                     else "none",
                 ]
@@ -154,71 +153,49 @@ def lineage_table(lin: Lineage) -> str:
         (
             "data",
             [
-                ["version", t[tags_.DATA_VERSION]],
-                ["DVC md5", t[tags_.DVC_MD5]],
+                ["version", t[tags.DATA_VERSION]],
+                ["DVC md5", t[tags.DVC_MD5]],
                 *_wrap("on disk", lin.data_on_disk),
             ],
         ),
-        ("code", [["git sha", t[tags_.GIT_SHA]]]),
-        ("GE gate", [["status", t[tags_.GE_STATUS]], *_wrap("record", lin.ge_record)]),
+        ("code", [["git sha", t[tags.GIT_SHA]], ["model code", t.get(tags.CODE, "?")]]),
+        ("GE gate", [["status", t[tags.GE_STATUS]], *_wrap("record", lin.ge_record)]),
         (
             "training",
             [
-                *_wrap("params", _params(t.get(tags_.PARAMS, ""))),
-                ["trained at", t.get(tags_.TRAINED_AT, "")],
+                *_wrap("params", params_text(lin.params)),
+                ["trained at", run.get("ended", "")],
                 [
                     "test split",
-                    f"MASE {fmt(t.get('coinflow.test_mase'))}  MAE $"
-                    f"{fmt(t.get('coinflow.test_mae'), 2)}  RMSE $"
-                    f"{fmt(t.get('coinflow.test_rmse'), 2)} (training run)",
+                    f"MASE {fmt(lin.metrics.get('test_mase'))}  MAE $"
+                    f"{fmt(lin.metrics.get('test_mae'), 2)}  RMSE $"
+                    f"{fmt(lin.metrics.get('test_rmse'), 2)} (training run)",
                 ],
             ],
         ),
     ]
     if d:
-        verdict = _verdict(d.get("action"), d.get("promoted")) or "?"
-        rescore = (
-            (
-                f"{d.get('data_version', '?')}: challenger {fmt(d.get('challenger_mase'))}, "
-                f"champion v{d.get('champion_version') or '-'} {fmt(d.get('champion_mase'))}, "
-                f"persistence {fmt(d.get('baseline_mase'))}"
-            )
-            if "challenger_mase" in d
-            else ""
-        )
-        sections.append(
-            (
-                "promotion",
-                [
-                    ["decision", f"{verdict} at {d.get('at', '?')}"],
-                    *_wrap("reason", d.get("reason", "")),
-                    *([["re-scored on", rescore]] if rescore else []),
-                    ["record run", d.get("record_run_id", "")],
-                ],
-            )
-        )
-    if "coinflow.rollback.at" in t:
-        sections.append(
-            (
-                "rollback",
-                [
-                    [
-                        "restored",
-                        f"at {t['coinflow.rollback.at']} from "
-                        f"v{t.get('coinflow.rollback.from', '?')}",
-                    ],
-                    ["reason", t.get("coinflow.rollback.reason", "")],
-                ],
-            )
-        )
+        body = [
+            [
+                "decision",
+                f"{OUTCOME.get(str(d.get('action')), '?')} at {d.get('decided_at', '?')} by "
+                f"{d.get('actor', '?')}",
+            ],
+            *_wrap("reason", str(d.get("reason", ""))),
+        ]
+        if d.get("challenger"):
+            ev = d.get("eval") or {}
+            body.append(["re-scored on", f"{ev.get('data_version', '?')}: {_scores_line(d)}"])
+        if d.get("action") in ("promote", "rollback") and d.get("champion_before") is not None:
+            body.append(["replaced", f"v{d['champion_before']}"])
+        body.append(["record run", str(d.get("record_run_id", ""))])
+        sections.append(("decision", body))
     rows = [[step if i == 0 else "", *row] for step, body in sections for i, row in enumerate(body)]
-    aliases = ", ".join(lin.aliases) or "no aliases"
-    return f"{lin.name} v{lin.version} ({aliases})\n" + format_table(
-        ["step", "field", "value"], rows
-    )
+    held = ", ".join(lin.aliases) or "no aliases"
+    return f"{lin.name} v{lin.version} ({held})\n" + format_table(["step", "field", "value"], rows)
 
 
-def decision_table(outcome: Any) -> str:
+def decision_table(outcome: PromotionOutcome) -> str:
     """`coinflow registry promote`: the three scores, the rule, the verdict and the record."""
     d = outcome.decision
     rows = [
@@ -255,3 +232,39 @@ def decision_table(outcome: Any) -> str:
             f"record:   run {outcome.record_run_id} (promotion/decision-*.json)",
         ]
     )
+
+
+def decision_markdown(record: dict[str, Any], record_run: str) -> str:
+    """A version's MLflow description: its latest decision, readable in the registry UI."""
+    action = str(record.get("action", "?"))
+    lines = [f"### Latest decision: {action}", ""]
+    lines.append(
+        f"*{record.get('decided_at', '?')}* by `{record.get('actor', '?')}`; record run "
+        f"`{record_run}` (`promotion/decision-*.json`)."
+    )
+    lines += ["", f"**Reason.** {record.get('reason', '')}"]
+    if record.get("rule"):
+        lines += ["", f"**Rule.** {record['rule']}"]
+    roles = [(r, record.get(r)) for r in ("challenger", "champion", "baseline") if record.get(r)]
+    if roles:
+        ev = record.get("eval") or {}
+        lines += [
+            "",
+            f"**Scores** on {ev.get('data_version', '?')} test days "
+            f"{ev.get('first_day', '?')} → {ev.get('last_day', '?')} "
+            f"({ev.get('rows', '?')} days):",
+            "",
+            "| role | version | kind | MASE | MAE $ | RMSE $ |",
+            "|---|---|---|---|---|---|",
+        ]
+        for role, s in roles:
+            assert isinstance(s, dict)
+            version = "-" if s.get("version") is None else f"v{s['version']}"
+            lines.append(
+                f"| {role} | {version} | {s.get('kind', '')} | {fmt(s.get('mase'))} | "
+                f"{fmt(s.get('mae'), 2)} | {fmt(s.get('rmse'), 2)} |"
+            )
+    before, after = record.get("champion_before"), record.get("champion_after")
+    if before != after:
+        lines += ["", f"Champion v{before} → v{after}."]
+    return "\n".join(lines)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from pipelines.paths import FEATURES_DIR, VERSIONS_DIR, version_path
+from pipelines.forecast import InputRowsError
+from pipelines.paths import Project, project
 from registry.errors import EvalDataError
+
+if TYPE_CHECKING:
+    from registry.pyfunc import CoinflowModel
 
 
 @dataclass(frozen=True)
@@ -36,16 +39,17 @@ class EvalSet:
         }
 
 
-def load_eval_set(features_dir: Path = FEATURES_DIR, versions_dir: Path = VERSIONS_DIR) -> EvalSet:
+def load_eval_set(proj: Project | None = None) -> EvalSet:
     """Test split of the features stage's version, with that version's raw rows (md5-checked)."""
     from pipelines.features import INPUT_COLUMNS
+    from pipelines.files import file_md5
     from pipelines.train import load_training_data
-    from pipelines.version import file_md5
 
-    if not (features_dir / "meta.json").is_file():
-        raise EvalDataError(f"no features at {features_dir}: run the features stage first")
-    data = load_training_data(features_dir)
-    path = version_path(data.version, versions_dir)
+    proj = proj or project()
+    if not (proj.features / "meta.json").is_file():
+        raise EvalDataError(f"no features at {proj.features}: run the features stage first")
+    data = load_training_data(proj.features)
+    path = proj.version_file(data.version)
     if not path.is_file():
         raise EvalDataError(f"dataset version file {path} (features' version) not found")
     if file_md5(path) != data.md5:
@@ -66,22 +70,7 @@ def load_eval_set(features_dir: Path = FEATURES_DIR, versions_dir: Path = VERSIO
     )
 
 
-def _batched_returns(py: Any, ev: EvalSet) -> np.ndarray:
-    """All test windows through the torch net at once (same arithmetic as forecast_closes)."""
-    from pipelines.features import compute_features, make_windows
-
-    lookback = int(py.config["lookback"])
-    if ev.positions.min() - lookback + 1 < 1:  # row 0 has no previous day: NaN returns
-        raise EvalDataError(f"the first test day lacks {lookback} days of history")
-    feats = compute_features(ev.rows).to_numpy(dtype="float64")
-    windows = make_windows(py.scaler.transform(feats), lookback, ev.positions).astype("float32")
-    if not np.isfinite(windows).all():
-        raise EvalDataError("a test window holds missing inputs")
-    scaled = np.asarray(py.predict_returns(windows))
-    return np.asarray(py.scaler.target_from_scaled(scaled), dtype="float64")
-
-
-def _windowed_returns(py: Any, ev: EvalSet) -> np.ndarray:
+def _windowed_returns(py: CoinflowModel, ev: EvalSet) -> np.ndarray:
     """Any pyfunc: one predict per test day on its last `rows_needed` raw rows (slow, generic)."""
     from pipelines.forecast import input_frame
 
@@ -94,16 +83,18 @@ def _windowed_returns(py: Any, ev: EvalSet) -> np.ndarray:
     return out
 
 
-def predict_test_returns(py: Any, ev: EvalSet, batched: bool = True) -> np.ndarray:
-    """Next-day log returns a model forecasts for each test day (persistence: exactly zero)."""
-    if py.config.get("kind") == "persistence":
-        return np.zeros(len(ev.dates))
-    if batched and hasattr(py, "predict_returns") and hasattr(py, "scaler"):
-        return _batched_returns(py, ev)
-    return _windowed_returns(py, ev)
+def predict_test_returns(py: CoinflowModel, ev: EvalSet, batched: bool = True) -> np.ndarray:
+    """Next-day log returns a model forecasts for each test day (all days in one batch, or
+    one pyfunc predict per day: the two agree, which the tests check)."""
+    if not batched:
+        return _windowed_returns(py, ev)
+    try:
+        return py.next_day_returns(ev.rows.to_numpy(dtype="float64"), ev.positions)
+    except InputRowsError as exc:
+        raise EvalDataError(f"cannot score on {ev.version}'s test days: {exc}") from exc
 
 
-def score_on_split(py: Any, ev: EvalSet, batched: bool = True) -> dict[str, float]:
+def score_on_split(py: CoinflowModel, ev: EvalSet, batched: bool = True) -> dict[str, float]:
     """USD scores (mae, rmse, mape, mase vs persistence, dir_acc) of one unwrapped pyfunc."""
     from pipelines.metrics import score_forecast
 

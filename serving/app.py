@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,12 +14,53 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from registry.errors import RegistryError
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.middleware import BodyLimitMiddleware
-from serving.problems import PROBLEM_TYPE, ServingError, install_problem_handlers
+from serving.problems import PROBLEM_TYPE, install_problem_handlers
 from serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
+
+
+class Startup:
+    """Background start-up: build the model cache and load the default alias, retrying.
+
+    The API answers /health at once and /ready says why it is not ready yet; a registry or
+    database that is down only delays readiness (it is retried with back-off), and SIGTERM
+    stops the process whatever the loader is waiting on (it runs in a daemon thread).
+    """
+
+    def __init__(self, app: FastAPI, settings: ServingSettings) -> None:
+        self.app, self.settings = app, settings
+        self.done = threading.Event()  # the first load attempt ended (model or not)
+        self.stop = threading.Event()
+        self.error: str | None = None
+        self.thread = threading.Thread(target=self.run, name="model-loader", daemon=True)
+
+    def run(self) -> None:
+        delay = 1.0
+        while not self.stop.is_set():
+            try:
+                if getattr(self.app.state, "cache", None) is None:
+                    build_state(self.app, self.settings)
+                self.app.state.cache.refresh()
+                self.error = None
+                break
+            except RegistryError as exc:  # start anyway: /health answers, /ready says why
+                self.error = str(exc)
+                if getattr(self.app.state, "cache", None) is not None:
+                    break  # the cache exists: the periodic refresh takes over from here
+            except Exception as exc:  # a store that cannot even be opened (bad URI, DB down)
+                self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            finally:
+                self.done.set()
+            log.warning("model API not ready, retrying in %.0f s: %s", delay, self.error)
+            self.stop.wait(delay)
+            delay = min(delay * 2, 30.0)
+        # Start-up objects (modules, the model) are long-lived: keep them out of GC passes.
+        gc.collect()
+        gc.freeze()
 
 
 async def refresh_forever(app: FastAPI, every_s: float) -> None:
@@ -26,11 +68,14 @@ async def refresh_forever(app: FastAPI, every_s: float) -> None:
     failing = False
     while True:
         await asyncio.sleep(every_s)
+        cache = getattr(app.state, "cache", None)
+        if cache is None:
+            continue
         try:
-            changed = await run_in_threadpool(app.state.cache.refresh)
-        except ServingError as exc:  # logged once per outage, not once per period
+            changed = await run_in_threadpool(cache.refresh)
+        except RegistryError as exc:  # logged once per outage, not once per period
             if not failing:
-                log.warning("alias refresh failing, serving cached versions: %s", exc.detail)
+                log.warning("alias refresh failing, serving cached versions: %s", exc)
             failing = True
             continue
         except Exception:
@@ -48,19 +93,25 @@ def build_state(app: FastAPI, settings: ServingSettings) -> None:
     import mlflow
     import torch
 
-    # The model wrappers run on this deploy's code: imported here, before any version loads,
-    # so every version uses it rather than whichever version's bundled copy loaded first.
+    # The model wrappers run on this deploy's code, imported before any version loads; a
+    # version built with other model code is refused (registry.store.check_code).
     import registry.pyfunc  # noqa: F401
     from serving.cache import ModelCache
-    from serving.registry import Registry
+    from serving.registry import RegistryClient
 
     torch.set_num_threads(1)  # one small forecast per request: threads only contend
     settings.apply_mlflow_client_limits()
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.registry_uri)
     metrics: Metrics = app.state.metrics
+    client = RegistryClient.connect(
+        settings.coinflow_model_name,
+        settings.mlflow_tracking_uri,
+        settings.registry_uri,
+        settings.coinflow_registry_slots,
+    )
     app.state.cache = ModelCache(
-        Registry(settings.mlflow_tracking_uri, settings.registry_uri, settings.coinflow_model_name),
+        client,
         settings.coinflow_cache_size,
         settings.coinflow_default_alias,
         on_change=metrics.alias_moved,
@@ -69,22 +120,18 @@ def build_state(app: FastAPI, settings: ServingSettings) -> None:
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Load the default alias's model before serving; keep it fresh in the background."""
+    """Start loading in the background at once; keep the aliases fresh while serving."""
     settings: ServingSettings = app.state.settings
-    await run_in_threadpool(build_state, app, settings)
-    try:
-        await run_in_threadpool(app.state.cache.refresh)
-    except ServingError as exc:  # start anyway: /health answers, /ready says why not ready
-        log.warning("no model at start-up: %s", exc.detail)
-    # Start-up objects (modules, the model) are long-lived: keep them out of GC passes.
-    gc.collect()
-    gc.freeze()
+    app.state.cache = None
+    startup = app.state.startup = Startup(app, settings)
+    startup.thread.start()
     task = None
     if settings.coinflow_refresh_s > 0:
         task = asyncio.create_task(refresh_forever(app, settings.coinflow_refresh_s))
     try:
         yield
     finally:
+        startup.stop.set()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -8,11 +8,17 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from registry.errors import (
+    AliasNotSetError,
+    ModelLoadError,
+    RegistryError,
+    RegistryUnavailableError,
+)
+from registry.store import iso_ms
 from serving.predictor import LoadedModel, build_loaded_model
-from serving.problems import AliasNotSetError, ModelLoadError, ServingError
-from serving.registry import Registry, iso_ms
+from serving.registry import RegistryClient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,7 +44,7 @@ class ModelCache:
 
     def __init__(
         self,
-        registry: Registry,
+        registry: RegistryClient,
         size: int,
         default_alias: str,
         on_change: Callable[[str, int | None], None] | None = None,
@@ -61,20 +67,18 @@ class ModelCache:
         self.status.reachable, self.status.last_ok = True, time.time()
         self.status.last_check, self.status.last_error = self.status.last_ok, None
 
-    def _failed(self, exc: ServingError) -> None:
+    def _failed(self, exc: RegistryError) -> None:
         self.status.reachable, self.status.last_check = False, time.time()
-        self.status.last_error = exc.detail
+        self.status.last_error = str(exc)
 
     def registry_call(self, call: Callable[[], T]) -> T:
         """Run a registry look-up, recording whether the registry answered."""
-        from serving.problems import RegistryUnavailableError
-
         try:
             result = call()
         except RegistryUnavailableError as exc:
             self._failed(exc)
             raise
-        except ServingError:
+        except RegistryError:
             self._ok()  # it answered: "not found" is an answer
             raise
         self._ok()
@@ -106,14 +110,11 @@ class ModelCache:
         return model
 
     def _load(self, version: int) -> LoadedModel:
-        mv: Any = self.registry_call(lambda: self.registry.version(version))
-        py_model: Any = self.registry_call(lambda: self.registry.load(version))
-        run_id = getattr(mv, "run_id", None)
+        mv = self.registry_call(lambda: self.registry.version(version))
+        py = self.registry_call(lambda: self.registry.load(version))
         try:
-            py = py_model.unwrap_python_model()
-            run_tags = self.registry.run_tags(run_id) if run_id else {}
             model = build_loaded_model(
-                self.registry.name, version, py, dict(mv.tags or {}), run_id, run_tags
+                self.registry.name, mv, py, self.registry.run_tags(mv.run_id)
             )
         except Exception as exc:
             raise ModelLoadError(
@@ -182,11 +183,6 @@ class ModelCache:
         with self._lock:
             return dict(self._served)
 
-    def known_aliases(self) -> dict[str, int]:
-        """The registry's alias map as last seen."""
-        with self._lock:
-            return dict(self._known)
-
     def refresh(self) -> dict[str, dict[str, int | None]]:
         """Re-resolve the default and every served alias; load moved versions, then swap."""
         with self._refresh_lock:
@@ -209,7 +205,7 @@ class ModelCache:
         """Ask the registry for the alias map, only to record whether it answers."""
         try:
             self.registry_call(self.registry.aliases)
-        except ServingError:
+        except RegistryError:
             pass
         finally:
             self._probing.release()

@@ -6,12 +6,19 @@ from fastapi import Request
 
 from serving.cache import ModelCache
 from serving.metrics import Metrics
+from serving.problems import StartingError
 from serving.settings import ServingSettings
 
 
 async def get_cache(request: Request) -> ModelCache:
-    """The model cache built in the lifespan."""
-    cache: ModelCache = request.app.state.cache
+    """The model cache, once the background start-up has built it (else 503 with the reason)."""
+    cache: ModelCache | None = request.app.state.cache
+    if cache is None:
+        error = request.app.state.startup.error
+        raise StartingError(
+            "the model API is starting: "
+            + (f"the registry is not reachable yet ({error})" if error else "loading models")
+        )
     return cache
 
 

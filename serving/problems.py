@@ -11,6 +11,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from registry.errors import (
+    AliasNotSetError,
+    ModelCodeMismatchError,
+    ModelLoadError,
+    RegistryError,
+    RegistryUnavailableError,
+    UnknownVersionError,
+)
+
 log = logging.getLogger(__name__)
 PROBLEM_TYPE = "application/problem+json"
 _TYPE_PREFIX = "urn:coinflow:problem:"
@@ -24,6 +33,8 @@ class Problem(BaseModel):
     status: int
     detail: str
     errors: list[dict[str, Any]] | None = None
+    registered_fingerprint: str | None = None
+    running_fingerprint: str | None = None
 
 
 class ServingError(Exception):
@@ -37,14 +48,6 @@ class ServingError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.headers = headers
-
-
-class UnknownVersionError(ServingError):
-    status, slug, title = 404, "unknown-version", "Model version not found"
-
-
-class AliasNotSetError(ServingError):
-    status, slug, title = 404, "alias-not-set", "Alias not set"
 
 
 class NotFoundError(ServingError):
@@ -63,12 +66,30 @@ class ForbiddenError(ServingError):
     status, slug, title = 403, "forbidden", "Forbidden"
 
 
-class RegistryUnavailableError(ServingError):
-    status, slug, title = 503, "registry-unavailable", "Model registry unreachable"
+class StartingError(ServingError):
+    status, slug, title = 503, "starting", "Model API still starting"
 
 
-class ModelLoadError(ServingError):
-    status, slug, title = 503, "model-load-failed", "Model could not be loaded"
+# The registry's error family (registry.errors) → HTTP, most specific class first.
+REGISTRY_PROBLEMS: list[tuple[type[RegistryError], int, str, str]] = [
+    (AliasNotSetError, 404, "alias-not-set", "Alias not set"),
+    (UnknownVersionError, 404, "unknown-version", "Model version not found"),
+    (ModelCodeMismatchError, 409, "model-code-mismatch", "Model built with other code"),
+    (RegistryUnavailableError, 503, "registry-unavailable", "Model registry unreachable"),
+    (ModelLoadError, 503, "model-load-failed", "Model could not be loaded"),
+    (RegistryError, 500, "registry-error", "Registry request refused"),
+]
+
+
+def registry_problem(exc: RegistryError) -> tuple[int, str, str, dict[str, Any]]:
+    """(status, slug, title, extension members) of a registry error."""
+    extra: dict[str, Any] = {}
+    if isinstance(exc, ModelCodeMismatchError):
+        extra = {"registered_fingerprint": exc.registered, "running_fingerprint": exc.running}
+    for cls, status, slug, title in REGISTRY_PROBLEMS:
+        if isinstance(exc, cls):
+            return status, slug, title, extra
+    raise AssertionError("RegistryError is the last entry")  # pragma: no cover
 
 
 def problem_response(
@@ -78,13 +99,15 @@ def problem_response(
     detail: str,
     headers: dict[str, str] | None = None,
     errors: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    """A problem+json response."""
+    """A problem+json response (RFC 9457 extension members in `extra`)."""
     body: dict[str, Any] = {
         "type": _TYPE_PREFIX + slug,
         "title": title,
         "status": status,
         "detail": detail,
+        **(extra or {}),
     }
     if errors is not None:
         body["errors"] = errors
@@ -115,6 +138,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def serving_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ServingError)
         return problem_response(exc.status, exc.slug, exc.title, exc.detail, exc.headers)
+
+    async def registry_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RegistryError)
+        status, slug, title, extra = registry_problem(exc)
+        return problem_response(status, slug, title, str(exc), extra=extra)
 
     async def validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -153,6 +181,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     app.add_exception_handler(ServingError, serving_error)
+    app.add_exception_handler(RegistryError, registry_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, unhandled)

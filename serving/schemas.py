@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-MAX_HORIZON = 30
+from pipelines.forecast import MAX_HORIZON
+
 MAX_ROWS = 1000
 ALIAS_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 Price = Annotated[float, Field(gt=0, le=1e9, description="USD")]
@@ -73,6 +74,7 @@ class Lineage(BaseModel):
     dvc_md5: str | None
     git_sha: str | None
     trained_at: str | None
+    code_fingerprint: str | None = Field(description="model code the version was built with")
     kind: str
     rows_needed: int
 
@@ -86,7 +88,7 @@ class PredictResponse(BaseModel):
 
 
 class VersionMetrics(BaseModel):
-    """Test-window scores recorded as version tags (`coinflow.test_*`)."""
+    """Test-window scores of the version's training run (MASE is also a version tag)."""
 
     test_mase: float | None = None
     test_mae: float | None = None
@@ -104,6 +106,7 @@ class VersionInfo(BaseModel):
     dvc_md5: str | None
     created_at: str | None
     metrics: VersionMetrics
+    decision: str | None = Field(description="outcome of the latest decision on this version")
     loaded: bool = Field(description="held in this API's model cache")
 
 
@@ -120,7 +123,8 @@ class Trial(BaseModel):
 
     run_id: str
     trial_number: int | None
-    status: str
+    status: str = Field(description="the MLflow run status (KILLED for a pruned trial)")
+    state: str | None = Field(description="how Optuna ended the trial: COMPLETE, PRUNED, FAIL")
     hidden_size: int | None
     num_layers: int | None
     cell: str | None
@@ -158,6 +162,9 @@ class ReadyResponse(BaseModel):
     """Readiness, with every degraded state spelled out in `reasons`."""
 
     status: Literal["ready", "degraded", "not_ready"]
+    startup: Literal["loading", "done"] = Field(
+        description="whether the first background load attempt has ended"
+    )
     model_name: str
     default_alias: str
     serving_version: int | None

@@ -5,18 +5,23 @@ from __future__ import annotations
 import os
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipelines.tracking import MlflowSettings
+from serving.schemas import ALIAS_PATTERN
 
 
-class ServingSettings(BaseSettings):
-    """Where the registry is, which model to serve, and how the API behaves."""
+def _model_name() -> str:
+    """params.yaml's registry.model_name: the model the pipeline registers."""
+    from pipelines.config import load_params
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    return load_params().registry.model_name
 
-    mlflow_tracking_uri: str = "sqlite:///mlruns.db"
-    mlflow_registry_uri: str | None = None  # defaults to the tracking URI
-    coinflow_model_name: str = Field(default="btc-forecaster", min_length=1)
-    coinflow_default_alias: str = Field(default="champion", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+class ServingSettings(MlflowSettings):
+    """Where the registry is (MlflowSettings), which model to serve, how the API behaves."""
+
+    coinflow_model_name: str = Field(default_factory=_model_name, min_length=1)
+    coinflow_default_alias: str = Field(default="champion", pattern=ALIAS_PATTERN)
     # Seconds between re-resolutions of the served aliases; 0 turns the periodic refresh off.
     coinflow_refresh_s: float = Field(default=30.0, ge=0)
     # Bearer token of POST /admin/reload; unset (the default) disables the endpoint.
@@ -30,11 +35,8 @@ class ServingSettings(BaseSettings):
     # while the tracking server is down; the API prefers failing fast and serving from cache.
     coinflow_registry_timeout_s: int = Field(default=5, ge=1)
     coinflow_registry_retries: int = Field(default=1, ge=0, le=10)
-
-    @property
-    def registry_uri(self) -> str:
-        """Where registered models live: MLFLOW_REGISTRY_URI, else the tracking store."""
-        return self.mlflow_registry_uri or self.mlflow_tracking_uri
+    # Registry calls in flight at once; more wait at most a moment, then answer 503.
+    coinflow_registry_slots: int = Field(default=4, ge=1, le=64)
 
     @property
     def admin_token(self) -> str | None:

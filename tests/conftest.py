@@ -38,6 +38,13 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+@pytest.fixture(autouse=True)
+def no_default_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """COINFLOW_WORKDIR points at an empty folder: a test that forgot to name its project root
+    fails on a missing params.yaml instead of writing into the repository."""
+    monkeypatch.setenv("COINFLOW_WORKDIR", str(tmp_path / "no-project-root-set"))
+
+
 @pytest.fixture
 def postgres_url() -> str:
     """Base SQLAlchemy URL of the machine's Postgres (trust auth)."""
@@ -90,7 +97,7 @@ def features_v03(real_versions: Path, tmp_path_factory: pytest.TempPathFactory) 
 
     from pipelines.config import load_params
     from pipelines.features import write_features
-    from pipelines.version import file_md5
+    from pipelines.files import file_md5
 
     root = tmp_path_factory.mktemp("features")
     path = real_versions / "v0.3.parquet"
@@ -118,8 +125,8 @@ def learnable_workspace(real_versions: Path, tmp_path_factory: pytest.TempPathFa
 
     from pipelines.config import load_params
     from pipelines.features import write_features
+    from pipelines.files import file_md5
     from pipelines.validate import outcome_record, validate_version
-    from pipelines.version import file_md5
 
     params = load_params(REPO / "params.yaml")
     frame = pd.read_parquet(real_versions / "v0.3.parquet")

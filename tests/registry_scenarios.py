@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from registry.promote import Policy
+from pipelines.paths import Project
+from registry.policy import Policy
 
 POLICY = Policy(margin=0.01, max_mase=1.0)  # params.yaml's registry block
 
@@ -26,41 +27,31 @@ class TrainedRuns:
     experiment_id: str
 
 
-def workspace_paths(ws: Path) -> dict[str, Path]:
-    """tracked_training's folders inside a learnable_workspace."""
-    return {
-        "features_dir": ws / "data" / "features",
-        "versions_dir": ws / "data" / "versions",
-        "metrics_dir": ws / "metrics",
-        "reports_dir": ws / "no-reports",
-    }
-
-
 def train_runs(ws: Path) -> TrainedRuns:
     """Two tiny RNNs trained on syn-ar1 (a fake sweep parent for the good one), pyfuncs logged."""
     import mlflow
 
-    from pipelines.config import TrainParams
     from pipelines.tracked import tracked_training
     from pipelines.tracking import configure_mlflow
     from pipelines.train import load_training_data
+    from tests.params import train_params
 
     experiment_id = configure_mlflow()
-    paths = workspace_paths(ws)
-    data = load_training_data(paths["features_dir"])
+    proj = Project(ws)
+    data = load_training_data(proj.features)
     with mlflow.start_run(run_name="sweep-parent", tags={"coinflow.kind": "sweep"}) as parent:
         good = tracked_training(
-            TrainParams(hidden_size=8, max_epochs=3, lookback=10, lr=1e-2),
+            train_params(hidden_size=8, max_epochs=3, lookback=10, lr=1e-2),
             data,
             run_name="good",
             nested=True,
-            **paths,
+            proj=proj,
         )
     medium = tracked_training(
-        TrainParams(hidden_size=8, max_epochs=2, lookback=10, lr=1e-3),
+        train_params(hidden_size=8, max_epochs=2, lookback=10, lr=1e-3),
         data,
         run_name="medium",
-        **paths,
+        proj=proj,
     )
     assert good.status == medium.status == "FINISHED"
     assert good.metrics["test_mase"] < medium.metrics["test_mase"] - 0.02
@@ -98,7 +89,7 @@ def _promote_worker(name: str, ws: str, version: int, barrier: Any, results: Any
 
     try:
         reg = open_registry(name)
-        ev = load_eval_set(Path(ws) / "data" / "features", Path(ws) / "data" / "versions")
+        ev = load_eval_set(Project(Path(ws)))
 
         def on_scored(attempt: int) -> None:
             if attempt == 1:  # both processes scored against the same champion: now race
@@ -153,8 +144,10 @@ def check_race(
     assert second["before"] == first["after"]  # compare-and-set saw the first commit
     aliases = {a: int(v) for a, v in client.get_registered_model(name).aliases.items()}
     assert aliases["champion"] == good
-    replaced = client.get_model_version(name, str(good)).tags["coinflow.decision.replaced"]
-    assert aliases["previous-champion"] == int(replaced)
+    from registry.store import Registry, latest_decision
+
+    decided = latest_decision(Registry(name, client), good)
+    assert decided is not None and aliases["previous-champion"] == decided["champion_before"]
     from registry.lock import lock_name
 
     assert not client.search_registered_models(f"name = '{lock_name(name)}'")  # released

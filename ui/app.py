@@ -92,6 +92,7 @@ class Handlers:
 def build_app(client: ApiClient, mlflow_ui_url: str | None = None) -> gr.Blocks:
     """The Blocks page; every event goes through `Handlers`, so API failures stay messages."""
     handlers = Handlers(client, mlflow_ui_url)
+    demo: gr.Blocks
     with gr.Blocks(title="coinflow", analytics_enabled=False) as demo:
         gr.Markdown(
             "# coinflow: BTC close forecasts\nServed by the API at "

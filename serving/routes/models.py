@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
+from registry.store import version_summary
 from serving.cache import ModelCache
 from serving.deps import get_cache
 from serving.problems import problem_responses
-from serving.registry import version_summary
 from serving.schemas import ModelsResponse, SweepResponse
 
 router = APIRouter(tags=["registry"])
@@ -20,19 +20,18 @@ def list_models(cache: Annotated[ModelCache, Depends(get_cache)]) -> dict[str, o
     """Registered versions (newest first), aliases and test metrics from version tags."""
     aliases = cache.registry_call(cache.registry.aliases)
     versions = cache.registry_call(cache.registry.versions)
+    runs = cache.registry_call(
+        lambda: cache.registry.run_metrics([mv.run_id for mv in versions if mv.run_id])
+    )
     loaded = set(cache.loaded_versions())
-    return {
-        "name": cache.registry.name,
-        "aliases": aliases,
-        "versions": [
-            version_summary(
-                mv,
-                sorted(a for a, v in aliases.items() if v == int(mv.version)),
-                int(mv.version) in loaded,
-            )
-            for mv in versions
-        ],
-    }
+    entries = []
+    for mv in versions:
+        held = sorted(a for a, v in aliases.items() if v == int(mv.version))
+        entry = version_summary(mv, held, int(mv.version) in loaded)
+        metrics = runs.get(mv.run_id or "", {})
+        entry["metrics"] |= {m: metrics.get(m) for m in ("test_mae", "test_rmse")}
+        entries.append(entry)
+    return {"name": cache.registry.name, "aliases": aliases, "versions": entries}
 
 
 @router.get("/sweeps/latest", response_model=SweepResponse, responses=problem_responses(404, 503))

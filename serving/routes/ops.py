@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -18,6 +18,9 @@ from serving.problems import ForbiddenError, UnauthorizedError, problem_response
 from serving.schemas import HealthResponse, ReadyResponse, ReloadResponse
 from serving.settings import ServingSettings
 
+if TYPE_CHECKING:
+    from serving.app import Startup
+
 router = APIRouter(tags=["operations"])
 bearer = HTTPBearer(auto_error=False, description="COINFLOW_ADMIN_TOKEN")
 
@@ -28,8 +31,24 @@ async def health(request: Request) -> dict[str, object]:
     return {"status": "ok", "uptime_s": round(time.time() - request.app.state.started_at, 3)}
 
 
-def readiness(cache: ModelCache, settings: ServingSettings) -> dict[str, object]:
+def readiness(
+    cache: ModelCache | None, startup: Startup, settings: ServingSettings
+) -> dict[str, object]:
     """ready | degraded (serving from cache, registry unreachable) | not_ready (no model)."""
+    phase = "done" if startup.done.is_set() else "loading"
+    if cache is None:
+        why = startup.error or "building the model cache"
+        return {
+            "status": "not_ready",
+            "startup": phase,
+            "model_name": settings.coinflow_model_name,
+            "default_alias": settings.coinflow_default_alias,
+            "serving_version": None,
+            "aliases": {},
+            "loaded_versions": [],
+            "registry": {"reachable": False, "last_ok": None, "last_error": startup.error},
+            "reasons": [f"starting: {why}; retrying in the background"],
+        }
     if time.time() - cache.status.last_check > settings.coinflow_ready_probe_s:
         cache.probe_in_background()  # the next call sees its result
     alias = settings.coinflow_default_alias
@@ -53,6 +72,7 @@ def readiness(cache: ModelCache, settings: ServingSettings) -> dict[str, object]
     status = "not_ready" if version is None else "ready" if not reasons else "degraded"
     return {
         "status": status,
+        "startup": phase,
         "model_name": cache.registry.name,
         "default_alias": alias,
         "serving_version": version,
@@ -69,11 +89,11 @@ def readiness(cache: ModelCache, settings: ServingSettings) -> dict[str, object]
     responses={503: {"model": ReadyResponse, "description": "no model to serve"}},
 )
 async def ready(
-    cache: Annotated[ModelCache, Depends(get_cache)],
-    settings: Annotated[ServingSettings, Depends(get_settings)],
+    request: Request, settings: Annotated[ServingSettings, Depends(get_settings)]
 ) -> JSONResponse:
     """200 ready/degraded while a model can be served; 503 not_ready otherwise."""
-    body = ReadyResponse.model_validate(readiness(cache, settings))
+    state = request.app.state
+    body = ReadyResponse.model_validate(readiness(state.cache, state.startup, settings))
     return JSONResponse(body.model_dump(), status_code=503 if body.status == "not_ready" else 200)
 
 
@@ -88,12 +108,12 @@ async def ready(
     },
 )
 async def metrics_text(
-    cache: Annotated[ModelCache, Depends(get_cache)],
-    metrics: Annotated[Metrics, Depends(get_metrics)],
+    request: Request, metrics: Annotated[Metrics, Depends(get_metrics)]
 ) -> Response:
     """Request counts, latency histogram, served model versions, registry status."""
-    metrics.registry_up.set(1 if cache.status.reachable else 0)
-    metrics.cached_models.set(len(cache.loaded_versions()))
+    cache: ModelCache | None = request.app.state.cache
+    metrics.registry_up.set(1 if cache is not None and cache.status.reachable else 0)
+    metrics.cached_models.set(len(cache.loaded_versions()) if cache is not None else 0)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -8,12 +8,12 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Response
 
-from pipelines.features import INPUT_COLUMNS
+from pipelines.features import CLOSE, INPUT_COLUMNS
 from pipelines.forecast import InputRowsError
 from serving.cache import ModelCache
 from serving.deps import get_cache, get_metrics, get_settings
 from serving.metrics import Metrics
-from serving.predictor import CLOSE, LoadedModel, points
+from serving.predictor import LoadedModel, points
 from serving.problems import BadInputError, problem_responses
 from serving.schemas import ALIAS_PATTERN, PredictRequest, PredictResponse, Row
 from serving.settings import ServingSettings

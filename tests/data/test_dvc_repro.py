@@ -20,8 +20,16 @@ TINY_SWEEP = {"n_trials": 2, "max_epochs": 2}
 
 def _fresh_copy(dest: Path) -> None:
     """What a clone holds: tracked and unignored files, no data, no outputs."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
-                            check=True, capture_output=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         src = REPO / name
         if src.is_file():
@@ -49,21 +57,31 @@ def test_dvc_repro_from_a_fresh_copy(tmp_path: Path) -> None:
     params["sweep"].update(TINY_SWEEP)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-           "COINFLOW_ARTIFACT_ROOT": str(tmp_path / "mlartifacts"),
-           "COINFLOW_OPTUNA_STORAGE": str(tmp_path / "optuna.log"), "COINFLOW_PROGRESS": "0"}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "COINFLOW_ARTIFACT_ROOT": str(tmp_path / "mlartifacts"),
+        "COINFLOW_OPTUNA_STORAGE": str(tmp_path / "optuna.log"),
+        "COINFLOW_PROGRESS": "0",
+        "COINFLOW_WORKDIR": str(work),  # the copy is the project root (the venv's code is shared)
+    }
     _run(["git", "init", "-q"], work, env)
     remote = (REPO.parent / "shared" / "dvc-remote").resolve()
     _run(["dvc", "remote", "modify", "--local", "shared", "url", str(remote)], work, env)
     _run(["dvc", "pull", "data.dvc"], work, env)  # stage outputs are rebuilt, never pushed
     assert sorted(p.name for p in (work / "data" / "raw").iterdir()) == [
-        "btc.csv", "eth.csv", "gold.csv"]
+        "btc.csv",
+        "eth.csv",
+        "gold.csv",
+    ]
     _run(["dvc", "repro"], work, env)
     lock = yaml.safe_load((work / "dvc.lock").read_text())
     stages = set(lock["stages"])
-    assert stages == {"ingest", "version", "validate", "features", "train", "sweep", "promote"}
-    outs = {o["path"]: o["md5"] for o in lock["stages"]["version"]["outs"]}
+    versions = {f"version@{v}" for v in params["data"]["versions"]}  # one stage per version
+    assert stages == {"ingest", *versions, "validate", "features", "train", "sweep", "promote"}
+    outs = {o["path"]: o["md5"] for s in versions for o in lock["stages"][s]["outs"]}
     assert len(set(outs.values())) == 3  # each version its own content hash
     for metric in ("baseline", "validation", "train", "sweep", "promotion"):
         assert (work / "metrics" / f"{metric}.json").is_file(), metric

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from pipelines import features, ingest, validate
-from pipelines.paths import INTERIM_DIR, RAW_DIR, VERSIONS_DIR, version_path
+from pipelines.paths import project
 
 pytestmark = pytest.mark.data
 
@@ -23,12 +23,15 @@ def _set(column: str, value: Callable[[float], float]) -> Corruption:
     def corrupt(frame: pd.DataFrame) -> pd.DataFrame:
         frame.iloc[ROW, frame.columns.get_loc(column)] = value(frame[column].iloc[ROW])
         return frame
+
     return corrupt
 
 
 def _swap_high_low(frame: pd.DataFrame) -> pd.DataFrame:
     frame.iloc[ROW, [frame.columns.get_loc("btc_high"), frame.columns.get_loc("btc_low")]] = [
-        frame["btc_low"].iloc[ROW], frame["btc_high"].iloc[ROW]]
+        frame["btc_low"].iloc[ROW],
+        frame["btc_high"].iloc[ROW],
+    ]
     return frame
 
 
@@ -39,26 +42,53 @@ def _future_row(frame: pd.DataFrame) -> pd.DataFrame:
 
 # name -> (corruption of v0.3, the expectation that must name it, its column)
 CASES: dict[str, tuple[Corruption, str, str | None]] = {
-    "missing_column": (lambda f: f.drop(columns="btc_close"),
-                       "expect_table_columns_to_match_set", None),
-    "null_price": (_set("btc_close", lambda v: np.nan),
-                   "expect_column_values_to_not_be_null", "btc_close"),
-    "negative_price": (_set("btc_low", lambda v: -v),
-                       "expect_column_values_to_be_between", "btc_low"),
-    "high_below_low": (_swap_high_low,
-                       "expect_column_pair_values_a_to_be_greater_than_b", "btc_high, btc_low"),
-    "duplicate_date": (lambda f: pd.concat([f.iloc[: ROW + 1], f.iloc[ROW:]]),
-                       "expect_column_values_to_be_unique", "date"),
+    "missing_column": (
+        lambda f: f.drop(columns="btc_close"),
+        "expect_table_columns_to_match_set",
+        None,
+    ),
+    "null_price": (
+        _set("btc_close", lambda v: np.nan),
+        "expect_column_values_to_not_be_null",
+        "btc_close",
+    ),
+    "negative_price": (
+        _set("btc_low", lambda v: -v),
+        "expect_column_values_to_be_between",
+        "btc_low",
+    ),
+    "high_below_low": (
+        _swap_high_low,
+        "expect_column_pair_values_a_to_be_greater_than_b",
+        "btc_high, btc_low",
+    ),
+    "duplicate_date": (
+        lambda f: pd.concat([f.iloc[: ROW + 1], f.iloc[ROW:]]),
+        "expect_column_values_to_be_unique",
+        "date",
+    ),
     "future_row": (_future_row, "expect_column_values_to_be_between", "date"),
-    "shuffled_order": (lambda f: f.sample(frac=1.0, random_state=0),
-                       "expect_column_values_to_be_increasing", "date"),
-    "close_spike_10x": (_set("btc_close", lambda v: v * 10),
-                        "expect_column_values_to_be_between", "btc_log_move"),
-    "missing_day": (lambda f: f.drop(index=f.index[ROW]),
-                    "expect_column_values_to_be_between", "date_gap_days"),
+    "shuffled_order": (
+        lambda f: f.sample(frac=1.0, random_state=0),
+        "expect_column_values_to_be_increasing",
+        "date",
+    ),
+    "close_spike_10x": (
+        _set("btc_close", lambda v: v * 10),
+        "expect_column_values_to_be_between",
+        "btc_log_move",
+    ),
+    "missing_day": (
+        lambda f: f.drop(index=f.index[ROW]),
+        "expect_column_values_to_be_between",
+        "date_gap_days",
+    ),
     "too_few_rows": (lambda f: f.iloc[:500], "expect_table_row_count_to_be_between", None),
-    "wrong_dtype": (lambda f: f.astype({"gold_filled": "float64"}),
-                    "expect_column_values_to_be_of_type", "gold_filled"),
+    "wrong_dtype": (
+        lambda f: f.astype({"gold_filled": "float64"}),
+        "expect_column_values_to_be_of_type",
+        "gold_filled",
+    ),
 }
 
 
@@ -72,7 +102,7 @@ def test_gate_blocks_corrupt_version(
     workspace: Path, docs_status: Callable[[Path], str], case: str
 ) -> None:
     corrupt, expectation, column = CASES[case]
-    path = version_path("v0.3")
+    path = project().version_file("v0.3")
     corrupt(pd.read_parquet(path)).to_parquet(path)
 
     with pytest.raises(validate.DataValidationError) as caught:
@@ -86,7 +116,10 @@ def test_gate_blocks_corrupt_version(
     assert failed[(expectation, column)].examples, "a failure must show what was wrong"
     records = json.loads(Path("metrics/validation.json").read_text())
     assert {v: r["success"] for v, r in records.items()} == {
-        "v0.1": True, "v0.2": True, "v0.3": False}
+        "v0.1": True,
+        "v0.2": True,
+        "v0.3": False,
+    }
     assert docs_status(Path(records["v0.3"]["docs"])) == "Failed"
     assert docs_status(Path(records["v0.1"]["docs"])) == "Succeeded"
     _assert_nothing_downstream()
@@ -96,7 +129,7 @@ def test_gate_blocks_corrupt_version(
 
 
 def test_failure_examples_point_at_the_corrupt_row(workspace: Path) -> None:
-    path = version_path("v0.3")
+    path = project().version_file("v0.3")
     frame = pd.read_parquet(path)
     day = str(frame.index[ROW].date())
     _set("btc_close", lambda v: np.nan)(frame).to_parquet(path)
@@ -116,12 +149,12 @@ RAW_GARBAGE = {
 
 @pytest.mark.parametrize("case", list(RAW_GARBAGE))
 def test_ingest_stops_a_raw_file_that_is_not_the_csv(raw_workspace: Path, case: str) -> None:
-    bad = RAW_DIR / "btc.csv"
+    bad = project().raw / "btc.csv"
     bad.write_bytes(RAW_GARBAGE[case])
     with pytest.raises(ingest.IngestError, match=str(bad)):
         ingest.main()
-    assert not INTERIM_DIR.exists() and not VERSIONS_DIR.exists()
-    with pytest.raises(validate.VersionFileError, match=str(version_path("v0.1"))):
+    assert not project().interim.exists() and not project().versions.exists()
+    with pytest.raises(validate.VersionFileError, match=str(project().version_file("v0.1"))):
         validate.main()
     assert not Path("metrics/validation.json").exists()
     with pytest.raises(features.GateNotPassedError, match="missing"):
@@ -133,7 +166,7 @@ def test_ingest_stops_a_raw_file_that_is_not_the_csv(raw_workspace: Path, case: 
 def test_unreadable_version_file_is_named_and_writes_nothing(
     workspace: Path, content: bytes
 ) -> None:
-    bad = version_path("v0.2")
+    bad = project().version_file("v0.2")
     bad.write_bytes(content)
     with pytest.raises(validate.VersionFileError, match=f"{bad} is not a readable parquet"):
         validate.main()

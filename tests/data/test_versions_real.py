@@ -10,8 +10,9 @@ import pytest
 
 from pipelines import features, validate
 from pipelines.config import load_params
-from pipelines.paths import VERSIONS_DIR, version_path
-from pipelines.version import describe_version, file_md5
+from pipelines.files import file_md5
+from pipelines.paths import Project, project
+from pipelines.version import describe_version
 
 pytestmark = pytest.mark.data
 
@@ -24,7 +25,7 @@ EXPECTED = {  # version -> rows, first day, last day
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_version_has_its_rows_and_date_range(built_versions: Path, name: str) -> None:
-    info = describe_version(name, built_versions / VERSIONS_DIR)
+    info = describe_version(name, Project(built_versions))
     assert (info.rows, str(info.first), str(info.last)) == EXPECTED[name]
 
 
@@ -38,7 +39,7 @@ def test_every_real_version_passes_the_gate_and_features_runs(
         assert record["success"] is True, record["failures"]
         assert record["failed"] == [] and record["evaluated"] >= 30
         assert record["n_rows"] == EXPECTED[name][0]
-        assert record["md5"] == file_md5(version_path(name))
+        assert record["md5"] == file_md5(project().version_file(name))
         assert record["docs"] == f"reports/validation/{name}/index.html"
         assert docs_status(Path(record["docs"])) == "Succeeded"
     features.main()  # the gate opens for params' data.version
@@ -48,10 +49,11 @@ def test_every_real_version_passes_the_gate_and_features_runs(
 def test_real_data_needs_the_ohlc_tolerance(built_versions: Path, tmp_path: Path) -> None:
     """Source rounding puts Open/Close up to 0.46% outside [Low, High]: no slack, no pass."""
     params = load_params(built_versions / "params.yaml")
-    frame = validate.read_version(version_path("v0.3", built_versions / VERSIONS_DIR))
+    frame = validate.read_version(Project(built_versions).version_file("v0.3"))
     strict = params.validate_.model_copy(update={"ohlc_tolerance": 0.0})
-    outcome = validate.validate_version(frame, "v0.3", params.data.versions["v0.3"], strict,
-                                        tmp_path / "docs")
+    outcome = validate.validate_version(
+        frame, "v0.3", params.data.versions["v0.3"], strict, tmp_path / "docs"
+    )
     assert not outcome.success
     assert {f.column for f in outcome.failed} <= {"btc_high_slack", "btc_low_slack"}
     assert all(f.examples and f.examples[0]["date"] < "2017-05-01" for f in outcome.failed)

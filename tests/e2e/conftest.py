@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -56,32 +55,17 @@ def page(browser: Any) -> Iterator[Any]:
     context.close()
 
 
-def _register(name: str, run_id: str, tags: dict[str, str], alias: str) -> int:
+def _register(name: str, run_id: str, kind: str, alias: str) -> int:
+    """A version of `name` from the run, with coinflow's version tags, under `alias`."""
     import mlflow
     from mlflow import MlflowClient
 
+    from registry.lineage import version_tags_from_run
+
+    tags = version_tags_from_run(MlflowClient().get_run(run_id), kind)
     version = int(mlflow.register_model(f"runs:/{run_id}/model", name, tags=tags).version)
     MlflowClient().set_registered_model_alias(name, alias, str(version))
     return version
-
-
-def _version_tags(
-    kind: str,
-    run_id: str,
-    lineage: dict[str, str],
-    params: dict[str, Any],
-    metrics: dict[str, float],
-) -> dict[str, str]:
-    """Version tags as contracts.md lists them."""
-    return {
-        "coinflow.kind": kind,
-        "coinflow.run_id": run_id,
-        "coinflow.sweep_parent_id": "none",
-        **lineage,
-        "coinflow.params": json.dumps(params, default=str),
-        "coinflow.trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **{f"coinflow.{k}": f"{v:.6g}" for k, v in metrics.items()},
-    }
 
 
 @pytest.fixture(scope="module")
@@ -91,11 +75,13 @@ def e2e_registry(
     """Train a tiny model (2 epochs) and log persistence on v0.3; register both with aliases."""
     import mlflow
 
-    from pipelines.config import TrainParams
+    from pipelines.fingerprint import code_fingerprint
     from pipelines.tracked import recent_rows, tracked_training
     from pipelines.tracking import TrackingSettings, configure_mlflow, lineage_tags
     from pipelines.train import load_training_data
     from registry.pyfunc import log_persistence
+    from tests.params import train_params
+    from tests.project import linked_project
 
     root = tmp_path_factory.mktemp("e2e_registry")
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -115,19 +101,17 @@ def e2e_registry(
                 coinflow_experiment="coinflow-e2e",
             )
         )
+        proj = linked_project(root / "project", features_v03, real_versions)
         data = load_training_data(features_v03)
-        params = TrainParams.model_validate({"hidden_size": 8, "max_epochs": 2, "lookback": 10})
+        params = train_params(hidden_size=8, max_epochs=2, lookback=10)
         outcome = tracked_training(
             params,
             data,
             run_name="e2e-tiny",
-            features_dir=features_v03,
-            versions_dir=real_versions,
-            metrics_dir=root,
-            reports_dir=root,
+            proj=proj,
         )
         assert outcome.status == "FINISHED", outcome
-        lineage = lineage_tags(data.version, data.md5, root)
+        lineage = lineage_tags(data.version, data.md5, proj)
         with mlflow.start_run(
             run_name="e2e-persistence", tags={**lineage, "coinflow.kind": "persistence"}
         ) as run:
@@ -137,29 +121,15 @@ def e2e_registry(
                     "lookback": 0,
                     "data_version": data.version,
                     "dvc_md5": data.md5,
+                    "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "code_fingerprint": code_fingerprint(),
                 },
-                recent_rows(data.version, real_versions),
+                recent_rows(data.version, proj),
             )
-        scores = {k: outcome.metrics[k] for k in ("test_mase", "test_mae", "test_rmse")}
-        torch_v = _register(
-            MODEL_NAME,
-            outcome.run_id,
-            _version_tags("torch", outcome.run_id, lineage, params.model_dump(), scores),
-            "champion",
-        )
-        persistence_mae = outcome.metrics["test_persistence_mae"]
-        persistence_v = _register(
-            MODEL_NAME,
-            run.info.run_id,
-            _version_tags(
-                "persistence",
-                run.info.run_id,
-                lineage,
-                {"lookback": 0},
-                {"test_mase": 1.0, "test_mae": persistence_mae},
-            ),
-            "challenger",
-        )
+            persistence_mae = outcome.metrics["test_persistence_mae"]
+            mlflow.log_metrics({"test_mase": 1.0, "test_mae": persistence_mae})
+        torch_v = _register(MODEL_NAME, outcome.run_id, "torch", "champion")
+        persistence_v = _register(MODEL_NAME, run.info.run_id, "persistence", "challenger")
         # Leave no global MLflow state behind for later tests in this process.
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
         mlflow.set_registry_uri(None)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.paths import Project
 from registry.errors import NothingToDoError
 from tests.integration.conftest import StartServer
 from tests.registry_scenarios import POLICY, check_race, race_promotions, train_runs
@@ -38,24 +39,17 @@ def test_promotion_lifecycle_on_mlflow_server(server_store: str, learnable_works
 
     ws = learnable_workspace
     runs = train_runs(ws)  # two models logged through the server's artifact proxy
-    ev = load_eval_set(ws / "data" / "features", ws / "data" / "versions")
+    ev = load_eval_set(Project(ws))
     reg = open_registry("btc-forecaster")
     assert reg.client.tracking_uri == server_store
 
-    persistence = ensure_champion(reg, ev, ws / "data" / "versions", ws / "metrics")
+    persistence = ensure_champion(reg, ev, Project(ws))
     good = register_run(reg, runs.good)
     out = promote(reg, ev, POLICY)
     assert out.decision.promote and out.champion_after == good
     assert aliases(reg) == {"champion": good, "previous-champion": persistence}
     assert read_record(reg, out.record_run_id)["champion"]["version"] == persistence
-    lineage = read_lineage(
-        reg.client,
-        reg.name,
-        get_version(reg, "champion"),
-        ["champion"],
-        ws / "data" / "versions",
-        ws / "metrics",
-    )
+    lineage = read_lineage(reg, get_version(reg, "champion"), ["champion"], Project(ws))
     assert lineage.sweep["id"] == runs.parent and lineage.run["status"] == "FINISHED"
     assert lineage.data_on_disk.startswith("matches")
 
@@ -80,7 +74,7 @@ def test_promotion_lifecycle_on_mlflow_server(server_store: str, learnable_works
 
     # Two promoter processes, both scored against the persistence champion, race to commit.
     race = open_registry("btc-race")
-    seed = ensure_champion(race, ev, ws / "data" / "versions", ws / "metrics")
+    seed = ensure_champion(race, ev, Project(ws))
     race_good, race_medium = register_run(race, runs.good), register_run(race, runs.medium)
     out_race = race_promotions(race.name, ws, (race_good, race_medium))
     check_race(race.client, race.name, out_race, seed, race_good, race_medium)

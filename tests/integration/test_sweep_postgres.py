@@ -44,6 +44,7 @@ def project(
         },
     )
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.setenv("COINFLOW_WORKDIR", str(root))
     monkeypatch.chdir(root)
     monkeypatch.setenv("COINFLOW_PROGRESS", "0")
     return root
@@ -61,7 +62,8 @@ def test_two_processes_share_a_postgres_study(project: Path, fresh_pg_db: str) -
     cmd = [
         sys.executable,
         "-m",
-        "pipelines.sweep",
+        "pipelines.cli",
+        "sweep",
         "--storage",
         fresh_pg_db,
         "--study-name",

@@ -34,7 +34,7 @@ TINY_SWEEP = {
 
 def make_workspace(root: Path, features: Path, versions: Path, *, ge_success: bool = True) -> Path:
     """params.yaml (tiny train/sweep blocks), data/features, data/versions, metrics/validation."""
-    from pipelines.version import file_md5
+    from pipelines.files import file_md5
 
     (root / "data").mkdir(parents=True)
     (root / "data" / "features").symlink_to(features)
@@ -62,6 +62,7 @@ def workspace(
 ) -> Path:
     """cwd = a fresh project root; MLflow store, Optuna journal and artifacts all under tmp_path."""
     root = make_workspace(tmp_path / "project", features_v03, real_versions)
+    monkeypatch.setenv("COINFLOW_WORKDIR", str(root))
     monkeypatch.chdir(root)
     monkeypatch.setenv("COINFLOW_OPTUNA_STORAGE", str(tmp_path / "optuna" / "journal.log"))
     monkeypatch.setenv("COINFLOW_PROGRESS", "0")

@@ -13,8 +13,9 @@ from torch import nn
 
 from pipelines.config import TrainParams
 from pipelines.features import Scaler, Split
-from pipelines.model import Forecaster, ModelConfig
+from pipelines.model import Forecaster
 from pipelines.train import TrainingData, check_params, train_model
+from tests.params import model_config, train_params
 
 
 class LectureRNN(nn.Module):
@@ -56,7 +57,7 @@ def synthetic_data(n: int = 120, features: int = 3, seed: int = 0) -> TrainingDa
 
 @pytest.mark.unit
 def test_rnn_config_is_the_lectures_architecture() -> None:
-    net = Forecaster(ModelConfig(input_size=8, hidden_size=64, num_layers=2, cell="rnn"))
+    net = Forecaster(model_config(input_size=8, hidden_size=64, num_layers=2, cell="rnn"))
     rnn = net.rnn
     assert type(rnn) is nn.RNN
     assert (rnn.input_size, rnn.hidden_size, rnn.num_layers) == (8, 64, 2)
@@ -75,7 +76,7 @@ def test_rnn_config_is_the_lectures_architecture() -> None:
 @pytest.mark.parametrize(("cell", "kind", "gates"), [("lstm", nn.LSTM, 4), ("gru", nn.GRU, 3)])
 def test_lstm_and_gru_share_the_head(cell: str, kind: type[nn.Module], gates: int) -> None:
     net = Forecaster(
-        ModelConfig(
+        model_config(
             input_size=8, hidden_size=16, num_layers=3, cell=cell, bidirectional=False, dropout=0.2
         )
     )
@@ -98,7 +99,7 @@ def test_lstm_and_gru_share_the_head(cell: str, kind: type[nn.Module], gates: in
 )
 def test_bad_architecture_is_refused_by_name(change: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
-        ModelConfig(**{"input_size": 8, **change})  # type: ignore[arg-type]
+        model_config(**change)  # type: ignore[arg-type]
 
 
 @pytest.mark.unit
@@ -107,20 +108,20 @@ def test_bad_params_fail_before_training(monkeypatch: pytest.MonkeyPatch) -> Non
     started = []
     monkeypatch.setattr("pipelines.train.fit", lambda *a, **k: started.append(1))
     with pytest.raises(ValueError, match="lookback 72 is not shorter than the 72 training rows"):
-        train_model(TrainParams(lookback=72), data)
+        train_model(train_params(lookback=72), data)
     with pytest.raises(ValueError, match="hidden_size must be >= 1"):
         check_params(
-            TrainParams.model_construct(**{**TrainParams().model_dump(), "hidden_size": 0}), data
+            TrainParams.model_construct(**{**train_params().model_dump(), "hidden_size": 0}), data
         )
     with pytest.raises(ValueError, match="cell"):
-        TrainParams(cell="transformer")  # type: ignore[arg-type]
+        train_params(cell="transformer")  # type: ignore[arg-type]
     assert not started
 
 
 @pytest.mark.unit
 def test_same_seed_same_weights_and_losses() -> None:
     data = synthetic_data()
-    params = TrainParams(hidden_size=8, num_layers=1, lookback=5, max_epochs=4, batch_size=16)
+    params = train_params(hidden_size=8, num_layers=1, lookback=5, max_epochs=4, batch_size=16)
     (net_a, fit_a), (net_b, fit_b) = train_model(params, data), train_model(params, data)
     assert fit_a.history == fit_b.history
     for name, tensor in net_a.state_dict().items():
@@ -140,7 +141,7 @@ def test_diverged_run_ends_failed_and_the_process_goes_on(workspace: Path) -> No
 
     configure_mlflow()
     data = load_training_data(workspace / "data" / "features")
-    base = TrainParams(hidden_size=4, num_layers=1, lookback=5, max_epochs=2, batch_size=512)
+    base = train_params(hidden_size=4, num_layers=1, lookback=5, max_epochs=2, batch_size=512)
     failed = tracked_training(
         base.model_copy(update={"lr": 1e30}), data, run_name="boom", log_model=False
     )

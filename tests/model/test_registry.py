@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 import time
@@ -16,6 +17,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from pipelines.paths import Project
 from registry.errors import (
     LineageError,
     LockTimeoutError,
@@ -23,9 +25,10 @@ from registry.errors import (
     NothingToDoError,
     UnknownVersionError,
 )
-from registry.promote import Policy, promote
+from registry.policy import Policy
+from registry.promote import promote
 from registry.scoring import EvalSet, load_eval_set
-from registry.store import Registry, aliases
+from registry.store import Registry, aliases, latest_decision
 from tests.registry_scenarios import (
     POLICY,
     TrainedRuns,
@@ -61,8 +64,7 @@ def runs(store: str, learnable_workspace: Path) -> TrainedRuns:
 
 @pytest.fixture(scope="module")
 def ev(learnable_workspace: Path) -> EvalSet:
-    ws = learnable_workspace
-    return load_eval_set(ws / "data" / "features", ws / "data" / "versions")
+    return load_eval_set(Project(learnable_workspace))
 
 
 @pytest.fixture
@@ -76,7 +78,7 @@ def reg(runs: TrainedRuns, request: pytest.FixtureRequest) -> Registry:
 def seed(reg: Registry, ev: EvalSet, ws: Path) -> int:
     from registry.register import ensure_champion
 
-    return ensure_champion(reg, ev, ws / "data" / "versions", ws / "metrics")
+    return ensure_champion(reg, ev, Project(ws))
 
 
 def test_register_seed_and_promote(
@@ -86,12 +88,15 @@ def test_register_seed_and_promote(
 
     good = register_run(reg, runs.good)
     assert register_run(reg, runs.good) == good  # idempotent
-    tags = reg.client.get_model_version(reg.name, str(good)).tags
-    assert tags["coinflow.run_id"] == runs.good
-    assert tags["coinflow.sweep_parent_id"] == runs.parent
+    mv = reg.client.get_model_version(reg.name, str(good))
+    tags = mv.tags
+    assert mv.run_id == runs.good  # the run, and through it the sweep parent and params
+    run = reg.client.get_run(mv.run_id)
+    assert run.data.tags["mlflow.parentRunId"] == runs.parent
     assert tags["coinflow.data_version"] == "syn-ar1" and tags["coinflow.dvc_md5"] == ev.md5
     assert tags["coinflow.ge_status"] == "success" and tags["coinflow.git_sha"]
-    assert json.loads(tags["coinflow.params"])["hidden_size"] == "8"
+    assert run.data.params["hidden_size"] == "8"
+    assert len(tags) <= 8  # a few searchable tags, not a wall of them
     assert aliases(reg) == {"challenger": good}
 
     persistence = seed(reg, ev, learnable_workspace)
@@ -111,10 +116,13 @@ def test_register_seed_and_promote(
     assert out.decision.challenger.mase == pytest.approx(
         float(tags["coinflow.test_mase"]), abs=1e-4
     )
-    decided = reg.client.get_model_version(reg.name, str(good)).tags
-    assert decided["coinflow.decision.promoted"] == "true"
-    assert decided["coinflow.decision.replaced"] == str(persistence)
-    assert decided["coinflow.decision.rule"] == POLICY.rule
+    decided = latest_decision(reg, good)
+    assert decided is not None and decided["promoted"] is True
+    assert decided["champion_before"] == persistence  # the version it replaced
+    assert decided["rule"] == POLICY.rule
+    described = reg.client.get_model_version(reg.name, str(good))
+    assert described.tags["coinflow.decision"] == "promoted"
+    assert POLICY.rule in described.description and "| challenger |" in described.description
     from registry.store import read_record
 
     record = read_record(reg, out.record_run_id)
@@ -138,9 +146,9 @@ def test_worse_challenger_is_refused_and_aliases_stay(
     assert "not below champion" in out.decision.reason
     assert aliases(reg) == before
     assert (before["champion"], before["challenger"]) == (good, medium)
-    tags = reg.client.get_model_version(reg.name, str(medium)).tags
-    assert tags["coinflow.decision.promoted"] == "false"
-    assert tags["coinflow.decision.champion_version"] == str(good)
+    decided = latest_decision(reg, medium)
+    assert decided is not None and decided["promoted"] is False
+    assert decided["champion_before"] == good
 
 
 def test_rollback_restores_previous_champion(
@@ -157,9 +165,10 @@ def test_rollback_restores_previous_champion(
     out = rollback(reg, "test: good model misbehaves")
     assert (out.from_version, out.to_version) == (good, persistence)
     assert aliases(reg) == {"champion": persistence, "previous-champion": good}
-    tags = reg.client.get_model_version(reg.name, str(persistence)).tags
-    assert tags["coinflow.rollback.from"] == str(good)
-    assert tags["coinflow.rollback.reason"] == "test: good model misbehaves"
+    decided = latest_decision(reg, persistence)
+    assert decided is not None and decided["action"] == "rollback"
+    assert decided["champion_before"] == good
+    assert decided["reason"] == "test: good model misbehaves"
     run = reg.client.get_run(out.record_run_id)
     assert run.data.tags["coinflow.action"] == "rollback"
 
@@ -197,7 +206,8 @@ def test_bad_input_is_refused_with_aliases_untouched(
     assert aliases(reg) == before
     for version in (by_hand, broken):
         tags = reg.client.get_model_version(reg.name, str(version)).tags
-        assert not any(k.startswith("coinflow.decision.") for k in tags)
+        assert not any(k.startswith("coinflow.decision") for k in tags)
+        assert latest_decision(reg, version) is None
 
 
 def test_ge_failed_data_is_refused(
@@ -245,11 +255,12 @@ def test_concurrent_promotions_end_consistent(
 
 
 def test_lock_is_exclusive_and_expires(reg: Registry) -> None:
-    from registry.lock import EXPIRES_TAG, RegistryLock, lock_name
+    from pipelines.tags import LOCK_EXPIRES as EXPIRES_TAG
+    from registry.lock import RegistryLock, lock_name
 
     with RegistryLock(reg.client, reg.name) as held:
         waiter = RegistryLock(reg.client, reg.name, timeout_s=0.5, poll_s=0.1)
-        with pytest.raises(LockTimeoutError, match=re.escape(held.owner)):
+        with pytest.raises(LockTimeoutError, match=f"pid {os.getpid()} since"):
             waiter.acquire()
         held.verify()
     assert not reg.client.search_registered_models(f"name = '{lock_name(reg.name)}'")
@@ -267,13 +278,14 @@ def test_persistence_gate_on_real_data(
     even with a zero margin and persistence as the only other model."""
     import mlflow
 
-    from pipelines.config import TrainParams, load_params
+    from pipelines.config import load_params
+    from pipelines.files import file_md5
     from pipelines.tracked import tracked_training
     from pipelines.train import load_training_data
     from pipelines.validate import outcome_record, validate_version
-    from pipelines.version import file_md5
     from registry.register import ensure_champion, register_run
     from registry.store import open_registry
+    from tests.params import train_params
 
     params = load_params(REPO / "params.yaml")
     path = real_versions / "v0.3.parquet"
@@ -281,23 +293,25 @@ def test_persistence_gate_on_real_data(
     gate = validate_version(
         frame, "v0.3", params.data.versions["v0.3"], params.validate_, tmp_path / "docs"
     )
-    (tmp_path / "validation.json").write_text(
+    proj = Project(tmp_path)
+    proj.metrics.mkdir()
+    proj.versions.parent.mkdir()
+    proj.versions.symlink_to(real_versions)
+    proj.features.symlink_to(features_v03)
+    proj.metrics_file("validation").write_text(
         json.dumps({"v0.3": outcome_record(gate, file_md5(path))}, default=str)
     )
     mlflow.set_experiment(experiment_id=runs.experiment_id)
     run = tracked_training(
-        TrainParams(hidden_size=8, max_epochs=2, lookback=10, lr=1e-3),
+        train_params(hidden_size=8, max_epochs=2, lookback=10, lr=1e-3),
         load_training_data(features_v03),
         run_name="real-tiny",
-        features_dir=features_v03,
-        versions_dir=real_versions,
-        metrics_dir=tmp_path,
-        reports_dir=tmp_path / "none",
+        proj=proj,
     )
     reg = open_registry("btc-real-v03")
-    ev = load_eval_set(features_v03, real_versions)
+    ev = load_eval_set(proj)
     version = register_run(reg, run.run_id)
-    persistence = ensure_champion(reg, ev, real_versions, tmp_path)
+    persistence = ensure_champion(reg, ev, proj)
     for policy in (POLICY, Policy(margin=0.0, max_mase=1.0)):
         out = promote(reg, ev, policy)
         assert not out.decision.promote
@@ -309,14 +323,15 @@ def test_persistence_gate_on_real_data(
 def test_cli_and_promote_stage(
     runs: TrainedRuns, learnable_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`python -m registry.promote` in a project root, then status / lineage / rollback CLI."""
+    """`coinflow registry release` in a project root, then status / lineage / rollback CLI."""
     from pipelines.cli import app
-    from registry.promote import main
+    from registry.flow import release as main
 
     shutil.copytree(learnable_workspace, tmp_path, dirs_exist_ok=True)
     (tmp_path / "metrics" / "sweep.json").write_text(
         json.dumps({"parent_run_id": runs.parent, "best_run_id": runs.good, "best_trial": 0})
     )
+    monkeypatch.setenv("COINFLOW_WORKDIR", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     main()
     summary = json.loads((tmp_path / "metrics" / "promotion.json").read_text())

@@ -66,6 +66,7 @@ def test_sweep_parent_three_children_and_best_model(workspace: Path) -> None:
     assert sorted(int(r.data.tags["coinflow.trial_number"]) for r in children) == [0, 1, 2]
     for run in children:
         assert run.data.tags["coinflow.kind"] == "trial"
+        assert run.data.tags["coinflow.optuna_state"] in ("COMPLETE", "PRUNED")
         assert run.data.tags["coinflow.study_name"] == result.study_name
         assert run.data.tags["coinflow.data_version"] == "v0.3"
         assert run.data.params["max_epochs"] == str(params.sweep.max_epochs)
@@ -135,7 +136,7 @@ def test_a_pruned_trial_is_a_killed_run_on_sqlite_storage(workspace: Path) -> No
     (frozen,) = study.get_trials()
     assert frozen.state.name == "PRUNED" and list(frozen.intermediate_values) == [1]
     (child,) = _runs("tags.`coinflow.kind` = 'trial'")
-    assert child.info.status == "KILLED" and child.data.tags["coinflow.pruned"] == "true"
+    assert child.info.status == "KILLED" and child.data.tags["coinflow.optuna_state"] == "PRUNED"
 
 
 def test_bad_search_space_is_refused_before_anything_runs(
@@ -171,7 +172,8 @@ def test_killed_worker_resumes_without_lost_or_repeated_trials(workspace: Path) 
     cmd = [
         sys.executable,
         "-m",
-        "pipelines.sweep",
+        "pipelines.cli",
+        "sweep",
         "--study-name",
         name,
         "--n-trials",
@@ -294,7 +296,8 @@ def test_default_study_name_follows_params_and_data(workspace: Path) -> None:
 
 
 def test_worker_liveness_is_judged_only_where_it_can_be() -> None:
-    from pipelines.sweep_storage import _worker_alive, worker_identity
+    from pipelines.liveness import process_alive as _worker_alive
+    from pipelines.liveness import process_identity as worker_identity
 
     me = worker_identity()
     assert _worker_alive(me)

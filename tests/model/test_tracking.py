@@ -41,12 +41,12 @@ def test_tracked_run_logs_params_metrics_lineage_dataset_plot_and_model(workspac
     import torch
 
     from pipelines.config import load_params
-    from pipelines.forecast import forecast_closes
+    from pipelines.files import file_md5
+    from pipelines.forecast import forecast_arrays, rows_to_arrays
     from pipelines.metrics import score_forecast
     from pipelines.tracked import recent_rows, tracked_training
     from pipelines.tracking import configure_mlflow
     from pipelines.train import load_training_data, predict_returns, train_model
-    from pipelines.version import file_md5
 
     sha = _git_commit(workspace)
     docs = workspace / "reports" / "validation" / "v0.3"
@@ -141,16 +141,16 @@ def test_tracked_run_logs_params_metrics_lineage_dataset_plot_and_model(workspac
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     loaded = json.loads(fresh.stdout.strip().splitlines()[-1])
 
-    recent = recent_rows("v0.3", Path("data/versions"))
-    expected = forecast_closes(
+    recent = recent_rows("v0.3")
+    dates, closes = forecast_arrays(
         lambda w: net(torch.from_numpy(w)).detach().numpy(),
         data.scaler,
         params.lookback,
-        recent.assign(date=lambda f: f["date"].astype("datetime64[ns]")),
+        *rows_to_arrays(recent),
         horizon=3,
     )
-    assert loaded["date"] == expected["date"].dt.strftime("%Y-%m-%d").tolist()
-    np.testing.assert_allclose(loaded["close"], expected["close"], rtol=1e-6)
+    assert loaded["date"] == np.datetime_as_string(dates, unit="D").tolist()
+    np.testing.assert_allclose(loaded["close"], closes, rtol=1e-6)
     assert loaded["date"][0] > recent["date"].iloc[-1]
 
 

@@ -1,6 +1,6 @@
 """Builds the serving tests' MLflow store in its own process (MLflow's global URIs stay out of
 pytest's): two tiny trained forecasters + persistence, registered under several model names
-with contract version tags and aliases, a sweep with trials, and reference forecasts computed
+with coinflow's version tags and aliases, a sweep with trials, and reference forecasts computed
 by each pyfunc's own predict() (the pandas path) for the API to match.
 
     python tests/serving/build_registry.py ROOT FEATURES_DIR VERSIONS_DIR NAME [NAME ...]
@@ -8,7 +8,6 @@ by each pyfunc's own predict() (the pandas path) for the API to match.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -17,38 +16,20 @@ from typing import Any
 NAMES_ALIASES = {"champion": 1, "challenger": 2, "baseline": 3}
 
 
-def version_tags(kind: str, run: Any, params: dict[str, Any]) -> dict[str, str]:
-    """The registry contract's coinflow.* version tags, from the training run."""
-    tags, metrics = run.data.tags, run.data.metrics
-    out = {
-        "coinflow.kind": kind,
-        "coinflow.run_id": run.info.run_id,
-        "coinflow.data_version": tags["coinflow.data_version"],
-        "coinflow.dvc_md5": tags["coinflow.dvc_md5"],
-        "coinflow.git_sha": tags["coinflow.git_sha"],
-        "coinflow.ge_status": tags["coinflow.ge_status"],
-        "coinflow.params": json.dumps(params),
-        "coinflow.trained_at": dt.datetime.fromtimestamp(
-            run.info.start_time / 1000, tz=dt.UTC
-        ).isoformat(),
-    }
-    for name in ("test_mase", "test_mae", "test_rmse"):
-        if name in metrics:
-            out[f"coinflow.{name}"] = str(metrics[name])
-    return out
-
-
 def main(root: Path, features_dir: Path, versions_dir: Path, names: list[str]) -> None:
     import mlflow
     import torch
     from mlflow import MlflowClient
 
-    from pipelines.config import TrainParams
+    from pipelines.fingerprint import code_fingerprint
     from pipelines.forecast import input_frame
+    from pipelines.paths import Project
     from pipelines.tracked import recent_rows, tracked_training
     from pipelines.tracking import TrackingSettings, configure_mlflow, lineage_tags
     from pipelines.train import load_training_data
+    from registry.lineage import version_tags_from_run
     from registry.pyfunc import log_persistence
+    from tests.params import train_params
 
     torch.set_num_threads(1)
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -60,25 +41,26 @@ def main(root: Path, features_dir: Path, versions_dir: Path, names: list[str]) -
         )
     )
     data = load_training_data(features_dir)
-    metrics_dir = root / "metrics"
+    proj = Project(root)  # data/ points at the shared features and versions; no gate record
+    proj.features.parent.mkdir(parents=True, exist_ok=True)
+    proj.features.symlink_to(features_dir)
+    proj.versions.symlink_to(versions_dir)
     trained: dict[str, tuple[str, dict[str, Any]]] = {}
     for key, train in {
-        "a": TrainParams(hidden_size=8, max_epochs=2, lookback=10),
-        "b": TrainParams(hidden_size=8, max_epochs=2, lookback=12, seed=7, cell="gru"),
+        "a": train_params(hidden_size=8, max_epochs=2, lookback=10),
+        "b": train_params(hidden_size=8, max_epochs=2, lookback=12, seed=7, cell="gru"),
     }.items():
         outcome = tracked_training(
             train,
             data,
             run_name=f"tiny-{key}",
-            features_dir=features_dir,
-            versions_dir=versions_dir,
-            metrics_dir=metrics_dir,
+            proj=proj,
         )
         assert outcome.status == "FINISHED", outcome
         trained[key] = (outcome.run_id, train.model_dump())
-    rows = recent_rows(data.version, versions_dir)
+    rows = recent_rows(data.version, proj)
     with mlflow.start_run(
-        run_name="persistence", tags=lineage_tags(data.version, data.md5, metrics_dir)
+        run_name="persistence", tags=lineage_tags(data.version, data.md5, proj)
     ) as run:
         log_persistence(
             {
@@ -86,6 +68,8 @@ def main(root: Path, features_dir: Path, versions_dir: Path, names: list[str]) -
                 "lookback": 0,
                 "data_version": data.version,
                 "dvc_md5": data.md5,
+                "trained_at": "2024-11-01T00:00:00+00:00",
+                "code_fingerprint": code_fingerprint(),
             },
             rows,
         )
@@ -95,9 +79,9 @@ def main(root: Path, features_dir: Path, versions_dir: Path, names: list[str]) -
     sources = [("a", "torch"), ("b", "torch"), ("p", "persistence")]
     for name in names:
         for key, kind in sources:
-            run_id, params = trained[key]
+            run_id, _ = trained[key]
             mv = mlflow.register_model(f"runs:/{run_id}/model", name)
-            for tag, value in version_tags(kind, client.get_run(run_id), params).items():
+            for tag, value in version_tags_from_run(client.get_run(run_id), kind).items():
                 client.set_model_version_tag(name, mv.version, tag, value)
         for alias, version in NAMES_ALIASES.items():
             client.set_registered_model_alias(name, alias, str(version))

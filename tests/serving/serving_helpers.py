@@ -122,9 +122,21 @@ def running_api(tmp: Path, tracking_uri: str, model_name: str, **settings: str) 
         "/health",
     )
     try:
+        wait_started(server)
         yield server
     finally:
         server.stop()
+
+
+def wait_started(server: Server, timeout_s: float = 120.0) -> None:
+    """Until the API's background start-up has made its first load attempt (/ready says so)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            if httpx.get(server.url + "/ready", timeout=2).json().get("startup") == "done":
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"the API never finished starting:\n{server.log_tail()}")
 
 
 def need_service(config: pytest.Config, available: bool, what: str) -> None:

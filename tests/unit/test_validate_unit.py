@@ -13,6 +13,7 @@ import pytest
 from pipelines import validate
 from pipelines.config import ValidateParams
 from pipelines.features import GateNotPassedError, gate_passed
+from pipelines.paths import Project
 from pipelines.version import VERSION_COLUMNS
 
 pytestmark = pytest.mark.unit
@@ -118,12 +119,13 @@ def test_error_names_each_version_and_failure(tmp_path: Path) -> None:
 def test_record_is_what_features_gate_reads(tmp_path: Path) -> None:
     outcomes = {"ok": _run(_frame(), tmp_path), "bad": _run(_frame(3), tmp_path)}
     records = {v: validate.outcome_record(o, f"md5-{v}") for v, o in outcomes.items()}
-    path = tmp_path / "validation.json"
-    path.write_text(json.dumps(records))
-    gate_passed(path, "ok", "md5-ok")
+    proj = Project(tmp_path)
+    proj.metrics.mkdir()
+    proj.metrics_file("validation").write_text(json.dumps(records))
+    gate_passed("ok", "md5-ok", proj)
     for version, md5 in [("bad", "md5-bad"), ("ok", "other-md5"), ("unknown", "md5-ok")]:
         with pytest.raises(GateNotPassedError):
-            gate_passed(path, version, md5)
+            gate_passed(version, md5, proj)
     assert records["bad"]["failed"] == ["expect_table_row_count_to_be_between"]
 
 

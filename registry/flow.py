@@ -1,0 +1,100 @@
+"""Register → promote, the one flow `dvc repro` (`coinflow registry release`) and Airflow run.
+
+Both steps are idempotent: a run registers once; a version already champion, or already judged
+against the current champion on the same evaluation rows, is not judged again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from registry.errors import RegistryError
+from registry.policy import Policy
+from registry.store import CHALLENGER, CHAMPION, Registry, aliases, latest_decision
+
+if TYPE_CHECKING:
+    from pipelines.paths import Project
+    from registry.scoring import EvalSet
+
+log = logging.getLogger(__name__)
+
+
+def register_candidate(reg: Registry, run_id: str, ev: EvalSet, proj: Project) -> tuple[int, int]:
+    """Register `run_id` (once), make sure a champion exists, point `challenger` at the new
+    version unless it is the champion; returns (version, champion)."""
+    from registry.register import ensure_champion, register_run
+
+    champion = ensure_champion(reg, ev, proj)  # an empty registry: persistence is v1
+    version = register_run(reg, run_id, alias=None)
+    if version != champion and aliases(reg).get(CHALLENGER) != version:
+        reg.client.set_registered_model_alias(reg.name, CHALLENGER, str(version))
+    return version, champion
+
+
+def _summary_from_record(version: int, record: dict[str, Any]) -> dict[str, Any]:
+    def mase(role: str) -> Any:
+        return (record.get(role) or {}).get("mase")
+
+    return {
+        "promoted": bool(record.get("promoted")),
+        "version": version,
+        "champion_before": record.get("champion_before"),
+        "champion_after": record.get("champion_after"),
+        "challenger_mase": mase("challenger"),
+        "champion_mase": mase("champion"),
+        "baseline_mase": mase("baseline"),
+        "reason": f"already judged: {record.get('reason', '')}",
+        "rule": record.get("rule"),
+        "record_run_id": record.get("record_run_id"),
+    }
+
+
+def promote_candidate(reg: Registry, version: int, ev: EvalSet, policy: Policy) -> dict[str, Any]:
+    """Judge `version` against the champion unless that is already done; the decision summary."""
+    from registry.promote import promote
+
+    champion = aliases(reg).get(CHAMPION)
+    if champion == version:
+        return {
+            "promoted": False,
+            "version": version,
+            "champion_before": version,
+            "champion_after": version,
+            "reason": f"v{version} is already the champion",
+        }
+    judged = latest_decision(reg, version)
+    if (
+        judged is not None
+        and judged.get("action") in ("promote", "refuse")
+        and judged.get("champion_before") == champion
+        and (judged.get("eval") or {}).get("dvc_md5") == ev.md5
+    ):
+        log.info("%s v%d: already judged against champion v%s", reg.name, version, champion)
+        return _summary_from_record(version, judged)
+    return promote(reg, ev, policy, version).summary()
+
+
+def release(proj: Project | None = None) -> dict[str, Any]:
+    """The dvc `promote` stage: register the sweep's best run, promote it if it wins, and write
+    metrics/promotion.json."""
+    import json
+
+    from pipelines.config import load_params
+    from pipelines.files import write_json
+    from pipelines.paths import project
+    from registry.scoring import load_eval_set
+    from registry.store import open_registry
+
+    proj = proj or project()
+    params, sweep_json = load_params(proj.params_file), proj.metrics_file("sweep")
+    sweep = json.loads(sweep_json.read_text()) if sweep_json.is_file() else {}
+    if not sweep.get("best_run_id"):
+        raise RegistryError(f"{sweep_json} is missing or names no best_run_id: run the sweep")
+    reg = open_registry(params.registry.model_name)
+    ev = load_eval_set(proj)
+    version, _ = register_candidate(reg, sweep["best_run_id"], ev, proj)
+    summary = promote_candidate(reg, version, ev, Policy.from_params(params.registry))
+    write_json(proj.metrics_file("promotion"), summary)
+    log.info("%s v%d: %s", reg.name, version, summary["reason"])
+    return summary
