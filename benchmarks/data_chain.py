@@ -30,14 +30,17 @@ def naive_read(raw: Path) -> None:
 
 def chain(workdir: Path) -> dict[str, float]:
     from pipelines import features, ingest, validate, version
+    from pipelines.config import load_params
+    from pipelines.paths import Project
 
-    os.chdir(workdir)
+    proj = Project(workdir)
+    names = list(load_params(proj.params_file).data.versions)
     timings = {}
     for name, stage in (
-        ("ingest", ingest.main),
-        ("version", version.main),
-        ("validate", validate.main),
-        ("features", features.main),
+        ("ingest", lambda: ingest.main(proj)),
+        ("version", lambda: [version.main(v, proj) for v in names]),
+        ("validate", lambda: validate.main(proj)),
+        ("features", lambda: features.main(proj=proj)),
     ):
         started = time.perf_counter()
         stage()

@@ -138,21 +138,26 @@ def scratch_registry(root: Path, name: str) -> str:
 
     from pipelines.config import load_params
     from pipelines.features import write_features
+    from pipelines.files import file_md5
+    from pipelines.paths import Project
     from pipelines.tracked import tracked_training
     from pipelines.tracking import TrackingSettings, configure_mlflow
     from pipelines.train import load_training_data
-    from pipelines.version import file_md5, version_path
+    from registry.lineage import version_tags_from_run
 
     params = load_params(REPO / "params.yaml")
     versions = REPO / "data" / "versions"
-    path = version_path(params.data.version, versions)
+    path = versions / f"{params.data.version}.parquet"
+    proj = Project(root)
+    proj.versions.parent.mkdir(parents=True, exist_ok=True)
+    proj.versions.symlink_to(versions)
     write_features(
         pd.read_parquet(path),
         params.data.version,
         file_md5(path),
         params.features,
-        root / "features",
-        root / "metrics",
+        proj.features,
+        proj.metrics,
     )
     uri = f"sqlite:///{root / 'mlflow.db'}"
     configure_mlflow(
@@ -164,14 +169,14 @@ def scratch_registry(root: Path, name: str) -> str:
     )
     outcome = tracked_training(
         params.train.model_copy(update={"max_epochs": 2}),
-        load_training_data(root / "features"),
+        load_training_data(proj.features),
         run_name="benchmark",
-        features_dir=root / "features",
-        versions_dir=versions,
-        metrics_dir=root / "metrics",
-        reports_dir=root / "reports",
+        proj=proj,
     )
-    mlflow.register_model(f"runs:/{outcome.run_id}/model", name)
+    run = mlflow.MlflowClient().get_run(outcome.run_id)
+    mlflow.register_model(
+        f"runs:/{outcome.run_id}/model", name, tags=version_tags_from_run(run, "torch")
+    )
     return uri
 
 

@@ -36,13 +36,15 @@ def timed_sweep(
         "COINFLOW_ARTIFACT_ROOT": str(root / "mlartifacts"),
         "COINFLOW_PROGRESS": "0",
         "COINFLOW_OPTUNA_STORAGE": str(root / "optuna" / "journal.log"),
+        "COINFLOW_WORKDIR": str(root),
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "PYTHONWARNINGS": "ignore",
     }
     cmd = [
         sys.executable,
         "-m",
-        "pipelines.sweep",
+        "pipelines.cli",
+        "sweep",
         "--n-trials",
         str(n_trials),
         "--workers",

@@ -16,7 +16,7 @@ def build_workspace(root: Path, overrides: dict[str, dict[str, Any]] | None = No
 
     from pipelines.config import load_params
     from pipelines.features import write_features
-    from pipelines.version import file_md5
+    from pipelines.files import file_md5
 
     versions = REPO / "data" / "versions"
     raw = yaml.safe_load((REPO / "params.yaml").read_text())

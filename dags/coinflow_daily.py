@@ -27,7 +27,6 @@ from airflow.sdk import Param, dag, get_current_context, task
 log = logging.getLogger(__name__)
 
 DAG_ID = "coinflow_daily"
-RAW_FILES = ("btc.csv", "eth.csv", "gold.csv")
 MAX_WORKERS = 8
 
 

@@ -6,13 +6,10 @@ data, a failed gate, a registry refusal) prints its reason and exits 1, without 
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Iterator
-
 import typer
 
 from pipelines import train_cli
+from pipelines.console import refusals
 from registry import cli as registry_cli
 from serving.cli import serve as serve_command
 from ui.cli import ui as ui_command
@@ -31,39 +28,6 @@ app.command("ui")(ui_command)
 app.command("serve")(serve_command)
 app.command("train")(train_cli.train)
 app.command("sweep")(train_cli.sweep)
-
-
-def _refusal_types() -> tuple[type[BaseException], ...]:
-    """The typed errors a stage refuses with (imported only once one was raised)."""
-    from pipelines.features import GateNotPassedError
-    from pipelines.ingest import IngestError
-    from pipelines.sweep_storage import SweepError
-    from pipelines.validate import DataValidationError, VersionFileError
-    from registry.errors import RegistryError
-
-    return (
-        IngestError,
-        DataValidationError,
-        VersionFileError,
-        GateNotPassedError,
-        SweepError,
-        RegistryError,
-        FileNotFoundError,
-        ValueError,  # params.yaml that fails validation, an unknown version name
-    )
-
-
-@contextlib.contextmanager
-def refusals(what: str) -> Iterator[None]:
-    """Run a command: log progress lines; a typed refusal prints `what refused: why` and exits 1."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        yield
-    except Exception as exc:
-        if not isinstance(exc, _refusal_types()):
-            raise
-        typer.echo(f"{what} refused: {exc}", err=True)
-        raise typer.Exit(1) from exc
 
 
 @data_app.command("ingest")

@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipelines.paths import project
+from pipelines.rules import OhlcRules
 
 Cell = Literal["rnn", "lstm", "gru"]
 
@@ -42,6 +43,12 @@ class ValidateParams(_Strict):
     max_gap_days: int = Field(ge=1)
     max_abs_log_move: float = Field(gt=0)
     ohlc_tolerance: float = Field(ge=0, lt=0.1)
+    max_wick: float = Field(gt=1)
+
+    @property
+    def ohlc(self) -> OhlcRules:
+        """The OHLC rules these params set (the gate's and the API's)."""
+        return OhlcRules(self.ohlc_tolerance, self.max_wick)
 
 
 class FeatureParams(_Strict):

@@ -33,7 +33,7 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
             and isinstance(body[0].value, ast.Constant)
             and isinstance(body[0].value.value, str)
         ):
-            body[0] = ast.Pass()
+            body[:1] = [] if len(body) > 1 else [ast.Pass()]
     return tree
 
 

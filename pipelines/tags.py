@@ -26,8 +26,6 @@ PARENT_RUN_ID = "mlflow.parentRunId"  # MLflow's own nesting tag
 TEST_MASE = "coinflow.test_mase"
 DECISION = "coinflow.decision"  # outcome of the latest decision on this version
 DECISION_RUN = "coinflow.decision_run"  # the record run holding that decision's JSON
-SWEEP_PARENT = "coinflow.sweep_parent_id"
-VERSION_TAGS = (KIND, DATA_VERSION, DVC_MD5, GIT_SHA, GE_STATUS, CODE, TEST_MASE)
 
 # --- decision / audit record runs (coinflow.kind = promotion) --------------------------------
 RECORD_KIND = "promotion"

@@ -174,7 +174,12 @@ def tracked_training(
         _log_history(run.info.run_id, fit.history)
         val_loss = fit.history[fit.best_epoch - 1][1] if fit.best_epoch else float("nan")
         mlflow.log_metrics(
-            {"best_epoch": fit.best_epoch, "epochs": len(fit.history), "best_val_loss": val_loss}
+            {
+                "best_epoch": fit.best_epoch,
+                "epochs": len(fit.history),
+                "best_val_loss": val_loss,
+                "stopped_early": float(fit.stopped_early),
+            }
         )
         with tempfile.TemporaryDirectory() as tmp_dir:
             tmp = Path(tmp_dir)

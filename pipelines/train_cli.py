@@ -11,8 +11,8 @@ log = logging.getLogger(__name__)
 
 def train() -> None:
     """One tracked training run with params.yaml's `train` block (writes metrics/train.json)."""
-    from pipelines.cli import refusals
     from pipelines.config import load_params
+    from pipelines.console import refusals
     from pipelines.files import write_json
     from pipelines.paths import project
     from pipelines.tracked import tracked_training
@@ -54,8 +54,8 @@ def sweep(
 
     Writes metrics/sweep.json and plots/sweep/*.png (the dvc `sweep` stage's outputs).
     """
-    from pipelines.cli import refusals
     from pipelines.config import load_params
+    from pipelines.console import refusals
     from pipelines.paths import project
     from pipelines.sweep import run_sweep
     from pipelines.sweep_report import write_sweep_metrics

@@ -50,17 +50,6 @@ def align_assets(
     return out[VERSION_COLUMNS]
 
 
-def build_versions(
-    btc: pd.DataFrame,
-    eth: pd.DataFrame,
-    gold: pd.DataFrame,
-    start: dt.date,
-    cutoffs: dict[str, dt.date],
-) -> dict[str, pd.DataFrame]:
-    """Every dataset version named in params, keyed by version."""
-    return {v: align_assets(btc, eth, gold, start, cut) for v, cut in cutoffs.items()}
-
-
 def describe_version(version: str, proj: Project | None = None) -> VersionInfo:
     """Rows, date range and content hash of one written version."""
     path = (proj or project()).version_file(version)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pipelines import tags
 from registry.errors import ConcurrentPromotionError, NothingToDoError
 from registry.lock import RegistryLock
-from registry.policy import Decision, Policy
+from registry.policy import Decision, Policy, PromotionOutcome
 from registry.report import OUTCOME, decision_markdown
 from registry.store import (
     CHALLENGER,
@@ -41,7 +41,6 @@ from registry.store import (
 )
 
 if TYPE_CHECKING:
-    from registry.promote import PromotionOutcome
     from registry.scoring import EvalSet
 
 log = logging.getLogger(__name__)
@@ -141,8 +140,6 @@ def commit_decision(
 
     Returns None (nothing written) when the champion moved since it was scored.
     """
-    from registry.promote import PromotionOutcome
-
     with RegistryLock(reg.client, reg.name) as lock:
         repair_records(reg)
         if aliases(reg).get(CHAMPION) != champion_seen:

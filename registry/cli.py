@@ -29,7 +29,7 @@ def _open(name: str | None) -> Registry:
 @app.command("status")
 def status(name: Name = None) -> None:
     """Versions, aliases and key metrics of the registered model."""
-    from pipelines.cli import refusals
+    from pipelines.console import refusals
     from registry.report import status_table
     from registry.store import aliases, versions
 
@@ -46,7 +46,7 @@ def status(name: Name = None) -> None:
 def release() -> None:
     """Register the sweep's best run (metrics/sweep.json) as challenger and promote it if it wins
     (the dvc `promote` stage; writes metrics/promotion.json)."""
-    from pipelines.cli import refusals
+    from pipelines.console import refusals
     from registry.flow import release as run_release
 
     with refusals("release"):
@@ -62,8 +62,8 @@ def promote(
     name: Name = None,
 ) -> None:
     """Re-score a version and the champion on the newest test split; move `champion` if better."""
-    from pipelines.cli import refusals
     from pipelines.config import load_params
+    from pipelines.console import refusals
     from registry.policy import Policy
     from registry.promote import promote as run_promotion
     from registry.register import ensure_champion
@@ -90,7 +90,7 @@ def rollback(
     reason: Annotated[str, typer.Option(help="recorded with the rollback")] = "manual rollback",
 ) -> None:
     """Champion back to previous-champion (recorded); the two aliases swap."""
-    from pipelines.cli import refusals
+    from pipelines.console import refusals
     from registry.aliases import rollback as run_rollback
 
     with refusals("rollback"):
@@ -109,7 +109,7 @@ def lineage(
     name: Name = None,
 ) -> None:
     """Version → run → sweep → data version/hash → git sha → GE result → decision."""
-    from pipelines.cli import refusals
+    from pipelines.console import refusals
     from registry.lineage import read_lineage
     from registry.report import lineage_table
     from registry.store import aliases, get_version

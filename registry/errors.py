@@ -10,7 +10,11 @@ class RegistryError(Exception):
     """A registry request was refused; the registry's aliases are as they were."""
 
 
-class UnknownVersionError(RegistryError):
+class NotFoundError(RegistryError):
+    """What was asked for (a version, an alias, a sweep) does not exist in the store."""
+
+
+class UnknownVersionError(NotFoundError):
     """The registered model or version does not exist."""
 
 

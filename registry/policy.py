@@ -124,3 +124,32 @@ def should_promote(
         f"challenger MASE {c:.4f} is not below champion v{champion.version} "
         f"MASE {champion.mase:.4f} - margin {policy.margin:g} = {needed:.4f}",
     )
+
+
+@dataclass(frozen=True)
+class PromotionOutcome:
+    """What a promotion did: the decision, the champion before and after, and its record run."""
+
+    decision: Decision
+    version: int
+    champion_before: int | None
+    champion_after: int | None
+    attempts: int
+    record_run_id: str
+
+    def summary(self) -> dict[str, Any]:
+        """metrics/promotion.json."""
+        d = self.decision.to_dict()
+        return {
+            "promoted": self.decision.promote,
+            "version": self.version,
+            "champion_before": self.champion_before,
+            "champion_after": self.champion_after,
+            "challenger_mase": d["challenger"]["mase"],
+            "champion_mase": (d["champion"] or {}).get("mase"),
+            "baseline_mase": d["baseline"]["mase"],
+            "reason": self.decision.reason,
+            "rule": self.decision.rule,
+            "attempts": self.attempts,
+            "record_run_id": self.record_run_id,
+        }

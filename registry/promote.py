@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from registry.errors import (
     ConcurrentPromotionError,
@@ -19,42 +18,13 @@ from registry.errors import (
     NothingToDoError,
     RegistryError,
 )
-from registry.policy import Decision, ModelScore, Policy, should_promote
+from registry.policy import ModelScore, Policy, PromotionOutcome, should_promote
 
 if TYPE_CHECKING:
     from registry.scoring import EvalSet
     from registry.store import Registry
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PromotionOutcome:
-    """What a promotion did: the decision, the champion before and after, and its record run."""
-
-    decision: Decision
-    version: int
-    champion_before: int | None
-    champion_after: int | None
-    attempts: int
-    record_run_id: str
-
-    def summary(self) -> dict[str, Any]:
-        """metrics/promotion.json."""
-        d = self.decision.to_dict()
-        return {
-            "promoted": self.decision.promote,
-            "version": self.version,
-            "champion_before": self.champion_before,
-            "champion_after": self.champion_after,
-            "challenger_mase": d["challenger"]["mase"],
-            "champion_mase": (d["champion"] or {}).get("mase"),
-            "baseline_mase": d["baseline"]["mase"],
-            "reason": self.decision.reason,
-            "rule": self.decision.rule,
-            "attempts": self.attempts,
-            "record_run_id": self.record_run_id,
-        }
 
 
 def score_version(reg: Registry, version: int, ev: EvalSet) -> ModelScore:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
     from registry.lineage import Lineage
-    from registry.promote import PromotionOutcome
+    from registry.policy import PromotionOutcome
 
 VALUE_WIDTH = 78
 # A decision record's action → the word a version's `coinflow.decision` tag and tables show.

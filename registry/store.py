@@ -25,6 +25,7 @@ from registry.errors import (
     AliasNotSetError,
     ModelCodeMismatchError,
     ModelLoadError,
+    NotFoundError,
     RegistryUnavailableError,
     UnknownVersionError,
 )
@@ -235,7 +236,7 @@ def latest_sweep(reg: Registry) -> dict[str, Any]:
         else []
     )
     if not parents:
-        raise UnknownVersionError(f"no sweep run found (runs tagged {tags.KIND}=sweep)")
+        raise NotFoundError(f"no sweep run found (runs tagged {tags.KIND}=sweep)")
     parent = parents[0]
     trials = mlflow_call(
         "searching trial runs",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +39,6 @@ class LoadedModel:
     py: CoinflowModel
     recent_dates: np.ndarray
     recent_values: np.ndarray
-    loaded_at: float = field(default_factory=time.time)
     _history: dict[int, list[dict[str, object]]] = field(default_factory=dict, repr=False)
 
     def recent_history(self, days: int) -> list[dict[str, object]]:

@@ -15,6 +15,7 @@ from registry.errors import (
     AliasNotSetError,
     ModelCodeMismatchError,
     ModelLoadError,
+    NotFoundError,
     RegistryError,
     RegistryUnavailableError,
     UnknownVersionError,
@@ -50,10 +51,6 @@ class ServingError(Exception):
         self.headers = headers
 
 
-class NotFoundError(ServingError):
-    status, slug, title = 404, "not-found", "Not found"
-
-
 class BadInputError(ServingError):
     status, slug, title = 422, "invalid-input", "Invalid input"
 
@@ -74,6 +71,7 @@ class StartingError(ServingError):
 REGISTRY_PROBLEMS: list[tuple[type[RegistryError], int, str, str]] = [
     (AliasNotSetError, 404, "alias-not-set", "Alias not set"),
     (UnknownVersionError, 404, "unknown-version", "Model version not found"),
+    (NotFoundError, 404, "not-found", "Not found"),
     (ModelCodeMismatchError, 409, "model-code-mismatch", "Model built with other code"),
     (RegistryUnavailableError, 503, "registry-unavailable", "Model registry unreachable"),
     (ModelLoadError, 503, "model-load-failed", "Model could not be loaded"),

@@ -83,9 +83,8 @@ def real_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assets = {a: ingest.load_prices(raw / f"{a}.csv") for a in ("btc", "eth", "gold")}
     out = root / "versions"
     out.mkdir()
-    for name, frame in version.build_versions(
-        **assets, start=params.data.start, cutoffs=params.data.versions
-    ).items():
+    for name, cutoff in params.data.versions.items():
+        frame = version.align_assets(**assets, start=params.data.start, cutoff=cutoff)
         frame.to_parquet(out / f"{name}.parquet")
     return out
 

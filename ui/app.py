@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from pipelines.forecast import MAX_HORIZON
 from ui import plots, shaping
 from ui.client import ApiClient, ApiClientError, ApiError
 from ui.settings import UiSettings
@@ -110,7 +111,7 @@ def build_app(client: ApiClient, mlflow_ui_url: str | None = None) -> gr.Blocks:
                 )
                 horizon = gr.Slider(
                     1,
-                    30,
+                    MAX_HORIZON,
                     value=DEFAULT_HORIZON,
                     step=1,
                     label="Horizon (days)",

@@ -8,7 +8,7 @@ from typing import Any, Literal, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-MAX_HORIZON = 30
+from pipelines.forecast import MAX_HORIZON
 
 
 class _Response(BaseModel):
@@ -33,6 +33,7 @@ class Lineage(_Response):
     dvc_md5: str | None = None
     git_sha: str | None = None
     trained_at: str | None = None
+    code_fingerprint: str | None = None
     kind: str | None = None
 
 
@@ -62,6 +63,7 @@ class ModelVersion(_Response):
     data_version: str | None = None
     dvc_md5: str | None = None
     created_at: str | int | float | None = None
+    decision: str | None = None
     metrics: VersionMetrics = VersionMetrics()
 
 
@@ -79,6 +81,7 @@ class Trial(_Response):
     run_id: str | None = None
     trial_number: int | None = None
     status: str | None = None
+    state: str | None = None  # COMPLETE | PRUNED | FAIL, as Optuna ended the trial
     hidden_size: int | None = None
     num_layers: int | None = None
     cell: str | None = None

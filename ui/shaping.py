@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 
 from ui.client import Forecast, Lineage, ModelRef, Models, Sweep, Trial
@@ -178,6 +179,18 @@ def _created(value: str | int | float | None) -> str:
     return value[:16].replace("T", " ")
 
 
+def significant(value: float | None, digits: int = 4) -> float | None:
+    """A score rounded to `digits` significant digits for a table (None stays None)."""
+    if value is None or not math.isfinite(value) or value == 0:
+        return value
+    return round(value, digits - 1 - math.floor(math.log10(abs(value))))
+
+
+def usd(value: float | None) -> float | None:
+    """A USD amount to the cent."""
+    return None if value is None else round(value, 2)
+
+
 def version_rows(models: Models) -> list[list[object]]:
     """Rows of the version comparison table (VERSION_HEADERS), newest version first."""
     return [
@@ -187,9 +200,9 @@ def version_rows(models: Models) -> list[list[object]]:
             v.kind or "",
             v.data_version or "",
             _created(v.created_at),
-            v.metrics.test_mase,
-            v.metrics.test_mae,
-            v.metrics.test_rmse,
+            significant(v.metrics.test_mase),
+            usd(v.metrics.test_mae),
+            usd(v.metrics.test_rmse),
         ]
         for v in sorted(models.versions, key=lambda v: v.version, reverse=True)
     ]
@@ -205,14 +218,14 @@ def trial_rows(sweep: Sweep) -> list[list[object]]:
     return [
         [
             t.trial_number,
-            t.status or "",
+            t.state or t.status or "",  # Optuna's word (PRUNED), not MLflow's KILLED
             t.cell or "",
             t.hidden_size,
             t.num_layers,
             t.lookback,
-            t.lr,
-            t.val_loss,
-            t.test_mase,
+            significant(t.lr),
+            significant(t.val_loss),
+            significant(t.test_mase),
         ]
         for t in sorted(sweep.trials, key=key)
     ]

@@ -19,7 +19,7 @@ from serving.schemas import HealthResponse, ReadyResponse, ReloadResponse
 from serving.settings import ServingSettings
 
 if TYPE_CHECKING:
-    from serving.app import Startup
+    from serving.startup import Startup
 
 router = APIRouter(tags=["operations"])
 bearer = HTTPBearer(auto_error=False, description="COINFLOW_ADMIN_TOKEN")

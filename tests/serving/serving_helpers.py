@@ -20,7 +20,9 @@ from tests.processes import free_port, stop_group  # noqa: F401  (free_port re-e
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "serving-test-admin-token"
-MODEL_NAMES = ["btc-forecaster", "hot-reload", "outage", "interop"]
+MODEL_NAMES = ["btc-forecaster", "hot-reload", "outage", "interop", "stale-code"]
+# Version 2 of "stale-code" says it was built with other model code than the tests run.
+FOREIGN_CODE = "0123456789ab"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.registry import redact
+from registry.store import redact
 from serving.settings import ServingSettings
 
 pytestmark = pytest.mark.unit

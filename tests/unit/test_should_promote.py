@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from registry.promote import Decision, ModelScore, Policy, should_promote
+from registry.policy import Decision, ModelScore, Policy, should_promote
 
 pytestmark = pytest.mark.unit
 

@@ -19,7 +19,12 @@ from pipelines.version import VERSION_COLUMNS
 pytestmark = pytest.mark.unit
 
 PARAMS = ValidateParams(
-    min_rows=5, max_rows=100, max_gap_days=1, max_abs_log_move=0.7, ohlc_tolerance=0.005
+    min_rows=5,
+    max_rows=100,
+    max_gap_days=1,
+    max_abs_log_move=0.7,
+    ohlc_tolerance=0.005,
+    max_wick=2.0,
 )
 CUTOFF = dt.date(2020, 1, 31)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.version import VERSION_COLUMNS, align_assets, build_versions
+from pipelines.version import VERSION_COLUMNS, align_assets
 
 pytestmark = pytest.mark.unit
 
@@ -41,7 +41,9 @@ def assets() -> dict[str, pd.DataFrame]:
 
 def test_versions_cut_at_their_dates(assets: dict[str, pd.DataFrame]) -> None:
     cut = {"a": dt.date(2024, 1, 5), "b": dt.date(2024, 1, 10)}
-    versions = build_versions(**assets, start=dt.date(2024, 1, 1), cutoffs=cut)
+    versions = {
+        v: align_assets(**assets, start=dt.date(2024, 1, 1), cutoff=c) for v, c in cut.items()
+    }
     assert versions["a"].index[-1] == pd.Timestamp("2024-01-05")
     assert versions["b"].index[-1] == pd.Timestamp("2024-01-10")
     assert versions["a"].index[0] == pd.Timestamp("2024-01-01")
