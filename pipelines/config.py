@@ -98,8 +98,11 @@ class SweepParams(_Strict):
 
 class RegistryParams(_Strict):
     model_name: str
-    promote_margin: float = Field(ge=0)
+    metric: Literal["crps", "mase"]
+    promote_margin: float = Field(ge=0, lt=1)
     max_mase: float = Field(gt=0)
+    alpha: float = Field(gt=0, lt=1)
+    coverage_tol: float = Field(gt=0, lt=1)
 
 
 class Params(_Strict):

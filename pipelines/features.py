@@ -89,26 +89,28 @@ class Split:
 
 
 def features_from(values: np.ndarray, prev: np.ndarray) -> np.ndarray:
-    """FEATURE_COLUMNS of each day (rows of INPUT_COLUMNS) given the day before it (`prev`)."""
-    close = values[:, CLOSE]
+    """FEATURE_COLUMNS of each day (rows of INPUT_COLUMNS on the last axis) given the day before
+    it (`prev`); works on one window (days, columns) or a batch (windows, days, columns)."""
+    close = values[..., CLOSE]
     with np.errstate(invalid="ignore", divide="ignore"):  # missing inputs (NaN) give NaN
-        return np.column_stack(
+        return np.stack(
             [
-                np.log(close / prev[:, CLOSE]),
-                np.log(values[:, HIGH] / close),
-                np.log(values[:, LOW] / close),
-                np.log(values[:, OPEN] / close),
-                np.log1p(values[:, VOLUME]) - np.log1p(prev[:, VOLUME]),
-                np.log(values[:, ETH] / prev[:, ETH]),
-                np.log(values[:, GOLD] / prev[:, GOLD]),
-                values[:, GOLD_FILLED],
-            ]
+                np.log(close / prev[..., CLOSE]),
+                np.log(values[..., HIGH] / close),
+                np.log(values[..., LOW] / close),
+                np.log(values[..., OPEN] / close),
+                np.log1p(values[..., VOLUME]) - np.log1p(prev[..., VOLUME]),
+                np.log(values[..., ETH] / prev[..., ETH]),
+                np.log(values[..., GOLD] / prev[..., GOLD]),
+                values[..., GOLD_FILLED],
+            ],
+            axis=-1,
         )
 
 
 def features_array(values: np.ndarray) -> np.ndarray:
-    """Features of every row after the first (which only feeds the first day's returns)."""
-    return features_from(values[1:], values[:-1])
+    """Features of every day after the first (which only feeds the first day's returns)."""
+    return features_from(values[..., 1:, :], values[..., :-1, :])
 
 
 def compute_features(frame: pd.DataFrame) -> pd.DataFrame:

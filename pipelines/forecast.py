@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -113,3 +114,94 @@ def forecast_arrays(
         nxt[GOLD_FILLED] = float(weekday >= 5)
         closes[step] = close
     return out_dates, closes
+
+
+class QuantileModel(Protocol):
+    """A model of the next day's log return, as quantiles at `levels`, from raw daily rows."""
+
+    levels: tuple[float, ...]
+
+    @property
+    def rows_needed(self) -> int:
+        """Raw daily rows (oldest first) one forecast reads."""
+        ...
+
+    def return_quantiles(self, windows: np.ndarray) -> np.ndarray:
+        """(n, rows_needed, INPUT_COLUMNS) raw rows → (n, levels) calibrated log-return quantiles,
+        non-decreasing along the levels."""
+        ...
+
+
+def next_rows(last: np.ndarray, close: np.ndarray, day: np.datetime64) -> np.ndarray:
+    """The synthetic day after `last` (n, columns): flat OHLC at `close`, the rest carried,
+    gold flagged as filled on weekends."""
+    rows = np.array(last, dtype="float64", copy=True)
+    rows[:, [OPEN, HIGH, LOW, CLOSE]] = close[:, None]
+    weekday = (int(day.astype("datetime64[D]").astype("int64")) + 3) % 7  # 1970-01-01: Thursday
+    rows[:, GOLD_FILLED] = float(weekday >= 5)
+    return rows
+
+
+def windows_at(values: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:
+    """The `length` raw rows ending at each index in `ends`: (n, length, columns)."""
+    if len(ends) and ends.min() < length - 1:
+        raise InputRowsError(f"a forecast at row {ends.min()} needs {length} rows of history")
+    idx = ends[:, None] + np.arange(1 - length, 1)[None, :]
+    return np.asarray(values[idx], dtype="float64")
+
+
+def stratified_uniforms(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n draws of U(0, 1), one in each of n equal strata, in random order (less noise)."""
+    return rng.permutation((np.arange(n) + rng.uniform(size=n)) / n)
+
+
+def forecast_quantiles(
+    model: QuantileModel,
+    dates: np.ndarray,
+    values: np.ndarray,
+    horizon: int,
+    paths: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(forecast dates datetime64[D], USD close quantiles (horizon, levels)).
+
+    Day 1 is the model's own calibrated quantiles. Later days come from `paths` sampled price
+    paths: each step draws a return from every path's quantile function and appends the
+    synthetic day it implies, so volatility the model reads from recent rows carries forward.
+    The seed makes the answer reproducible (the same rows give the same bands).
+    """
+    from pipelines.quantiles import sample_from_quantiles
+
+    check_horizon(horizon)
+    dates, values = check_arrays(dates, values, model.rows_needed)
+    levels = model.levels
+    out_dates = dates[-1] + np.arange(1, horizon + 1).astype("timedelta64[D]")
+    first = model.return_quantiles(values[None])[0]
+    closes = np.empty((horizon, len(levels)))
+    closes[0] = values[-1, CLOSE] * np.exp(first)
+    if horizon > 1:
+        rng = np.random.default_rng(seed)
+        history = np.repeat(values[None], paths, axis=0)
+        drawn = sample_from_quantiles(
+            np.repeat(first[None], paths, axis=0), levels, stratified_uniforms(rng, paths)
+        )
+        for step in range(1, horizon):
+            close = history[:, -1, CLOSE] * np.exp(drawn)  # each path's close on day `step`
+            history = np.concatenate(
+                [history[:, 1:], next_rows(history[:, -1], close, out_dates[step - 1])[:, None]],
+                axis=1,
+            )
+            quant = model.return_quantiles(history)
+            drawn = sample_from_quantiles(quant, levels, stratified_uniforms(rng, paths))
+            closes[step] = np.quantile(close * np.exp(drawn), levels)
+    return out_dates, closes
+
+
+def forecast_seed(*parts: object, values: np.ndarray | None = None) -> int:
+    """A reproducible 64-bit seed from what a forecast depends on (model, horizon, input rows)."""
+    import hashlib
+
+    digest = hashlib.sha256(repr(parts).encode())
+    if values is not None:
+        digest.update(np.ascontiguousarray(values, dtype="float64").tobytes())
+    return int.from_bytes(digest.digest()[:8], "little")

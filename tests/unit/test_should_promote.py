@@ -120,7 +120,7 @@ def test_decision_records_rule_and_scores_as_json() -> None:
     decision = should_promote(challenger(NAN), champion(0.95), BASELINE, POLICY)
     record = json.loads(json.dumps(decision.to_dict(), allow_nan=False))  # NaN → null
     assert record["challenger"]["mase"] is None
-    assert record["champion"] == {
+    point = {
         "version": 3,
         "mase": 0.95,
         "mae": 779.0,
@@ -128,6 +128,8 @@ def test_decision_records_rule_and_scores_as_json() -> None:
         "kind": "torch",
         "trained_on": "",
     }
+    assert {k: record["champion"][k] for k in point} == point
+    assert record["champion"]["crps"] is None and "daily" not in record["champion"]  # MASE only
     assert record["baseline"]["mase"] == 1.0
     assert record["rule"] == POLICY.rule
     assert "champion MASE - 0.01" in record["rule"]
@@ -137,6 +139,14 @@ def test_decision_records_rule_and_scores_as_json() -> None:
 def test_policy_from_params() -> None:
     from pipelines.config import RegistryParams
 
-    policy = Policy.from_params(RegistryParams(model_name="m", promote_margin=0.02, max_mase=0.9))
-    assert policy == Policy(margin=0.02, max_mase=0.9)
+    params = RegistryParams(
+        model_name="m",
+        metric="mase",
+        promote_margin=0.02,
+        max_mase=0.9,
+        alpha=0.1,
+        coverage_tol=0.03,
+    )
+    policy = Policy.from_params(params)
+    assert policy == Policy(margin=0.02, max_mase=0.9, metric="mase", alpha=0.1, coverage_tol=0.03)
     assert "- 0.02" in policy.rule and "0.9 x persistence" in policy.rule
