@@ -1,0 +1,1 @@
+"""Alembic migrations of the prediction log (serving/prediction_log.py)."""

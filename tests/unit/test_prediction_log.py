@@ -1,0 +1,86 @@
+"""The prediction log's schema (alembic) and its queue + batch writer, on a real SQLite file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from serving import prediction_log as plog
+
+pytestmark = pytest.mark.unit
+
+
+def record(n: int) -> dict[str, Any]:
+    return {
+        "id": plog.new_id(),
+        "created_at": dt.datetime.now(dt.UTC),
+        "model_name": "m",
+        "version": 1,
+        "alias": "champion",
+        "shadow": False,
+        "origin": dt.date(2024, 10, 31),
+        "horizon": 2,
+        "rows_source": "dataset",
+        "rows_hash": f"{n:064x}",
+        "rows": None,
+        "data_md5": "0" * 32,
+        "code_fingerprint": "abc",
+        "levels": [0.1, 0.5, 0.9],
+        "forecast": [
+            {"date": "2024-11-01", "close": 70000.0 + n, "quantiles": [69000.0, 70000.0, 71000.0],
+             "intervals": [{"level": 0.8, "lower": 69000.0, "upper": 71000.0}]},
+            {"date": "2024-11-02", "close": 70100.0, "quantiles": [68000.0, 70100.0, 72000.0],
+             "intervals": [{"level": 0.8, "lower": 68000.0, "upper": 72000.0}]},
+        ],
+    }  # fmt: skip
+
+
+def count(engine: sa.Engine, table: sa.Table) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+def test_migrations_create_exactly_the_declared_schema(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    engine = plog.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
+    plog.migrate(engine)
+    plog.migrate(engine)  # idempotent
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), plog.metadata)
+    assert diff == []  # tables, columns and indexes as prediction_log.py declares them
+
+
+def test_every_record_is_written_under_load(tmp_path: Path) -> None:
+    engine = plog.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
+    plog.migrate(engine)
+    writer = plog.PredictionLog(engine, capacity=5000, batch=100, flush_s=0.05).start()
+    records = [record(i) for i in range(2000)]
+    assert all(writer.submit(r) for r in records)
+    writer.close(timeout_s=30)
+    assert count(engine, plog.predictions) == 2000 and count(engine, plog.forecast_days) == 4000
+    status = writer.snapshot()
+    assert (status.written, status.dropped, status.healthy) == (2000, 0, True)
+    stored = plog.read_predictions(engine, records[7]["id"])
+    assert stored is not None and stored["forecast"][0]["close"] == 70007.0
+
+
+def test_a_database_that_is_down_drops_and_says_so_without_blocking(tmp_path: Path) -> None:
+    engine = plog.engine_for(f"sqlite:///{tmp_path / 'missing-dir-is-made' / 'log.db'}")
+    # No migration ran: every insert fails, as against a database that is down.
+    writer = plog.PredictionLog(engine, capacity=50, batch=10, flush_s=0.01).start()
+    accepted = [writer.submit(record(i)) for i in range(500)]  # put_nowait: never waits
+    assert accepted.count(False) >= 440  # the queue holds 50 (+ the batch in flight)
+    deadline = time.monotonic() + 10
+    while writer.snapshot().last_error is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    status = writer.snapshot()
+    assert not status.healthy and status.dropped >= 440
+    assert any("not written" in r for r in status.reasons)
+    writer.close(timeout_s=5)
