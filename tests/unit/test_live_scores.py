@@ -1,0 +1,57 @@
+"""Live scores of hand-made logged forecasts with known answers."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.live_scores import realized, rolling_scores, window_scores
+
+pytestmark = pytest.mark.unit
+D = dt.date
+
+
+def day_row(version: int, origin: D, median: float, lo: float, hi: float, rows_hash: str = "h"
+            ) -> dict[str, object]:  # fmt: skip
+    return {"version": version, "role": "champion", "step": 1, "origin": origin,
+            "day": origin + dt.timedelta(days=1), "median": median, "lower_80": lo,
+            "upper_80": hi, "lower_95": lo - 10, "upper_95": hi + 10, "rows_hash": rows_hash,
+            "levels": [0.1, 0.5, 0.9], "quantiles": [lo, median, hi]}  # fmt: skip
+
+
+def test_known_answers() -> None:
+    closes = pd.Series(
+        [100.0, 110.0, 100.0, 120.0], index=pd.date_range("2024-01-01", periods=4, freq="D")
+    )
+    days = pd.DataFrame([
+        day_row(1, D(2024, 1, 1), 105, 95, 115),  # actual 110: error 5, persistence 10, inside
+        day_row(1, D(2024, 1, 2), 112, 105, 115),  # actual 100: error 12, persistence 10, outside
+        day_row(1, D(2024, 1, 2), 112, 105, 115),  # the same forecast served again: counted once
+        day_row(1, D(2024, 1, 4), 120, 110, 130),  # no close for 2024-01-05 yet: not scored
+    ])  # fmt: skip
+    rows = realized(days, closes)
+    assert len(rows) == 2
+    scores = window_scores(rows)
+    assert scores["n"] == 2 and scores["mae"] == pytest.approx(8.5)
+    assert scores["persistence_mae"] == pytest.approx(10.0) and scores["mase"] == pytest.approx(
+        0.85
+    )
+    assert scores["coverage_80"] == 0.5 and scores["coverage_95"] == 1.0
+    # pinball at levels 0.1/0.5/0.9, averaged: day 1 (y=110 vs 95/105/115: 1.5, 2.5, 0.5),
+    # day 2 (y=100 vs 105/112/115: 4.5, 6, 1.5) → 16.5 / 6.
+    assert scores["pinball"] == pytest.approx(16.5 / 6)
+    assert np.isfinite(scores["crps"]) and scores["crps"] > 0
+
+
+def test_windows_and_since_promotion() -> None:
+    idx = pd.date_range("2024-01-01", periods=40, freq="D")
+    closes = pd.Series(100.0 + np.arange(40), index=idx)
+    days = pd.DataFrame([day_row(2, d.date(), 100.0 + i, 90, 200) for i, d in enumerate(idx[:-1])])
+    out = rolling_scores(realized(days, closes), [D(2024, 2, 9)], since={2: D(2024, 2, 1)})
+    by_window = out.set_index("window")["n"].to_dict()
+    assert by_window == {"7d": 7, "30d": 30, "90d": 39, "since-promotion": 9}
+    # median = origin close: persistence itself, so MASE is exactly 1
+    assert set(out["mase"].round(12)) == {1.0}
