@@ -79,3 +79,42 @@ def rolling_scores(
                                 "window": name, "day": day, **window_scores(part)})  # fmt: skip
     columns = [*KEYS, "window", "day", *SCORE_COLUMNS]
     return pd.DataFrame(out, columns=columns)
+
+
+def monitor_verdict(
+    champion: dict[str, float] | None,
+    previous: dict[str, float] | None,
+    *,
+    max_mase: float,
+    coverage_tol: float,
+    min_days: int,
+    auto_rollback: bool,
+) -> tuple[bool, bool, str]:
+    """(alert, roll back, why) from the champion's and previous-champion's scores over the same
+    recent scored days. Pure: the caller records the alert and moves the aliases."""
+    if champion is None or champion["n"] < min_days:
+        have = 0 if champion is None else int(champion["n"])
+        return False, False, f"{have} scored days, fewer than the {min_days} a verdict needs"
+    problems = []
+    if not champion["mase"] <= max_mase:
+        problems.append(f"live MASE {champion['mase']:.3f} > {max_mase:g} (worse than persistence)")
+    for level, nominal in (("80", 0.8), ("95", 0.95)):
+        got = champion.get(f"coverage_{level}", float("nan"))
+        if np.isfinite(got) and abs(got - nominal) > coverage_tol:
+            problems.append(f"{level}% coverage {got:.1%} outside {nominal:.0%} ± {coverage_tol:g}")
+    if not problems:
+        return False, False, f"champion healthy over {int(champion['n'])} days"
+    why = "; ".join(problems)
+    if not auto_rollback:
+        return True, False, f"{why} (auto_rollback off)"
+    if previous is None or previous["n"] < min_days:
+        return True, False, f"{why}; previous-champion has too few scored days to roll back to"
+    better = previous["mase"] < champion["mase"] and (
+        not np.isfinite(previous.get("crps", np.nan))
+        or not np.isfinite(champion.get("crps", np.nan))
+        or previous["crps"] <= champion["crps"]
+    )
+    if not better:
+        return True, False, f"{why}; previous-champion is not better over the same days"
+    return True, True, (f"{why}; previous-champion scores MASE {previous['mase']:.3f} over the "
+                        "same days: rolling back")  # fmt: skip

@@ -55,3 +55,29 @@ def test_windows_and_since_promotion() -> None:
     assert by_window == {"7d": 7, "30d": 30, "90d": 39, "since-promotion": 9}
     # median = origin close: persistence itself, so MASE is exactly 1
     assert set(out["mase"].round(12)) == {1.0}
+
+
+@pytest.mark.parametrize(
+    ("champion", "previous", "expected"),
+    [
+        ({"n": 3, "mase": 2.0}, None, (False, False)),  # too few days for a verdict
+        ({"n": 30, "mase": 0.99, "coverage_80": 0.8}, None, (False, False)),  # healthy
+        ({"n": 30, "mase": 1.3}, None, (True, False)),  # bad, nothing to roll back to
+        ({"n": 30, "mase": 1.3}, {"n": 30, "mase": 1.0}, (True, True)),  # bad, previous better
+        ({"n": 30, "mase": 1.3}, {"n": 30, "mase": 1.4}, (True, False)),  # previous worse
+        ({"n": 30, "mase": 1.0, "coverage_80": 0.5}, {"n": 30, "mase": 0.9}, (True, True)),
+    ],
+)
+def test_monitor_verdict_each_way(
+    champion: dict[str, float], previous: dict[str, float] | None, expected: tuple[bool, bool]
+) -> None:
+    from pipelines.live_scores import monitor_verdict
+
+    alert, rollback, why = monitor_verdict(
+        champion, previous, max_mase=1.1, coverage_tol=0.1, min_days=14, auto_rollback=True
+    )
+    assert (alert, rollback) == expected, why
+    off = monitor_verdict(
+        champion, previous, max_mase=1.1, coverage_tol=0.1, min_days=14, auto_rollback=False
+    )
+    assert off[1] is False  # never a rollback with auto_rollback off
