@@ -203,14 +203,14 @@ def coinflow_daily() -> None:
         """Create (or reopen) this run's study and parent MLflow run; one job per worker."""
         from pipelines import sweep
         from pipelines.sweep_storage import check_parallel
-        from pipelines.tracking import TrackingSettings, configure_mlflow
+        from pipelines.tracking import TrackingSettings, configure_mlflow, store_key
 
         run = _run_params()
         params = _stage_params(feats["data_version"])
         storage = TrackingSettings().coinflow_optuna_storage
         check_parallel(storage, run["workers"])
-        name = sweep.default_study_name(params, run["n_trials"], feats["md5"])
         configure_mlflow()
+        name = sweep.default_study_name(params, run["n_trials"], feats["md5"], store_key())
         handle = sweep.open_sweep(
             params, study_name=f"{name}-{run['key']}", storage=storage, n_trials=run["n_trials"]
         )
@@ -243,7 +243,7 @@ def coinflow_daily() -> None:
         result = sweep.close_sweep(_handle(job), params)
         ran = [done[i] for i in range(len(done))]  # indexing: iterating past the end logs a 404
         log.info(
-            "sweep %s: workers ran %s trials now; best run %s (val loss %.5f), %d complete",
+            "sweep %s: workers ran %s trials now; best run %s (objective %.5f), %d complete",
             job["study_name"],
             ran,
             result.best_run_id,
@@ -262,9 +262,13 @@ def coinflow_daily() -> None:
         """Register the best run (once per run id) as challenger; seed a persistence champion."""
         from pipelines.paths import project
         from registry.flow import register_candidate
+        from registry.policy import Policy
 
-        _, reg, ev = _registry(best["data_version"])
-        number, champion = register_candidate(reg, best["best_run_id"], ev, project(workdir()))
+        params, reg, ev = _registry(best["data_version"])
+        policy = Policy.from_params(params.registry)
+        number, champion = register_candidate(
+            reg, best["best_run_id"], ev, project(workdir()), policy
+        )
         return {
             "model_name": reg.name,
             "version": number,
@@ -294,8 +298,8 @@ def coinflow_daily() -> None:
         reg = open_registry(decision["model_name"])
         version = int(get_version(reg, CHAMPION).version)
         py = load_python_model(reg, version)
-        dates, closes = py.forecast_arrays(*py.recent_arrays(), 1)
-        day, close = str(dates[0]), float(closes[0])
+        dates, closes = py.forecast(*py.recent_arrays(), 1)
+        day, close = str(dates[0]), float(closes[0, py.median])
         if not (math.isfinite(close) and close > 0):
             raise ValueError(f"{reg.name} v{version} forecast a close of {close} for {day}")
         log.info("%s@champion v%d (%s) forecasts %s: $%.2f", reg.name, version, py.kind, day, close)

@@ -1,7 +1,8 @@
 """The honest probabilistic baselines every learned model is judged against.
 
-- EmpiricalQuantiles: persistence with the empirical quantiles of the trailing `window` daily
-  log returns — the naive probabilistic forecast (its median is the trailing median return).
+- EmpiricalQuantiles: persistence with the empirical spread of the trailing `window` daily log
+  returns — the naive probabilistic forecast. The quantiles are centred on the trailing median
+  so that the median is exactly 0 (the persistence point forecast: MASE 1, the anchor).
 - EwmaQuantiles: RiskMetrics-style volatility (σ²_t = λ σ²_t-1 + (1 - λ) r²_t over the trailing
   window) with normal quantiles around persistence (median exactly 0: MASE 1).
 
@@ -29,7 +30,7 @@ def trailing_returns(windows: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class EmpiricalQuantiles:
-    """Tomorrow's return drawn from the last `window` days' returns."""
+    """Tomorrow's return spread as the last `window` days' returns, centred on persistence."""
 
     levels: tuple[float, ...]
     window: int
@@ -40,8 +41,13 @@ class EmpiricalQuantiles:
         return self.window + 1
 
     def return_quantiles(self, windows: np.ndarray) -> np.ndarray:
-        quant = np.quantile(trailing_returns(windows[:, -self.rows_needed :]), self.levels, axis=1)
-        return apply_offsets(quant.T, self.offsets, self.levels)
+        from pipelines.quantiles import median_index
+
+        quant = np.quantile(
+            trailing_returns(windows[:, -self.rows_needed :]), self.levels, axis=1
+        ).T
+        quant = quant - quant[:, [median_index(self.levels)]]
+        return apply_offsets(quant, self.offsets, self.levels)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from pipelines import train_cli
 from pipelines.console import refusals
 from registry import cli as registry_cli
 from serving.cli import serve as serve_command
+from serving.monitor_cli import app as monitor_app
 from ui.cli import ui as ui_command
 
 app = typer.Typer(
@@ -24,10 +25,26 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(registry_cli.app, name="registry")
+app.add_typer(monitor_app, name="monitor")
 app.command("ui")(ui_command)
 app.command("serve")(serve_command)
 app.command("train")(train_cli.train)
 app.command("sweep")(train_cli.sweep)
+
+
+@app.command("store")
+def store() -> None:
+    """Record the MLflow store's identity in metrics/store.json (dvc's `store` stage)."""
+    from pipelines.files import write_json
+    from pipelines.paths import project
+    from pipelines.tracking import store_identity
+
+    with refusals("store"):
+        identity = store_identity()
+        write_json(project().metrics_file("store"), identity)
+        typer.echo(
+            f"MLflow store {identity['tracking_uri']}: experiment {identity['experiment_id']}"
+        )
 
 
 @data_app.command("ingest")
@@ -48,6 +65,54 @@ def data_version(
 
     with refusals(f"version {name}"):
         version.main(name)
+
+
+@data_app.command("fetch")
+def data_fetch(
+    source: str = typer.Option(None, help="directory or http(s) base URL of the exports"),
+    dvc: bool = typer.Option(True, help="`dvc add data/raw` (and push) after a merge"),
+) -> None:
+    """Merge newer investing.com exports into data/raw (btc, eth, gold), then `dvc add` it."""
+    from pipelines import fetch as fetching
+
+    with refusals("fetch"):
+        merges = fetching.fetch(source)
+        for m in merges:
+            if m.added:
+                typer.echo(f"{m.asset}: {len(m.added)} new day(s) {m.added[0]} .. {m.added[-1]}")
+            if m.revised:
+                changes = ", ".join(f"{c} {a:g} -> {b:g}" for c, (a, b) in m.revision.items())
+                typer.echo(f"{m.asset}: newest day {m.revised} revised ({changes})")
+        if not any(m.changed for m in merges):
+            typer.echo("nothing new: data/raw unchanged")
+            return
+        if dvc:
+            typer.echo(fetching.dvc_add())
+        typer.echo("next: `coinflow data cut --use`, `dvc repro`, then")
+        typer.echo("  git add data.dvc params.yaml dvc.lock && git commit")
+
+
+@data_app.command("cut")
+def data_cut(
+    until: str = typer.Option(None, help="cut-off date (default: last day every series has)"),
+    name: str = typer.Option(None, help="version name (default: the next after the last)"),
+    use: bool = typer.Option(False, "--use", help="also make it the data.version training uses"),
+) -> None:
+    """Append the next dataset version to params.yaml data.versions (comments kept)."""
+    import datetime as dt
+
+    from pipelines import cut as cutting
+
+    with refusals("cut"):
+        try:
+            day = dt.date.fromisoformat(until) if until else None
+        except ValueError as exc:
+            raise cutting.CutError(f"--until {until!r} is not an ISO date (YYYY-MM-DD)") from exc
+        done = cutting.cut(day, name, use)
+        typer.echo(
+            f"{done.name}: cut-off {done.cutoff}" + (" (now data.version)" if done.used else "")
+        )
+        typer.echo("next: `dvc repro`, then `git add params.yaml dvc.lock` and commit")
 
 
 @data_app.command("validate")

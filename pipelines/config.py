@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipelines.paths import project
+from pipelines.quantiles import check_levels
 from pipelines.rules import OhlcRules
 
 Cell = Literal["rnn", "lstm", "gru"]
@@ -44,6 +45,15 @@ class ValidateParams(_Strict):
     max_abs_log_move: float = Field(gt=0)
     ohlc_tolerance: float = Field(ge=0, lt=0.1)
     max_wick: float = Field(gt=1)
+    # per exogenous series: most days in a row it may be carried forward (eth, gold)
+    max_filled_run: dict[str, int]
+
+    @field_validator("max_filled_run")
+    @classmethod
+    def _both_series(cls, runs: dict[str, int]) -> dict[str, int]:
+        if set(runs) != {"eth", "gold"} or min(runs.values()) < 0:
+            raise ValueError(f"max_filled_run needs eth and gold, each >= 0 days; got {runs}")
+        return runs
 
     @property
     def ohlc(self) -> OhlcRules:
@@ -77,6 +87,13 @@ class TrainParams(_Strict):
     batch_size: int = Field(ge=1)
     seed: int
     threads: int = Field(ge=1)
+    levels: tuple[float, ...]
+    precision: Literal["fp32", "bf16"]  # bf16: autocast for the training steps only
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, levels: tuple[float, ...]) -> tuple[float, ...]:
+        return check_levels(levels)
 
 
 class SearchSpace(_Strict):
@@ -93,7 +110,17 @@ class SweepParams(_Strict):
     timeout_s: float = Field(gt=0)
     seed: int
     max_epochs: int = Field(ge=1)
+    folds: int = Field(ge=0)  # rolling-origin backtest folds per trial (0: the val loss decides)
+    fold_days: int = Field(ge=1)
+    fold_val_days: int = Field(ge=1)
     space: SearchSpace
+
+
+class BaselineParams(_Strict):
+    """The probabilistic baselines (pipelines.baselines)."""
+
+    window: int = Field(ge=30)
+    ewma_decay: float = Field(gt=0, lt=1)
 
 
 class RegistryParams(_Strict):
@@ -105,13 +132,23 @@ class RegistryParams(_Strict):
     coverage_tol: float = Field(gt=0, lt=1)
 
 
+class MonitorParams(_Strict):
+    window_days: Literal[7, 30, 90]  # one of the rolling windows live scores keep
+    min_days: int = Field(ge=1)
+    max_mase: float = Field(gt=0)
+    coverage_tol: float = Field(gt=0, lt=1)
+    auto_rollback: bool
+
+
 class Params(_Strict):
     data: DataParams
     validate_: ValidateParams = Field(alias="validate")
     features: FeatureParams
     train: TrainParams
     sweep: SweepParams
+    baselines: BaselineParams
     registry: RegistryParams
+    monitor: MonitorParams
 
 
 def load_params(path: str | Path | None = None) -> Params:

@@ -12,10 +12,12 @@ import typer
 def _refusal_types() -> tuple[type[BaseException], ...]:
     """The typed errors a stage refuses with (imported only once one was raised)."""
     from pipelines.features import GateNotPassedError
+    from pipelines.fetch import FetchError
     from pipelines.ingest import IngestError
     from pipelines.sweep_storage import SweepError
     from pipelines.validate import DataValidationError, VersionFileError
     from registry.errors import RegistryError
+    from serving.monitor import MonitorError
 
     return (
         IngestError,
@@ -24,6 +26,8 @@ def _refusal_types() -> tuple[type[BaseException], ...]:
         GateNotPassedError,
         SweepError,
         RegistryError,
+        MonitorError,
+        FetchError,
         FileNotFoundError,
         ValueError,  # params.yaml that fails validation, an unknown version name
     )

@@ -18,7 +18,12 @@ MODEL_CODE = (
     "pipelines/features.py",
     "pipelines/model.py",
     "pipelines/forecast.py",
+    "pipelines/quantiles.py",
+    "pipelines/baselines.py",
     "registry/pyfunc.py",
+    "registry/models/forecaster.py",
+    "registry/models/persistence.py",
+    "registry/models/ewma.py",
 )
 LENGTH = 12
 

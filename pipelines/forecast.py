@@ -1,8 +1,7 @@
-"""From raw daily rows to next-day (or k-day, recursive) USD forecasts, shared by every model."""
+"""From raw daily rows to USD quantile forecasts of the next days, shared by every model."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -15,13 +14,10 @@ from pipelines.features import (
     INPUT_COLUMNS,
     LOW,
     OPEN,
-    Scaler,
-    features_array,
 )
 
-# Maps a scaled window batch (n, lookback, features) to scaled next-day log returns (n,).
-ReturnModel = Callable[[np.ndarray], np.ndarray]
 MAX_HORIZON = 30  # days ahead a forecast may reach (recursive steps): the API's bound too
+PATHS = 500  # sampled price paths behind the bands of days 2 .. horizon
 
 
 PRICES = [INPUT_COLUMNS.index(c) for c in INPUT_COLUMNS if c not in ("btc_volume", "gold_filled")]
@@ -81,45 +77,13 @@ def check_arrays(
     return dates, values
 
 
-def forecast_arrays(
-    model: ReturnModel,
-    scaler: Scaler,
-    lookback: int,
-    dates: np.ndarray,
-    values: np.ndarray,
-    horizon: int = 1,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Recursive forecasts: (forecast dates datetime64[D], closes USD float64).
-
-    Each step appends a synthetic next day: flat OHLC at the forecast, the rest carried, gold
-    flagged as filled at weekends.
-    """
-    check_horizon(horizon)
-    dates, values = check_arrays(dates, values, lookback + 1)
-    window = np.empty((lookback + 1 + horizon, values.shape[1]), dtype="float64")
-    window[: lookback + 1] = values
-    last_date = dates[-1]
-    out_dates = last_date + np.arange(1, horizon + 1).astype("timedelta64[D]")
-    closes = np.empty(horizon, dtype="float64")
-    for step in range(horizon):
-        rows = window[step : step + lookback + 1]
-        feats = features_array(rows)
-        scaled = scaler.transform(feats).astype("float32")[None, :, :]
-        log_return = float(scaler.target_from_scaled(model(scaled))[0])
-        close = float(rows[-1, CLOSE] * np.exp(log_return))
-        nxt = window[step + lookback + 1]
-        nxt[:] = rows[-1]
-        nxt[[OPEN, HIGH, LOW, CLOSE]] = close
-        weekday = (int(out_dates[step].astype("int64")) + 3) % 7  # 1970-01-01 was a Thursday
-        nxt[GOLD_FILLED] = float(weekday >= 5)
-        closes[step] = close
-    return out_dates, closes
-
-
 class QuantileModel(Protocol):
     """A model of the next day's log return, as quantiles at `levels`, from raw daily rows."""
 
-    levels: tuple[float, ...]
+    @property
+    def levels(self) -> tuple[float, ...]:
+        """The quantile levels (sorted, symmetric, with 0.5)."""
+        ...
 
     @property
     def rows_needed(self) -> int:

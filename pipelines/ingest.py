@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,9 @@ log = logging.getLogger(__name__)
 EXPECTED_HEADER = ["Date", "Price", "Open", "High", "Low", "Vol.", "Change %"]
 TIDY_COLUMNS = ["open", "high", "low", "close", "volume", "change_pct"]
 _SUFFIX = {"K": 1e3, "M": 1e6, "B": 1e9}
+# investing.com's number format only: digits with optional thousands commas and decimals.
+# (Python's float() would also take "2_5_8_0_0.1", "inf", "1e9" or " 1 ".)
+_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 
 
 class IngestError(ValueError):
@@ -25,6 +29,8 @@ class IngestError(ValueError):
 
 
 def _number(text: str) -> float:
+    if not _NUMBER.fullmatch(text):
+        raise ValueError(f"{text!r} is not a number like 63,205.1")
     return float(text.replace(",", ""))
 
 
@@ -49,8 +55,15 @@ _PARSERS = {
 }
 
 
-def parse_investing_csv(text: str, source: str = "<text>") -> pd.DataFrame:
-    """Parse one investing.com export into a Date-indexed frame sorted oldest first."""
+def parse_investing_csv(
+    text: str, source: str = "<text>", today: dt.date | None = None
+) -> pd.DataFrame:
+    """Parse one investing.com export into a Date-indexed frame sorted oldest first.
+
+    Refused, naming file and row: a bad header or column count, a value not in investing.com's
+    number format, a day that appears twice, and a day after `today` (default: today, UTC).
+    """
+    today = today or dt.datetime.now(dt.UTC).date()
     text = text.lstrip("\ufeff")
     if "\x00" in text:
         raise IngestError(f"{source}: not a CSV text file (binary content)")
@@ -61,6 +74,7 @@ def parse_investing_csv(text: str, source: str = "<text>") -> pd.DataFrame:
     if len(rows) == 1:
         raise IngestError(f"{source}: no data rows after the header")
     records = []
+    seen: dict[dt.datetime, tuple[int, list[str]]] = {}
     for line_no, row in enumerate(rows[1:], start=2):
         if len(row) != len(EXPECTED_HEADER):
             raise IngestError(
@@ -77,6 +91,19 @@ def parse_investing_csv(text: str, source: str = "<text>") -> pd.DataFrame:
                 raise IngestError(
                     f"{source}: row {line_no}, column {column!r}: cannot parse {value!r}"
                 ) from exc
+        day = record["Date"]
+        assert isinstance(day, dt.datetime)
+        if day.date() > today:
+            raise IngestError(
+                f"{source}: row {line_no}: date {day.date()} is in the future (today is {today})"
+            )
+        if day in seen:
+            first, other = seen[day]
+            raise IngestError(
+                f"{source}: date {day.date()} appears twice: row {first} {','.join(other)} "
+                f"and row {line_no} {','.join(row)}"
+            )
+        seen[day] = (line_no, row)
         records.append(record)
     frame = pd.DataFrame.from_records(records).rename(
         columns={

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,42 @@ def score_forecast(
     }
 
 
+def score_quantiles(
+    quantiles: np.ndarray, close: np.ndarray, next_close: np.ndarray, levels: Sequence[float]
+) -> dict[str, float]:
+    """Every score of a quantile forecast of next-day log returns, in USD: the median's point
+    scores (score_forecast) plus pinball, CRPS, coverage and width of each central interval."""
+    from pipelines.quantiles import forecast_scores, median_index
+
+    usd = close[:, None] * np.exp(quantiles)
+    point = score_forecast(quantiles[:, median_index(levels)], close, next_close)
+    probabilistic = forecast_scores(usd, next_close, np.abs(next_close - close), levels)
+    probabilistic.pop("median_mae")
+    return point | probabilistic
+
+
+def calibration_scores(metrics: dict[str, float]) -> dict[str, float]:
+    """The figures a served model reports about its intervals: coverage, width and CRPS on the
+    validation and test days (and the raw network's validation coverage)."""
+    keep = ("coverage_", "width_", "crps")
+    return {
+        k: v
+        for k, v in metrics.items()
+        if k.startswith(("val_", "test_"))
+        and k.split("_", 1)[1].startswith(keep)
+        or k.startswith("val_raw_")
+    }
+
+
+def daily_crps(
+    quantiles: np.ndarray, close: np.ndarray, next_close: np.ndarray, levels: Sequence[float]
+) -> np.ndarray:
+    """CRPS (USD) of each day's forecast: the loss the Diebold–Mariano test compares."""
+    from pipelines.quantiles import crps
+
+    return crps(close[:, None] * np.exp(quantiles), next_close, levels)
+
+
 def plot_forecast(
     dates: pd.DatetimeIndex,
     close: np.ndarray,
@@ -34,8 +71,10 @@ def plot_forecast(
     pred_return: np.ndarray,
     title: str,
     path: Path,
+    band: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Path:
-    """PNG of actual next-day closes, the model's forecast and persistence."""
+    """PNG of actual next-day closes, the model's forecast (and a band of return quantiles)
+    and persistence."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -44,7 +83,10 @@ def plot_forecast(
     target_dates = dates + pd.Timedelta(days=1)
     fig, ax = plt.subplots(figsize=(11, 4.5))
     ax.plot(target_dates, next_close, label="actual close", color="black", linewidth=1.2)
-    ax.plot(target_dates, close * np.exp(pred_return), label="model forecast", linewidth=1)
+    if band is not None:
+        ax.fill_between(target_dates, close * np.exp(band[0]), close * np.exp(band[1]),
+                        alpha=0.25, linewidth=0, label="80% interval")  # fmt: skip
+    ax.plot(target_dates, close * np.exp(pred_return), label="model median", linewidth=1)
     ax.plot(
         target_dates,
         close,

@@ -62,6 +62,8 @@ def pinball_torch(
     quantiles: torch.Tensor, target: torch.Tensor, levels: torch.Tensor
 ) -> torch.Tensor:
     """Mean pinball (quantile) loss over rows and levels: the training loss."""
+    import torch
+
     diff = target.unsqueeze(-1) - quantiles
     return torch.maximum(levels * diff, (levels - 1) * diff).mean()
 

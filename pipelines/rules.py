@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+MAX_PRICE = 1e9  # USD: any price above is a corrupt value, not a market (the gate and the API)
+MAX_VOLUME = 1e15  # units traded in a day: likewise
+
 
 @dataclass(frozen=True)
 class OhlcRules:

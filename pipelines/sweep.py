@@ -77,10 +77,13 @@ class SweepResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def default_study_name(params: Params, n_trials: int, md5: str) -> str:
-    """`<study_name>-<8 hex>`: changes with sweep/train/features params, budget or data md5."""
+def default_study_name(params: Params, n_trials: int, md5: str, store: str = "") -> str:
+    """`<study_name>-<8 hex>`: changes with sweep/train/features params, budget, data md5 or
+    tracking store (pipelines.tracking.store_key: a study's trials are runs in one store, so a
+    replaced store starts a new study instead of resuming one whose runs are gone)."""
     key = json.dumps(
         {
+            "store": store,
             "sweep": params.sweep.model_dump(mode="json"),
             "n_trials": n_trials,
             "train": params.train.model_dump(mode="json"),
@@ -108,6 +111,13 @@ def check_space(params: Params, data: TrainingData) -> None:
         )
     if not space.cell:
         raise SweepError("sweep.space.cell lists no cell")
+    from pipelines.backtest import rolling_folds
+
+    try:
+        rolling_folds(data.split, params.sweep.folds, params.sweep.fold_days,
+                      params.sweep.fold_val_days)  # fmt: skip
+    except ValueError as exc:
+        raise SweepError(f"sweep.folds: {exc}") from exc
 
 
 def open_sweep(
@@ -135,13 +145,13 @@ def _open_sweep(
     from mlflow.entities import Param
 
     from pipelines.sweep_storage import open_storage
-    from pipelines.tracking import TrackingSettings, lineage_tags
+    from pipelines.tracking import TrackingSettings, lineage_tags, store_key
     from pipelines.train import load_training_data
 
     data = data or load_training_data()
     check_space(params, data)
     n_trials = n_trials or params.sweep.n_trials
-    study_name = study_name or default_study_name(params, n_trials, data.md5)
+    study_name = study_name or default_study_name(params, n_trials, data.md5, store_key())
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,120}", study_name):
         raise SweepError(f"study name {study_name!r}: use 1-120 letters, digits, '_', '.', '-'")
     storage = storage or TrackingSettings().coinflow_optuna_storage

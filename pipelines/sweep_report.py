@@ -42,14 +42,15 @@ def log_best_model(run_id: str, proj: Project | None = None) -> str:
             )
         )
         spec = json.loads((folder / "config.json").read_text())
-        net = Forecaster(ModelConfig(**spec["model"]))
+        net = Forecaster(ModelConfig.from_dict(spec["model"]))
         net.load_state_dict(
             torch.load(folder / "weights.pt", weights_only=True, map_location="cpu")
         )
     data = load_training_data(proj.features)
     # The trial's run is finished; reopen it to add the model.
     with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as tmp:
-        log_forecast_plot(net, int(spec["lookback"]), data, Path(tmp))
+        offsets = {float(k): v for k, v in spec["calibration"].items()}
+        log_forecast_plot(net, int(spec["lookback"]), data, offsets, Path(tmp))
         info = log_trained_model(net, spec, proj)
         mlflow.set_tags({tags.MODEL_URI: info.model_uri})
     return str(info.model_uri)
@@ -125,7 +126,7 @@ def finish_parent(
     if new:
         client.log_batch(parent_run_id, params=new)
     metrics: dict[str, float] = {
-        "best_val_loss": float(best.value),
+        "best_objective": float(best.value),
         **counts,
         **{f"best_{k}": v for k, v in best_metrics.items() if k.startswith(("val_", "test_"))},
     }
@@ -145,13 +146,16 @@ def finish_parent(
 
 def write_sweep_metrics(result: Any, path: Path) -> None:
     """metrics/sweep.json for dvc: run ids, best trial and params, its val/test scores, counts."""
-    keep = ("test_mase", "test_mae", "test_rmse", "test_dir_acc", "val_mase", "val_mae")
+    keep = (
+        *("test_mase", "test_mae", "test_rmse", "test_dir_acc", "val_mase", "val_mae"),
+        *("test_crps", "test_coverage_80", "test_coverage_95", "val_crps"),
+    )
     payload = {
         "study_name": result.study_name,
         "parent_run_id": result.parent_run_id,
         "best_run_id": result.best_run_id,
         "best_trial": result.best_trial,
-        "best_val_loss": result.best_value,
+        "best_objective": result.best_value,
         "best_params": result.best_params,
         **{k: result.metrics[k] for k in keep if k in result.metrics},
         "n_complete": result.n_complete,

@@ -73,7 +73,9 @@ def load_sweep_study(
             warnings.simplefilter("ignore")  # constant_liar is "experimental"
             salt = worker if worker is not None else os.getpid()
             sampler = optuna.samplers.TPESampler(seed=params.sweep.seed + salt, constant_liar=True)
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+        # Steps are epochs, or folds when the trial backtests (a fold is worth a warm-up).
+        warmup = 1 if params.sweep.folds else 2
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
     return optuna.load_study(
         study_name=handle.study_name,
         storage=open_storage(handle.storage),
@@ -145,11 +147,20 @@ def run_trial(
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
-    from pipelines.tracked import tracked_training
+    from pipelines.backtest import rolling_folds
+    from pipelines.tracked import Backtest, tracked_training
 
     def prune(epoch: int, _train_loss: float, val_loss: float) -> bool:
         trial.report(val_loss, epoch)
         return bool(trial.should_prune())
+
+    def prune_fold(fold: int, mean_skill: float) -> bool:
+        trial.report(mean_skill, fold)
+        return bool(trial.should_prune())
+
+    sweep = params.sweep
+    folds = rolling_folds(data.split, sweep.folds, sweep.fold_days, sweep.fold_val_days)
+    backtest = Backtest(folds, params.baselines.window, prune_fold) if folds else None
 
     run_tags = {
         tags.KIND: "trial",
@@ -165,6 +176,7 @@ def run_trial(
             on_epoch=prune,
             run_name=f"trial-{trial.number}",
             log_model=False,
+            backtest=backtest,
         )
     except BaseException:
         study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)  # the sweep stops
@@ -174,7 +186,7 @@ def run_trial(
         trial.set_user_attr(RUN_ATTR, outcome.run_id)
     if outcome.status == "FINISHED":
         state = TrialState.COMPLETE
-        study.tell(trial, outcome.val_loss, skip_if_finished=True)
+        study.tell(trial, outcome.objective, skip_if_finished=True)
     else:  # KILLED = pruned (its last reported loss is kept), FAILED = diverged
         state = TrialState.PRUNED if outcome.status == "KILLED" else TrialState.FAIL
         study.tell(trial, state=state, skip_if_finished=True)

@@ -24,8 +24,10 @@ PARENT_RUN_ID = "mlflow.parentRunId"  # MLflow's own nesting tag
 
 # --- registered versions: the few searchable tags; the full decision is in the description ---
 TEST_MASE = "coinflow.test_mase"
+TEST_CRPS = "coinflow.test_crps"  # USD, on the training run's own test window
 DECISION = "coinflow.decision"  # outcome of the latest decision on this version
 DECISION_RUN = "coinflow.decision_run"  # the record run holding that decision's JSON
+LIVE_ALERT = "coinflow.live.alert"  # the latest monitoring alert on this version, with numbers
 
 # --- decision / audit record runs (coinflow.kind = promotion) --------------------------------
 RECORD_KIND = "promotion"

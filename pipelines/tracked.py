@@ -10,21 +10,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from pipelines import tags as tag
 from pipelines.config import TrainParams
+from pipelines.metrics import calibration_scores
 from pipelines.paths import Project, project
 from pipelines.tracking import lineage_tags
-from pipelines.train import DivergedError, EpochHook, TrainingData, predict_returns, train_model
+from pipelines.train import (
+    DivergedError,
+    EpochHook,
+    TrainingData,
+    calibrated_quantiles,
+    predict_quantiles,
+    train_model,
+)
 
 if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
 
+    from pipelines.backtest import Fold, FoldHook
     from pipelines.model import Forecaster
 
 log = logging.getLogger(__name__)
-RECENT_ROWS = 120  # raw rows shipped with each model: enough for any lookback in the space
+RECENT_ROWS = 400  # raw rows shipped with each model: the baselines read 366
+OBJECTIVE = "objective"  # the metric a sweep minimises: mean fold skill, else best val loss
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,7 @@ class RunOutcome:
     status: str
     val_loss: float
     metrics: dict[str, float]
+    objective: float = float("nan")  # what a sweep minimises: backtest skill, else val loss
 
 
 def recent_rows(version: str, proj: Project | None = None, n: int = RECENT_ROWS) -> pd.DataFrame:
@@ -45,7 +57,9 @@ def recent_rows(version: str, proj: Project | None = None, n: int = RECENT_ROWS)
     return frame.reset_index().assign(date=lambda f: f["date"].dt.strftime("%Y-%m-%d"))
 
 
-def model_spec(params: TrainParams, data: TrainingData, net: Forecaster) -> dict[str, Any]:
+def model_spec(
+    params: TrainParams, data: TrainingData, net: Forecaster, calibration: dict[float, float]
+) -> dict[str, Any]:
     """The JSON config a logged forecaster is rebuilt from."""
     from dataclasses import asdict
 
@@ -63,6 +77,8 @@ def model_spec(params: TrainParams, data: TrainingData, net: Forecaster) -> dict
         "train": params.model_dump(),
         "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
         "code_fingerprint": code_fingerprint(),
+        "levels": list(net.config.levels),
+        "calibration": {str(k): v for k, v in calibration.items()},
     }
 
 
@@ -107,38 +123,56 @@ def log_data_docs(docs: Path) -> None:
         mlflow.log_artifact(str(page), str(Path("ge_data_docs") / page.parent.relative_to(docs)))
 
 
-def log_forecast_plot(net: Forecaster, lookback: int, data: TrainingData, plot_dir: Path) -> None:
-    """The test window's forecast-vs-actual PNG, logged to the active run under plots/."""
+def log_forecast_plot(
+    net: Forecaster, lookback: int, data: TrainingData, offsets: dict[float, float], plot_dir: Path
+) -> None:
+    """The test window's forecast-vs-actual PNG (median and 80% band), logged under plots/."""
     import mlflow
 
-    from pipelines.metrics import plot_forecast, score_forecast
+    from pipelines.metrics import plot_forecast, score_quantiles
+    from pipelines.quantiles import interval_pairs
 
     rows = data.end_rows("test", lookback)
-    pred = predict_returns(net, data, "test", lookback)
-    mase = score_forecast(pred, data.close[rows], data.next_close[rows])["mase"]
+    quant = calibrated_quantiles(net, data, "test", lookback, offsets)
+    levels = net.config.levels
+    scores = score_quantiles(quant, data.close[rows], data.next_close[rows], levels)
+    lo, hi = interval_pairs(levels).get(0.8, (0, len(levels) - 1))
     plot = plot_forecast(
         data.dates[rows],
         data.close[rows],
         data.next_close[rows],
-        pred,
-        f"{data.version} test: MASE {mase:.3f} vs persistence",
+        quant[:, net.median],
+        f"{data.version} test: median MASE {scores['mase']:.3f}, CRPS ${scores['crps']:.0f}, "
+        f"80% band covers {scores.get('coverage_80', float('nan')):.0%}",
         plot_dir / "forecast_vs_actual.png",
+        band=(quant[:, lo], quant[:, hi]),
     )
     mlflow.log_artifact(str(plot), "plots")
 
 
-def log_scores(net: Forecaster, params: TrainParams, data: TrainingData) -> dict[str, float]:
-    """Validation/test scores in USD, logged to the active run."""
+def log_scores(
+    net: Forecaster, params: TrainParams, data: TrainingData, offsets: dict[float, float]
+) -> dict[str, float]:
+    """Validation/test scores in USD (median point scores, pinball, CRPS, coverage, width of
+    the calibrated quantiles; the raw network's validation coverage too), logged to the run."""
     import mlflow
 
-    from pipelines.metrics import score_forecast
+    from pipelines.metrics import score_quantiles
 
     metrics: dict[str, float] = {}
     for part in ("val", "test"):
         rows = data.end_rows(part, params.lookback)
-        pred = predict_returns(net, data, part, params.lookback)
-        scores = score_forecast(pred, data.close[rows], data.next_close[rows])
+        quant = calibrated_quantiles(net, data, part, params.lookback, offsets)
+        scores = score_quantiles(quant, data.close[rows], data.next_close[rows], params.levels)
         metrics |= {f"{part}_{k}": v for k, v in scores.items()}
+    rows = data.end_rows("val", params.lookback)
+    raw = score_quantiles(
+        predict_quantiles(net, data, "val", params.lookback),
+        data.close[rows],
+        data.next_close[rows],
+        params.levels,
+    )
+    metrics |= {f"val_raw_{k}": v for k, v in raw.items() if k.startswith("coverage_")}
     mlflow.log_metrics(metrics)
     return metrics
 
@@ -154,22 +188,32 @@ def tracked_training(
     progress: bool = False,
     log_model: bool = True,
     proj: Project | None = None,
+    backtest: Backtest | None = None,
 ) -> RunOutcome:
     """Train once inside an MLflow run; a diverged run ends FAILED and returns, it never raises.
 
     With log_model the run gets the pyfunc and the forecast plot; without (sweep trials) a
-    checkpoint only, so that a trial costs its training and little else.
+    checkpoint only, so that a trial costs its training and little else. With a backtest, one
+    model per fold is trained and scored first (the fold table is logged; pruning acts per fold
+    and the objective is the mean fold skill), then the final model on the version's split.
     """
     import mlflow
 
     proj = proj or project()
     run_tags = {**lineage_tags(data.version, data.md5, proj), **(tags or {})}
     run = mlflow.start_run(run_name=run_name, nested=nested, tags=run_tags)
-    status, metrics, val_loss = "FAILED", {}, float("nan")
+    status, val_loss, objective = "FAILED", float("nan"), float("nan")
+    metrics: dict[str, float] = {}
     try:
         mlflow.log_params({**params.model_dump(), "data_version": data.version})
         _log_dataset(data, proj)
         log_data_docs(proj.validation_docs(data.version))
+        if backtest is not None and backtest.folds:
+            objective, pruned = log_backtest(params, data, backtest)
+            if pruned:
+                status = "KILLED"  # MLflow's word; the sweep tags the Optuna state PRUNED
+                return RunOutcome(run.info.run_id, status, val_loss, metrics, objective)
+            on_epoch = None  # pruning acted per fold; epochs of the final fit report nothing
         net, fit = train_model(params, data, on_epoch, progress)
         _log_history(run.info.run_id, fit.history)
         val_loss = fit.history[fit.best_epoch - 1][1] if fit.best_epoch else float("nan")
@@ -183,12 +227,13 @@ def tracked_training(
         )
         with tempfile.TemporaryDirectory() as tmp_dir:
             tmp = Path(tmp_dir)
-            metrics = log_scores(net, params, data)
-            spec = model_spec(params, data, net)
+            metrics = {} if fit.pruned else log_scores(net, params, data, fit.calibration)
+            spec = model_spec(params, data, net, fit.calibration)
+            spec["scores"] = calibration_scores(metrics)
             if fit.pruned:
                 status = "KILLED"  # MLflow's word; the sweep tags the Optuna state PRUNED
             elif log_model:
-                log_forecast_plot(net, params.lookback, data, tmp)
+                log_forecast_plot(net, params.lookback, data, fit.calibration, tmp)
                 log_trained_model(net, spec, proj)
                 status = "FINISHED"
             else:
@@ -199,7 +244,41 @@ def tracked_training(
         mlflow.set_tag(tag.FAILURE, str(exc))
     finally:
         mlflow.end_run(status=status)
-    return RunOutcome(run.info.run_id, status, val_loss, metrics)
+    if backtest is None or not backtest.folds:
+        objective = val_loss
+    if np.isfinite(objective):
+        mlflow.MlflowClient().log_metric(run.info.run_id, OBJECTIVE, objective)
+    return RunOutcome(run.info.run_id, status, val_loss, metrics, objective)
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """Rolling-origin folds to train and score before the final model, and the per-fold hook."""
+
+    folds: list[Fold]
+    baseline_window: int
+    on_fold: FoldHook | None = None
+
+
+def log_backtest(params: TrainParams, data: TrainingData, backtest: Backtest) -> tuple[float, bool]:
+    """Run the folds inside the active run: backtest/folds.json, fold<k>_* metrics and the mean
+    skill (CRPS over the baseline's); (mean skill, pruned?)."""
+    import mlflow
+
+    from pipelines.backtest import run_backtest
+
+    table, pruned = run_backtest(
+        params, data, backtest.folds, backtest.baseline_window, backtest.on_fold
+    )
+    mlflow.log_dict({"folds": table}, "backtest/folds.json")
+    skill = float(np.mean([row["skill"] for row in table]))
+    metrics = {
+        f"fold{row['fold']}_{k}": float(row[k])
+        for row in table
+        for k in ("crps", "skill", "coverage_80", "coverage_95", "mase")
+    }
+    mlflow.log_metrics({**metrics, "backtest_skill": skill, "backtest_folds": len(table)})
+    return skill, pruned
 
 
 def log_trained_model(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -76,6 +77,41 @@ def configure_mlflow(settings: TrackingSettings | None = None) -> str:
     )
     mlflow.set_experiment(experiment_id=experiment_id)
     return str(experiment_id)
+
+
+_USERINFO = re.compile(r"://[^/\s]+@")
+
+
+def redact(text: str) -> str:
+    """Hide URL credentials (user:password@) in text shown to clients or logs."""
+    return _USERINFO.sub("://***@", text)
+
+
+def store_identity(settings: TrackingSettings | None = None) -> dict[str, str]:
+    """Which tracking store the chain writes to: its (redacted) URI and the coinflow
+    experiment's id and creation time. A deleted or replaced store gets a new experiment, so
+    this changes, and `dvc repro` re-runs the stages whose real output lives in MLflow (train,
+    sweep, promote) instead of restoring their metrics files from its run-cache."""
+    settings = settings or TrackingSettings()
+    configure_mlflow(settings)
+    experiment_id, created_at = store_key().split("@")
+    return {
+        "tracking_uri": redact(settings.mlflow_tracking_uri),
+        "experiment": settings.coinflow_experiment,
+        "experiment_id": experiment_id,
+        "created_at": created_at,
+    }
+
+
+def store_key() -> str:
+    """`<experiment id>@<creation ms>` of the configured coinflow experiment: what tells one
+    tracking store from its replacement (configure_mlflow() first)."""
+    import mlflow
+
+    experiment = mlflow.get_experiment_by_name(TrackingSettings().coinflow_experiment)
+    if experiment is None:
+        raise RuntimeError("no coinflow experiment: call configure_mlflow() first")
+    return f"{experiment.experiment_id}@{experiment.creation_time}"
 
 
 def git_sha(repo: Path | None = None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -10,6 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,7 +19,7 @@ import torch
 from torch import nn
 
 from pipelines.config import TrainParams
-from pipelines.features import Scaler, Split, make_windows
+from pipelines.features import FEATURE_COLUMNS, Scaler, Split, fit_scaler, make_windows
 from pipelines.model import Forecaster, ModelConfig
 from pipelines.paths import project
 
@@ -44,6 +46,14 @@ class TrainingData:
     scaler: Scaler
     version: str
     md5: str
+    table: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False, compare=False)
+
+    def refit(self, split: Split) -> TrainingData:
+        """The same rows cut at `split`'s end (nothing later is kept), with a scaler fitted on
+        that split's own training rows: a backtest fold that has never seen the future."""
+        end = split.test_start + split.n_test
+        table = self.table.iloc[:end]
+        return scaled_data(table, split, fit_scaler(table, split), self.version, self.md5)
 
     def end_rows(self, part: str, lookback: int) -> np.ndarray:
         """Rows whose window ends in `part` (train windows need `lookback` rows of history)."""
@@ -71,6 +81,7 @@ class FitResult:
     history: list[tuple[float, float]] = field(default_factory=list)
     stopped_early: bool = False
     pruned: bool = False
+    calibration: dict[float, float] = field(default_factory=dict)  # conformal offsets (val)
 
 
 def load_training_data(features_dir: Path | None = None) -> TrainingData:
@@ -79,7 +90,14 @@ def load_training_data(features_dir: Path | None = None) -> TrainingData:
     meta = json.loads((features_dir / "meta.json").read_text())
     table = pd.read_parquet(features_dir / "table.parquet")
     scaler = Scaler(**meta["scaler"])
-    x = scaler.transform(table[meta["features"]].to_numpy()).astype("float32")
+    return scaled_data(table, Split(**meta["split"]), scaler, meta["version"], meta["md5"])
+
+
+def scaled_data(
+    table: pd.DataFrame, split: Split, scaler: Scaler, version: str, md5: str
+) -> TrainingData:
+    """TrainingData from the features table, scaled with `scaler`."""
+    x = scaler.transform(table[FEATURE_COLUMNS].to_numpy()).astype("float32")
     y = scaler.target_to_scaled(table["target"].to_numpy()).astype("float32")
     return TrainingData(
         pd.DatetimeIndex(table.index),
@@ -87,10 +105,11 @@ def load_training_data(features_dir: Path | None = None) -> TrainingData:
         y,
         table["close"].to_numpy(),
         table["next_close"].to_numpy(),
-        Split(**meta["split"]),
+        split,
         scaler,
-        meta["version"],
-        meta["md5"],
+        version,
+        md5,
+        table,
     )
 
 
@@ -119,13 +138,25 @@ def fit(
     on_epoch: EpochHook | None = None,
     progress: bool = False,
 ) -> FitResult:
-    """Adam + MSE on whole tensors, early stopping on validation loss; raises DivergedError."""
+    """Adam + pinball loss over the quantile levels on whole tensors, early stopping on the
+    validation loss; raises DivergedError."""
     from tqdm import tqdm
+
+    from pipelines.quantiles import pinball_torch
 
     x_train, y_train = data.tensors("train", params.lookback)
     x_val, y_val = data.tensors("val", params.lookback)
     optimizer = torch.optim.Adam(net.parameters(), lr=params.lr)
-    loss_fn = nn.MSELoss()
+    levels = torch.tensor(params.levels, dtype=torch.float32)
+
+    def loss_fn(quantiles: torch.Tensor, target: torch.Tensor) -> Any:
+        return pinball_torch(quantiles, target, levels)
+
+    autocast = (
+        (lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+        if params.precision == "bf16"
+        else contextlib.nullcontext
+    )
     generator = torch.Generator().manual_seed(params.seed)
     best, stale = math.inf, 0
     result = FitResult(state=copy.deepcopy(net.state_dict()), best_epoch=0)
@@ -136,7 +167,9 @@ def fit(
         for start in range(0, len(order), params.batch_size):
             idx = order[start : start + params.batch_size]
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(net(x_train[idx]), y_train[idx])
+            with autocast():
+                out = net(x_train[idx])
+            loss = loss_fn(out.float(), y_train[idx])
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)
@@ -164,13 +197,40 @@ def fit(
     return result
 
 
-def predict_returns(net: nn.Module, data: TrainingData, part: str, lookback: int) -> np.ndarray:
-    """Unscaled next-day log returns predicted for every row of a split part."""
+def predict_quantiles(net: nn.Module, data: TrainingData, part: str, lookback: int) -> np.ndarray:
+    """Unscaled next-day log-return quantiles (rows, levels) for every row of a split part
+    (uncalibrated: the network's own)."""
     x, _ = data.tensors(part, lookback)
     net.eval()
     with torch.inference_mode():
         scaled = net(x).numpy().astype("float64")
     return data.scaler.target_from_scaled(scaled)
+
+
+def calibrate(net: Forecaster, data: TrainingData, lookback: int) -> dict[float, float]:
+    """Split-conformal widening of each central interval from the validation rows (which the
+    weights never trained on): nominal coverage → offset in log-return units."""
+    from pipelines.quantiles import conformal_offsets
+
+    rows = data.end_rows("val", lookback)
+    target = np.log(data.next_close[rows] / data.close[rows])
+    return conformal_offsets(
+        predict_quantiles(net, data, "val", lookback), target, net.config.levels
+    )
+
+
+def calibrated_quantiles(
+    net: Forecaster, data: TrainingData, part: str, lookback: int, offsets: dict[float, float]
+) -> np.ndarray:
+    """predict_quantiles with the conformal offsets applied (what every score and forecast uses)."""
+    from pipelines.quantiles import apply_offsets
+
+    return apply_offsets(predict_quantiles(net, data, part, lookback), offsets, net.config.levels)
+
+
+def predict_returns(net: Forecaster, data: TrainingData, part: str, lookback: int) -> np.ndarray:
+    """The median next-day log return (the point forecast) for every row of a split part."""
+    return predict_quantiles(net, data, part, lookback)[:, net.median]
 
 
 def train_model(
@@ -183,7 +243,10 @@ def train_model(
     config = check_params(params, data)
     seed_everything(params.seed, params.threads)
     net = Forecaster(config)
-    return net, fit(net, data, params, on_epoch, progress)
+    result = fit(net, data, params, on_epoch, progress)
+    if not result.pruned:
+        result.calibration = calibrate(net, data, params.lookback)
+    return net, result
 
 
 def progress_default() -> bool:

@@ -169,7 +169,7 @@ def validate_version(
     _quiet_gx()
     import great_expectations as gx
 
-    checked = add_check_columns(frame, params.ohlc_tolerance)
+    checked = add_check_columns(frame, params.ohlc)
     name = f"coinflow_{version.replace('.', '_')}"
     with tempfile.TemporaryDirectory(prefix="gx-docs-") as site:
         context = _context(Path(site))

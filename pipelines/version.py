@@ -15,7 +15,12 @@ from pipelines.paths import ASSETS, Project, project
 log = logging.getLogger(__name__)
 
 BTC_COLUMNS = ["btc_open", "btc_high", "btc_low", "btc_close", "btc_volume"]
-VERSION_COLUMNS = [*BTC_COLUMNS, "eth_close", "eth_volume", "gold_close", "gold_filled"]
+VERSION_COLUMNS = [
+    *BTC_COLUMNS,
+    *("eth_close", "eth_volume", "eth_filled", "gold_close", "gold_filled"),
+]
+# Exogenous series carried forward onto the BTC calendar, and the flag marking filled days.
+FILLED = {"eth": "eth_filled", "gold": "gold_filled"}
 
 
 @dataclass(frozen=True)
@@ -44,10 +49,27 @@ def align_assets(
     # ETH starts 2016-03-10: earlier days stay NaN (no back-fill from the future).
     out["eth_close"] = _carry_forward(eth["close"], dates)
     out["eth_volume"] = eth["volume"].reindex(dates)
+    # A day ETH has no row of its own, after its series started: carried, flagged (the gate
+    # bounds how many such days may follow each other).
+    out["eth_filled"] = ((~dates.isin(eth.index)) & (dates > eth.index.min())).astype("int8")
     out["gold_close"] = _carry_forward(gold["close"], dates)
     # Weekends and market holidays carry Friday's gold close; flag them.
     out["gold_filled"] = (~dates.isin(gold.index)).astype("int8")
     return out[VERSION_COLUMNS]
+
+
+def rows_after(assets: dict[str, pd.DataFrame], cutoff: dt.date) -> list[str]:
+    """What the newest cut-off leaves out, per asset, in words (rows are never dropped unsaid)."""
+    out = []
+    for asset, frame in assets.items():
+        later = frame.index[frame.index > pd.Timestamp(cutoff)]
+        if len(later):
+            out.append(
+                f"{asset} has {len(later)} row(s) after the newest cut-off {cutoff} "
+                f"({later[0].date()} .. {later[-1].date()}): in no version yet "
+                "(`coinflow data cut` makes the next one)"
+            )
+    return out
 
 
 def describe_version(version: str, proj: Project | None = None) -> VersionInfo:
@@ -69,7 +91,11 @@ def main(version: str, proj: Project | None = None) -> VersionInfo:
         known = ", ".join(params.data.versions)
         raise ValueError(f"{version!r} is not in params.yaml data.versions ({known})")
     assets = {a: pd.read_parquet(proj.interim / f"{a}.parquet") for a in ASSETS}
-    frame = align_assets(**assets, start=params.data.start, cutoff=params.data.versions[version])
+    cutoff = params.data.versions[version]
+    if cutoff == max(params.data.versions.values()):
+        for line in rows_after(assets, cutoff):
+            log.info("%s: %s", version, line)
+    frame = align_assets(**assets, start=params.data.start, cutoff=cutoff)
     proj.versions.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(proj.version_file(version))
     info = describe_version(version, proj)

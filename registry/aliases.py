@@ -108,6 +108,10 @@ def repair_records(reg: Registry) -> list[str]:
             record = read_record(reg, run_id)
         except Exception:  # killed before its JSON was written: nothing was applied
             record = {}
+        if record.get("action") == "alert":  # moves nothing: a written alert is complete
+            reg.client.set_terminated(run_id, "FINISHED")
+            repaired.append(run_id)
+            continue
         now = aliases(reg)
         applied = bool(record) and all(now.get(a) == v for a, v in expected_aliases(record).items())
         if applied:
@@ -125,6 +129,15 @@ def repair_records(reg: Registry) -> list[str]:
             log.warning("record %s failed: %s", run_id, reason)
         repaired.append(run_id)
     return repaired
+
+
+def repair_pending(reg: Registry) -> list[str]:
+    """repair_records under the lock, only when a record was left RUNNING (one search else):
+    every entry point runs it, so "nothing to do" never leaves a dead writer's record behind."""
+    if not record_runs(reg, status="RUNNING", limit=1):
+        return []
+    with RegistryLock(reg.client, reg.name):
+        return repair_records(reg)
 
 
 def commit_decision(
@@ -203,3 +216,25 @@ def rollback(reg: Registry, reason: str = "manual rollback") -> RollbackOutcome:
         run, _ = apply_record(reg, lock, record)
     log.info("%s: champion rolled back v%d -> v%d", reg.name, current, previous)
     return RollbackOutcome(current, previous, run)
+
+
+def record_alert(reg: Registry, version: int, alert: dict[str, Any]) -> str:
+    """A monitoring alert on `version`, in the same audit trail as promotions (a finished
+    `promotion` record run with action `alert`) and as its `coinflow.live.alert` tag. Alerts
+    move no alias and leave the version's decision pointer on its last promotion decision."""
+    record = {
+        **alert,
+        "action": "alert",
+        "model_name": reg.name,
+        "version": version,
+        "champion_before": version,
+        "champion_after": version,
+        "decided_at": now_iso(),
+        "actor": actor(),
+    }
+    run = begin_record(reg, "alert", version, record)
+    reg.client.set_terminated(run, "FINISHED")
+    text = f"{record['decided_at']}: {alert.get('reason', '')}"[:5000]
+    reg.client.set_model_version_tag(reg.name, str(version), tags.LIVE_ALERT, text)
+    log.warning("%s v%d: monitoring alert: %s", reg.name, version, alert.get("reason"))
+    return run

@@ -20,12 +20,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def register_candidate(reg: Registry, run_id: str, ev: EvalSet, proj: Project) -> tuple[int, int]:
-    """Register `run_id` (once), make sure a champion exists, point `challenger` at the new
-    version unless it is the champion; returns (version, champion)."""
-    from registry.register import ensure_champion, register_run
+def register_candidate(
+    reg: Registry, run_id: str, ev: EvalSet, proj: Project, policy: Policy
+) -> tuple[int, int]:
+    """Register `run_id` (once), after making sure the registry holds its baselines: persistence
+    with empirical quantiles as the first champion, the EWMA-volatility model judged like any
+    challenger. Points `challenger` at the new version unless it is the champion; returns
+    (version, champion)."""
+    from registry.register import ensure_champion, register_baseline, register_run
 
-    champion = ensure_champion(reg, ev, proj)  # an empty registry: persistence is v1
+    ensure_champion(reg, ev, proj)  # an empty registry: persistence is v1
+    promote_candidate(reg, register_baseline(reg, ev, "ewma", proj), ev, policy)
+    champion = int(aliases(reg)[CHAMPION])
     version = register_run(reg, run_id, alias=None)
     if version != champion and aliases(reg).get(CHALLENGER) != version:
         reg.client.set_registered_model_alias(reg.name, CHALLENGER, str(version))
@@ -93,8 +99,9 @@ def release(proj: Project | None = None) -> dict[str, Any]:
         raise RegistryError(f"{sweep_json} is missing or names no best_run_id: run the sweep")
     reg = open_registry(params.registry.model_name)
     ev = load_eval_set(proj)
-    version, _ = register_candidate(reg, sweep["best_run_id"], ev, proj)
-    summary = promote_candidate(reg, version, ev, Policy.from_params(params.registry))
+    policy = Policy.from_params(params.registry)
+    version, _ = register_candidate(reg, sweep["best_run_id"], ev, proj, policy)
+    summary = promote_candidate(reg, version, ev, policy)
     write_json(proj.metrics_file("promotion"), summary)
     log.info("%s v%d: %s", reg.name, version, summary["reason"])
     return summary

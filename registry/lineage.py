@@ -27,8 +27,9 @@ def version_tags_from_run(run: Run, kind: str) -> dict[str, str]:
             "by pipelines.tracked (or the persistence baseline) can be registered"
         )
     out = {tags.KIND: kind, **{t: run_tags_[t] for t in tags.RUN_LINEAGE}}
-    if "test_mase" in run.data.metrics:
-        out[tags.TEST_MASE] = f"{run.data.metrics['test_mase']:.6g}"
+    for metric, tag in (("test_mase", tags.TEST_MASE), ("test_crps", tags.TEST_CRPS)):
+        if metric in run.data.metrics:
+            out[tag] = f"{run.data.metrics[metric]:.6g}"
     return out
 
 

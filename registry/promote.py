@@ -29,20 +29,10 @@ log = logging.getLogger(__name__)
 
 def score_version(reg: Registry, version: int, ev: EvalSet) -> ModelScore:
     """Load one registered version and score it on the evaluation rows."""
-    from registry.scoring import score_on_split
+    from registry.scoring import score_model
     from registry.store import load_python_model
 
-    py = load_python_model(reg, version)
-    scores = score_on_split(py, ev)
-    kind = py.kind
-    return ModelScore(
-        version,
-        scores["mase"],
-        scores["mae"],
-        scores["rmse"],
-        kind,
-        str(py.config.get("data_version", "")),
-    )
+    return score_model(load_python_model(reg, version), ev, version)
 
 
 def promote(
@@ -55,11 +45,12 @@ def promote(
     max_attempts: int = 3,
 ) -> PromotionOutcome:
     """Re-score `version` (default: the challenger) against the champion; CAS-move `champion`."""
-    from registry.aliases import commit_decision
+    from registry.aliases import commit_decision, repair_pending
     from registry.lineage import check_lineage
-    from registry.scoring import persistence_scores
+    from registry.scoring import baseline_score
     from registry.store import CHALLENGER, CHAMPION, aliases, get_version
 
+    repair_pending(reg)  # a promotion killed mid-way is completed (or failed) before anything
     if version is None and CHALLENGER not in aliases(reg):
         raise NothingToDoError(
             f"{reg.name} has no {CHALLENGER!r} alias: register a sweep's best "
@@ -71,8 +62,7 @@ def promote(
     if aliases(reg).get(CHAMPION) == number:
         raise NothingToDoError(f"{reg.name} v{number} is already the champion")
     challenger = score_version(reg, number, ev)
-    base = persistence_scores(ev)
-    baseline = ModelScore(None, base["mase"], base["mae"], base["rmse"], "persistence")
+    baseline = baseline_score(ev)
     scored: dict[int, ModelScore] = {number: challenger}
     for attempt in range(1, max_attempts + 1):
         before = aliases(reg).get(CHAMPION)

@@ -1,8 +1,12 @@
-"""Models-from-code pyfuncs: a torch forecaster (state_dict + JSON, no pickle) and persistence.
+"""Models-from-code pyfuncs: a torch forecaster (state_dict + JSON, no pickle) and the two
+probabilistic baselines (persistence with empirical quantiles, EWMA volatility).
 
-Every coinflow model forecasts on arrays (`forecast_arrays`, the serving hot path) and scores a
-whole test window at once (`next_day_returns`); `predict` is MLflow's DataFrame face of the same
-arithmetic. Which code runs a registered version is checked by its code fingerprint
+Every coinflow model forecasts quantiles of the next day's log return from raw daily rows
+(`return_quantiles`, calibrated with conformal offsets fitted on validation rows). On top of
+that one method: `forecast` gives the close quantiles of every forecast day (day 1 exact, later
+days from seeded sampled paths: pipelines.forecast.forecast_quantiles), `next_day_quantiles`
+scores a whole window of days at once, and `predict` is MLflow's DataFrame face of `forecast`.
+Which code runs a registered version is checked by its code fingerprint
 (registry.store.check_code) before it is ever loaded.
 """
 
@@ -19,15 +23,17 @@ import pandas as pd
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
-from pipelines.features import CLOSE, Scaler, features_array, make_windows
+from pipelines.baselines import EmpiricalQuantiles, EwmaQuantiles
+from pipelines.features import Scaler
 from pipelines.forecast import (
-    InputRowsError,
-    check_arrays,
-    check_horizon,
-    forecast_arrays,
+    PATHS,
+    forecast_quantiles,
+    forecast_seed,
     input_frame,
     rows_to_arrays,
+    windows_at,
 )
+from pipelines.quantiles import median_index
 
 if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
@@ -36,12 +42,13 @@ if TYPE_CHECKING:
 
 MODELS_DIR = Path(__file__).with_name("models")
 # Pinned explicitly: inferring them makes MLflow load the model in a subprocess (~4 s a log).
-REQUIREMENTS = ("mlflow", "numpy", "pandas", "pydantic", "pyyaml")
+REQUIREMENTS = ("mlflow", "numpy", "pandas", "pydantic", "pyyaml", "scipy")
 CODE_PATHS = [str(Path(__file__).resolve().parents[1] / pkg) for pkg in ("pipelines", "registry")]
 
 
-def _output(dates: np.ndarray, closes: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"date": np.datetime_as_string(dates, unit="D"), "close": closes})
+def quantile_columns(levels: tuple[float, ...]) -> list[str]:
+    """The output columns of `predict` holding each level's close (q0.025 ...)."""
+    return [f"q{level:g}" for level in levels]
 
 
 class CoinflowModel(PythonModel):
@@ -51,10 +58,12 @@ class CoinflowModel(PythonModel):
         self.config: dict[str, Any] = json.loads(Path(context.artifacts["config"]).read_text())
         records = json.loads(Path(context.artifacts["recent_rows"]).read_text())
         self.recent_rows = input_frame(records)
+        self.levels = tuple(float(t) for t in self.config["levels"])
+        self.offsets = {float(k): float(v) for k, v in self.config.get("calibration", {}).items()}
 
     @property
     def kind(self) -> str:
-        """torch | persistence (the `coinflow.kind` it is registered as)."""
+        """torch | persistence | ewma (the `coinflow.kind` it is registered as)."""
         return str(self.config.get("kind", "torch"))
 
     @property
@@ -62,89 +71,93 @@ class CoinflowModel(PythonModel):
         """Raw daily rows one forecast reads: lookback windows need one extra day for returns."""
         return int(self.config["lookback"]) + 1
 
+    @property
+    def median(self) -> int:
+        return median_index(self.levels)
+
     def recent_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """The shipped rows as (dates datetime64[D], values float64)."""
         return rows_to_arrays(self.recent_rows)
 
-    def forecast_arrays(
-        self, dates: np.ndarray, values: np.ndarray, horizon: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """`horizon` next-day closes (USD) after the latest `rows_needed` rows."""
+    def return_quantiles(self, windows: np.ndarray) -> np.ndarray:
+        """(n, rows_needed, columns) raw rows → (n, levels) calibrated log-return quantiles."""
         raise NotImplementedError
 
-    def next_day_returns(self, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        """The next-day log return forecast at each row index in `ends` of a raw-row array."""
-        raise NotImplementedError
+    def forecast(
+        self, dates: np.ndarray, values: np.ndarray, horizon: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(forecast dates, USD close quantiles (horizon, levels)) after the latest rows; the
+        same rows always give the same bands (the path sampler is seeded by the rows read)."""
+        seed = forecast_seed(
+            self.kind, self.config.get("trained_at"), horizon, values=values[-self.rows_needed :]
+        )
+        return forecast_quantiles(self, dates, values, horizon, PATHS, seed)
+
+    def next_day_quantiles(self, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """Next-day log-return quantiles for each row index in `ends` of a raw-row array."""
+        return self.return_quantiles(windows_at(values, ends, self.rows_needed))
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         horizon = int((params or {}).get("horizon", 1))
-        dates, values = rows_to_arrays(input_frame(model_input))
-        return _output(*self.forecast_arrays(dates, values, horizon))
+        dates, closes = self.forecast(*rows_to_arrays(input_frame(model_input)), horizon)
+        out = pd.DataFrame(closes, columns=quantile_columns(self.levels))
+        out.insert(0, "close", closes[:, self.median])
+        out.insert(0, "date", np.datetime_as_string(dates, unit="D"))
+        return out
 
 
 class TorchForecaster(CoinflowModel):
-    """Next-day BTC close (USD) from the latest raw daily rows; `horizon` steps recursively."""
+    """A trained Forecaster: windows → features → scaler → network → quantiles."""
 
     def load_context(self, context: PythonModelContext) -> None:
         import torch
 
-        from pipelines.model import Forecaster, ModelConfig
+        from pipelines.model import Forecaster, ModelConfig, NetQuantiles
 
         super().load_context(context)
-        self.scaler = Scaler(**self.config["scaler"])
-        self.lookback = int(self.config["lookback"])
-        self.net = Forecaster(ModelConfig(**self.config["model"]))
+        net = Forecaster(ModelConfig.from_dict(self.config["model"]))
         state = torch.load(context.artifacts["weights"], weights_only=True, map_location="cpu")
-        self.net.load_state_dict(state)
-        self.net.eval()
+        net.load_state_dict(state)
+        scaler = Scaler(**self.config["scaler"])
+        self.model = NetQuantiles(net, scaler, int(self.config["lookback"]), self.offsets)
 
-    def predict_returns(self, windows: np.ndarray) -> np.ndarray:
-        """Scaled next-day log returns for a batch of scaled windows."""
-        import torch
-
-        with torch.inference_mode():
-            out: np.ndarray = self.net(torch.from_numpy(windows)).numpy()
-        return out
-
-    def forecast_arrays(
-        self, dates: np.ndarray, values: np.ndarray, horizon: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return forecast_arrays(
-            self.predict_returns, self.scaler, self.lookback, dates, values, horizon
-        )
-
-    def next_day_returns(self, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        if len(ends) and ends.min() - self.lookback + 1 < 1:  # row 0 has no previous day
-            raise InputRowsError(f"the first forecast day lacks {self.lookback} days of history")
-        feats = np.vstack([np.full((1, values.shape[1]), np.nan), features_array(values)])
-        windows = make_windows(self.scaler.transform(feats), self.lookback, ends).astype("float32")
-        if not np.isfinite(windows).all():
-            raise InputRowsError("a forecast window holds missing inputs")
-        scaled = np.asarray(self.predict_returns(windows), dtype="float64")
-        return np.asarray(self.scaler.target_from_scaled(scaled), dtype="float64")
+    def return_quantiles(self, windows: np.ndarray) -> np.ndarray:
+        return self.model.return_quantiles(windows)
 
 
 class PersistenceForecaster(CoinflowModel):
-    """The naive baseline: every future close equals the latest close."""
+    """Persistence with the empirical quantiles of the trailing window's returns."""
 
-    def forecast_arrays(
-        self, dates: np.ndarray, values: np.ndarray, horizon: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        check_horizon(horizon)
-        dates, values = check_arrays(dates, values, self.rows_needed)
-        out_dates = dates[-1] + np.arange(1, horizon + 1).astype("timedelta64[D]")
-        return out_dates, np.full(horizon, values[-1, CLOSE])
+    def load_context(self, context: PythonModelContext) -> None:
+        super().load_context(context)
+        self.model = EmpiricalQuantiles(self.levels, int(self.config["window"]), self.offsets)
 
-    def next_day_returns(self, values: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        return np.zeros(len(ends))
+    def return_quantiles(self, windows: np.ndarray) -> np.ndarray:
+        return self.model.return_quantiles(windows)
 
 
-def signature_for(input_example: pd.DataFrame) -> ModelSignature:
-    """Input rows → forecasts (date, close), with the `horizon` inference parameter."""
+class EwmaForecaster(CoinflowModel):
+    """RiskMetrics EWMA volatility around persistence."""
+
+    def load_context(self, context: PythonModelContext) -> None:
+        super().load_context(context)
+        self.model = EwmaQuantiles(
+            self.levels, int(self.config["window"]), float(self.config["decay"]), self.offsets
+        )
+
+    def return_quantiles(self, windows: np.ndarray) -> np.ndarray:
+        return self.model.return_quantiles(windows)
+
+
+def signature_for(input_example: pd.DataFrame, levels: tuple[float, ...]) -> ModelSignature:
+    """Input rows → forecasts (date, median close, each level's close), with `horizon`."""
     next_day = pd.Timestamp(input_example["date"].iloc[-1]) + pd.Timedelta(days=1)
-    output = pd.DataFrame({"date": [next_day.strftime("%Y-%m-%d")], "close": [1.0]})
+    output = pd.DataFrame(
+        {"date": [next_day.strftime("%Y-%m-%d")], "close": [1.0]}
+        | {c: [1.0] for c in quantile_columns(levels)}
+    )
     return infer_signature(input_example, output, params={"horizon": 1})
 
 
@@ -160,7 +173,7 @@ def _log(
 ) -> ModelInfo:
     """Log a models-from-code pyfunc whose artifacts are JSON/state_dict files (never pickle)."""
     rows = input_frame(rows)
-    example = rows.tail(config["lookback"] + 1).reset_index(drop=True)
+    example = rows.tail(int(config["lookback"]) + 1).reset_index(drop=True)
     with tempfile.TemporaryDirectory() as tmp:
         config_path = Path(tmp) / "config.json"
         config_path.write_text(json.dumps(config, indent=2, default=str))
@@ -173,7 +186,7 @@ def _log(
             artifacts={k: str(v) for k, v in artifacts.items()},
             code_paths=CODE_PATHS,
             pip_requirements=pip_requirements(torch_model="weights" in extra),
-            signature=signature_for(example),
+            signature=signature_for(example, tuple(config["levels"])),
             input_example=example,
         )
     return info
@@ -191,6 +204,9 @@ def log_forecaster(
         return _log("forecaster.py", config, rows, {"weights": weights}, name)
 
 
-def log_persistence(config: dict[str, Any], rows: pd.DataFrame, name: str = "model") -> ModelInfo:
-    """Log the persistence baseline as a pyfunc with the same input schema."""
-    return _log("persistence.py", config, rows, {}, name)
+BASELINE_FILES = {"persistence": "persistence.py", "ewma": "ewma.py"}
+
+
+def log_baseline(config: dict[str, Any], rows: pd.DataFrame, name: str = "model") -> ModelInfo:
+    """Log a baseline (config["kind"]: persistence | ewma) with the same input schema."""
+    return _log(BASELINE_FILES[config["kind"]], config, rows, {}, name)

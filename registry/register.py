@@ -10,7 +10,7 @@ from pipelines.paths import Project, project
 from registry import lineage
 from registry.errors import ModelCodeMismatchError, ModelLoadError, RegistryError
 from registry.lock import RegistryLock
-from registry.scoring import EvalSet, persistence_scores
+from registry.scoring import EvalSet
 from registry.store import (
     CHALLENGER,
     CHAMPION,
@@ -90,42 +90,59 @@ def register_run(reg: Registry, run_id: str, alias: str | None = CHALLENGER) -> 
     return version
 
 
-def _persistence_run(reg: Registry, ev: EvalSet, proj: Project) -> str:
-    """A finished persistence run for this dataset content and model code, reused or logged."""
+def baseline_run(reg: Registry, ev: EvalSet, kind: str, proj: Project) -> str:
+    """A finished run of a baseline (persistence | ewma) calibrated on this dataset content's
+    validation days, for this model code: reused, or logged now with its test scores."""
     import mlflow
 
     from pipelines.fingerprint import code_fingerprint
+    from pipelines.metrics import calibration_scores, score_quantiles
     from pipelines.tracked import recent_rows
     from pipelines.tracking import lineage_tags
-    from registry.pyfunc import log_persistence
+    from registry.pyfunc import log_baseline
+    from registry.scoring import calibrated_baseline, test_quantiles
 
     found = reg.client.search_runs(
         [str(reg.experiment_id)],
         max_results=1,
         order_by=["attributes.start_time DESC"],
         filter_string=(
-            f"tags.`{tags.KIND}` = 'persistence' and tags.`{tags.DVC_MD5}` = '{ev.md5}' and "
+            f"tags.`{tags.KIND}` = '{kind}' and tags.`{tags.DVC_MD5}` = '{ev.md5}' and "
             f"tags.`{tags.CODE}` = '{code_fingerprint()}' and attributes.status = 'FINISHED'"
         ),
     )
     if found:
         return str(found[0].info.run_id)
-    run_tags = {**lineage_tags(ev.version, ev.md5, proj), tags.KIND: "persistence"}
+    model = calibrated_baseline(ev, kind)
+    run_tags = {**lineage_tags(ev.version, ev.md5, proj), tags.KIND: kind}
     with mlflow.start_run(
-        experiment_id=reg.experiment_id, run_name=f"persistence-{ev.version}", tags=run_tags
+        experiment_id=reg.experiment_id, run_name=f"{kind}-{ev.version}", tags=run_tags
     ) as run:
-        mlflow.log_params({"kind": "persistence", "data_version": ev.version})
-        mlflow.log_metrics({f"test_{k}": v for k, v in persistence_scores(ev).items()})
+        params = {"kind": kind, "data_version": ev.version, "window": ev.baselines.window}
+        if kind == "ewma":
+            params["decay"] = ev.baselines.ewma_decay
+        mlflow.log_params(params)
+        scores = score_quantiles(test_quantiles(model, ev), ev.close, ev.next_close, ev.levels)
+        mlflow.log_metrics({f"test_{k}": v for k, v in scores.items()})
         config = {
-            "kind": "persistence",
-            "lookback": 0,
-            "data_version": ev.version,
+            **params,
+            "lookback": ev.baselines.window,
+            "levels": list(ev.levels),
+            "calibration": {str(k): v for k, v in model.offsets.items()},
             "dvc_md5": ev.md5,
             "trained_at": now_iso(),
             "code_fingerprint": code_fingerprint(),
+            "scores": calibration_scores({f"test_{k}": v for k, v in scores.items()}),
         }
-        log_persistence(config, recent_rows(ev.version, proj), name=MODEL_ARTIFACT)
+        log_baseline(config, recent_rows(ev.version, proj), name=MODEL_ARTIFACT)
     return str(run.info.run_id)
+
+
+def register_baseline(reg: Registry, ev: EvalSet, kind: str, proj: Project) -> int:
+    """The registered version of a baseline for this data and code (registered once)."""
+    run_id = baseline_run(reg, ev, kind, proj)
+    version = _existing(reg, run_id)
+    return version if version is not None else _register(reg, reg.client.get_run(run_id), kind)
 
 
 def _stale_champion(reg: Registry, current: int) -> str | None:
@@ -148,10 +165,7 @@ def ensure_champion(reg: Registry, ev: EvalSet, proj: Project | None = None) -> 
     stale = None if current is None else _stale_champion(reg, current)
     if current is not None and stale is None:
         return current
-    run_id = _persistence_run(reg, ev, proj)
-    version = _existing(reg, run_id)
-    if version is None:
-        version = _register(reg, reg.client.get_run(run_id), "persistence")
+    version = register_baseline(reg, ev, "persistence", proj)
     with RegistryLock(reg.client, reg.name) as lock:
         repair_records(reg)
         now = aliases(reg).get(CHAMPION)  # another process may have seeded it meanwhile
@@ -159,8 +173,8 @@ def ensure_champion(reg: Registry, ev: EvalSet, proj: Project | None = None) -> 
             return now
         action = "first-champion" if now is None else "code-upgrade"
         reason = (
-            "the registry had no champion: persistence (tomorrow = today) serves until a "
-            "model beats it"
+            "the registry had no champion: persistence (tomorrow = today, with the empirical "
+            "quantiles of the trailing year's returns) serves until a model beats it"
             if now is None
             else f"the champion cannot be served by this code ({stale}); persistence built "
             "with this code serves until a model beats it"

@@ -23,6 +23,7 @@ OUTCOME = {
     "first-champion": "first-champion",
     "code-upgrade": "first-champion",
     "rollback": "restored",
+    "alert": "alerted",
 }
 
 
@@ -83,6 +84,7 @@ def status_table(name: str, alias_map: dict[str, int], versions: Sequence[ModelV
                 t.get(tags.KIND, "?"),
                 t.get(tags.DATA_VERSION, "?"),
                 fmt(t.get(tags.TEST_MASE)),
+                fmt(t.get(tags.TEST_CRPS), 2),
                 t.get(tags.DECISION, ""),
                 (mv.run_id or "?")[:8],
                 (iso_ms(mv.creation_timestamp) or "")[:16],
@@ -95,6 +97,7 @@ def status_table(name: str, alias_map: dict[str, int], versions: Sequence[ModelV
             "kind",
             "data",
             "test MASE",
+            "test CRPS $",
             "last decision",
             "run",
             "registered (UTC)",

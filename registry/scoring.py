@@ -1,4 +1,10 @@
-"""Fair re-scoring: every candidate forecasts the same test days of the same dataset version."""
+"""Fair re-scoring: every candidate forecasts the same test days of the same dataset version.
+
+Every model — registered torch versions, the baselines, the in-process reference baseline —
+is scored by the same code: its calibrated next-day return quantiles on each test day, turned
+into USD, give the median's point scores, pinball, CRPS, coverage, widths and the daily CRPS
+the Diebold–Mariano test compares.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from pipelines.forecast import InputRowsError
+from pipelines.features import CLOSE
+from pipelines.forecast import InputRowsError, QuantileModel
 from pipelines.paths import Project, project
 from registry.errors import EvalDataError
+from registry.policy import ModelScore
 
 if TYPE_CHECKING:
+    from pipelines.baselines import EmpiricalQuantiles, EwmaQuantiles
+    from pipelines.config import BaselineParams
     from registry.pyfunc import CoinflowModel
 
 
@@ -27,6 +37,14 @@ class EvalSet:
     next_close: np.ndarray
     rows: pd.DataFrame  # the version's raw input rows, indexed by date, oldest first
     positions: np.ndarray  # position of each test day t in `rows`
+    val_positions: np.ndarray  # the validation days (where baselines are calibrated)
+    levels: tuple[float, ...]
+    baselines: BaselineParams
+
+    @property
+    def values(self) -> np.ndarray:
+        values: np.ndarray = self.rows.to_numpy(dtype="float64")
+        return values
 
     def describe(self) -> dict[str, Any]:
         """Which rows were scored, for decision records."""
@@ -41,6 +59,7 @@ class EvalSet:
 
 def load_eval_set(proj: Project | None = None) -> EvalSet:
     """Test split of the features stage's version, with that version's raw rows (md5-checked)."""
+    from pipelines.config import load_params
     from pipelines.features import INPUT_COLUMNS
     from pipelines.files import file_md5
     from pipelines.train import load_training_data
@@ -48,6 +67,7 @@ def load_eval_set(proj: Project | None = None) -> EvalSet:
     proj = proj or project()
     if not (proj.features / "meta.json").is_file():
         raise EvalDataError(f"no features at {proj.features}: run the features stage first")
+    params = load_params(proj.params_file)
     data = load_training_data(proj.features)
     path = proj.version_file(data.version)
     if not path.is_file():
@@ -58,51 +78,105 @@ def load_eval_set(proj: Project | None = None) -> EvalSet:
             f"md5 {data.md5}: re-run the features stage"
         )
     rows = pd.read_parquet(path)[INPUT_COLUMNS]
-    test = data.end_rows("test", 1)
-    dates = data.dates[test]
-    positions = rows.index.get_indexer(dates)
+    test, val = data.end_rows("test", 1), data.end_rows("val", 1)
+    positions = rows.index.get_indexer(data.dates[test])
+    val_positions = rows.index.get_indexer(data.dates[val])
     if (positions < 0).any() or not np.allclose(
         rows["btc_close"].to_numpy()[positions], data.close[test]
     ):
         raise EvalDataError(f"test days of the features do not match the rows of {path}")
     return EvalSet(
-        data.version, data.md5, dates, data.close[test], data.next_close[test], rows, positions
+        data.version,
+        data.md5,
+        data.dates[test],
+        data.close[test],
+        data.next_close[test],
+        rows,
+        positions,
+        val_positions,
+        params.train.levels,
+        params.baselines,
     )
 
 
-def _windowed_returns(py: CoinflowModel, ev: EvalSet) -> np.ndarray:
-    """Any pyfunc: one predict per test day on its last `rows_needed` raw rows (slow, generic)."""
-    from pipelines.forecast import input_frame
+def test_quantiles(model: QuantileModel, ev: EvalSet, positions: np.ndarray | None = None
+                   ) -> np.ndarray:  # fmt: skip
+    """A model's next-day log-return quantiles on the test days (or other row positions)."""
+    from pipelines.forecast import windows_at
 
-    needed = int(py.rows_needed)
-    out = np.empty(len(ev.positions))
+    at = ev.positions if positions is None else positions
+    try:
+        return model.return_quantiles(windows_at(ev.values, at, model.rows_needed))
+    except InputRowsError as exc:
+        raise EvalDataError(f"cannot score on {ev.version}'s days: {exc}") from exc
+
+
+def windowed_quantiles(py: CoinflowModel, ev: EvalSet) -> np.ndarray:
+    """Any pyfunc through MLflow's predict(), one test day at a time (slow; the batched path
+    must agree with it, which the tests check)."""
+    from pipelines.forecast import input_frame
+    from registry.pyfunc import quantile_columns
+
+    needed, out = py.rows_needed, []
     for i, pos in enumerate(ev.positions):
         window = input_frame(ev.rows.iloc[pos - needed + 1 : pos + 1].reset_index())
-        forecast = py.predict(None, window, params={"horizon": 1})
-        out[i] = np.log(float(forecast["close"].iloc[0]) / ev.close[i])
-    return out
+        closes = py.predict(None, window, params={"horizon": 1})[quantile_columns(py.levels)]
+        out.append(np.log(closes.to_numpy(dtype="float64")[0] / ev.close[i]))
+    return np.vstack(out)
 
 
-def predict_test_returns(py: CoinflowModel, ev: EvalSet, batched: bool = True) -> np.ndarray:
-    """Next-day log returns a model forecasts for each test day (all days in one batch, or
-    one pyfunc predict per day: the two agree, which the tests check)."""
-    if not batched:
-        return _windowed_returns(py, ev)
-    try:
-        return py.next_day_returns(ev.rows.to_numpy(dtype="float64"), ev.positions)
-    except InputRowsError as exc:
-        raise EvalDataError(f"cannot score on {ev.version}'s test days: {exc}") from exc
+def score_quantiles(quant: np.ndarray, ev: EvalSet, **identity: Any) -> ModelScore:
+    """The ModelScore of test-day quantiles (identity: version, kind, trained_on)."""
+    from pipelines.metrics import daily_crps
+    from pipelines.metrics import score_quantiles as usd_scores
+
+    s = usd_scores(quant, ev.close, ev.next_close, ev.levels)
+    return ModelScore(
+        mase=s["mase"],
+        mae=s["mae"],
+        rmse=s["rmse"],
+        crps=s["crps"],
+        pinball=s["pinball"],
+        coverage_80=s.get("coverage_80", float("nan")),
+        coverage_95=s.get("coverage_95", float("nan")),
+        width_80=s.get("width_80", float("nan")),
+        width_95=s.get("width_95", float("nan")),
+        daily=tuple(daily_crps(quant, ev.close, ev.next_close, ev.levels).tolist()),
+        **identity,
+    )
 
 
-def score_on_split(py: CoinflowModel, ev: EvalSet, batched: bool = True) -> dict[str, float]:
-    """USD scores (mae, rmse, mape, mase vs persistence, dir_acc) of one unwrapped pyfunc."""
-    from pipelines.metrics import score_forecast
+def score_model(py: CoinflowModel, ev: EvalSet, version: int | None = None) -> ModelScore:
+    """A loaded pyfunc scored on the evaluation rows."""
+    return score_quantiles(
+        test_quantiles(py, ev),
+        ev,
+        version=version,
+        kind=py.kind,
+        trained_on=str(py.config.get("data_version", "")),
+    )
 
-    return score_forecast(predict_test_returns(py, ev, batched), ev.close, ev.next_close)
+
+def calibrated_baseline(ev: EvalSet, kind: str) -> EmpiricalQuantiles | EwmaQuantiles:
+    """A baseline (persistence | ewma) with conformal offsets fitted on the validation days."""
+    import dataclasses
+
+    from pipelines.baselines import EmpiricalQuantiles, EwmaQuantiles
+    from pipelines.quantiles import conformal_offsets
+
+    raw: EmpiricalQuantiles | EwmaQuantiles = (
+        EmpiricalQuantiles(ev.levels, ev.baselines.window)
+        if kind == "persistence"
+        else EwmaQuantiles(ev.levels, ev.baselines.window, ev.baselines.ewma_decay)
+    )
+    close = ev.values[:, CLOSE]
+    target = np.log(close[ev.val_positions + 1] / close[ev.val_positions])
+    offsets = conformal_offsets(test_quantiles(raw, ev, ev.val_positions), target, ev.levels)
+    return dataclasses.replace(raw, offsets=offsets)
 
 
-def persistence_scores(ev: EvalSet) -> dict[str, float]:
-    """The baseline on the same rows: tomorrow's close = today's (MASE exactly 1.0)."""
-    from pipelines.metrics import score_forecast
-
-    return score_forecast(np.zeros(len(ev.dates)), ev.close, ev.next_close)
+def baseline_score(ev: EvalSet) -> ModelScore:
+    """The reference baseline on the same rows: persistence with calibrated empirical quantiles
+    (its median is persistence: MASE 1, the anchor every model's MASE is measured against)."""
+    model = calibrated_baseline(ev, "persistence")
+    return score_quantiles(test_quantiles(model, ev), ev, version=None, kind="persistence")

@@ -13,7 +13,6 @@ import getpass
 import json
 import logging
 import math
-import re
 import socket
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pipelines import tags
+from pipelines.tracking import redact
 from registry.errors import (
     AliasNotSetError,
     ModelCodeMismatchError,
@@ -79,14 +79,6 @@ def connect(name: str, tracking_uri: str, registry_uri: str) -> Registry:
 def error_code(exc: BaseException) -> str:
     """MLflow's error code of an exception ('' when it has none)."""
     return str(getattr(exc, "error_code", ""))
-
-
-_USERINFO = re.compile(r"://[^/\s]+@")
-
-
-def redact(text: str) -> str:
-    """Hide URL credentials (user:password@) in text shown to clients or logs."""
-    return _USERINFO.sub("://***@", text)
 
 
 def _short(exc: BaseException) -> str:
@@ -289,7 +281,9 @@ def _trial(run: Run) -> dict[str, Any]:
         "lookback": _int(params.get("lookback")),
         "lr": _float(params.get("lr")),
         "val_loss": _float(metrics.get("best_val_loss", metrics.get("val_loss"))),
+        "objective": _float(metrics.get("objective")),
         "test_mase": _float(metrics.get("test_mase")),
+        "test_crps": _float(metrics.get("test_crps")),
     }
 
 
@@ -306,7 +300,10 @@ def version_summary(mv: ModelVersion, held: list[str], loaded: bool) -> dict[str
         "created_at": iso_ms(mv.creation_timestamp),
         "loaded": loaded,
         "decision": version_tags.get(tags.DECISION),
-        "metrics": {"test_mase": _float(version_tags.get(tags.TEST_MASE))},
+        "metrics": {
+            "test_mase": _float(version_tags.get(tags.TEST_MASE)),
+            "test_crps": _float(version_tags.get(tags.TEST_CRPS)),
+        },
     }
 
 

@@ -13,7 +13,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "data: dvc pull (data/raw from the shared remote)"
 dvc pull -q data.dvc
-step "pipeline: dvc repro (ingest → version → validate → features → sweep → promote)"
+step "pipeline: dvc repro (ingest → version → validate → features → store → train → sweep → promote)"
 dvc repro
 step "dataset versions"
 coinflow data versions
@@ -21,6 +21,8 @@ step "persistence baseline (metrics/baseline.json)"
 cat metrics/baseline.json
 step "sweep (metrics/sweep.json)"
 cat metrics/sweep.json
+step "promotion decision (metrics/promotion.json)"
+cat metrics/promotion.json
 step "registry"
 coinflow registry status
 step "champion lineage"
@@ -33,6 +35,8 @@ Where to look:
   sweep plots       plots/sweep/*.png
   MLflow UI         $BIN/mlflow ui --backend-store-uri $MLFLOW_TRACKING_URI   (http://127.0.0.1:5000)
   DVC metrics       $BIN/dvc metrics show
+  forecast quality  $BIN/python benchmarks/forecast_quality.py   (CRPS, coverage, DM test)
+  prediction log    predictions.db (every /predict answer); score it: coinflow monitor score
 TXT
 
 [ "${DEMO_SERVE:-1}" = "1" ] || exit 0

@@ -52,6 +52,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start loading in the background at once; keep the aliases fresh while serving."""
     settings: ServingSettings = app.state.settings
     app.state.cache = None
+    app.state.prediction_log = None
+    if settings.coinflow_prediction_log_url:
+        from serving.prediction_log import PredictionLog, engine_for
+
+        engine = engine_for(settings.coinflow_prediction_log_url)  # connects on first write
+        capacity = settings.coinflow_prediction_log_capacity
+        app.state.prediction_log = PredictionLog(engine, capacity=capacity).start()
     startup = app.state.startup = Startup(app, settings)
     startup.thread.start()
     task = None
@@ -61,6 +68,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         startup.stop.set()
+        if app.state.prediction_log is not None:
+            app.state.prediction_log.close()  # flush what is queued (bounded)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -89,7 +98,7 @@ def problem_openapi(app: FastAPI) -> dict[str, Any]:
 
 def create_app(settings: ServingSettings | None = None) -> FastAPI:
     """The coinflow model API."""
-    from serving.routes import models, ops, predict
+    from serving.routes import models, monitoring, ops, predict
 
     settings = settings or ServingSettings()
     app = FastAPI(
@@ -106,7 +115,12 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.include_router(predict.router)
     app.include_router(models.router)
     app.include_router(ops.router)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.coinflow_max_body_bytes)
+    app.include_router(monitoring.router)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.coinflow_max_body_bytes,
+        timeout=settings.coinflow_body_timeout_s,
+    )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: sees 413s
     app.openapi = lambda: problem_openapi(app)  # type: ignore[method-assign]
     return app

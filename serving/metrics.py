@@ -70,6 +70,22 @@ class Metrics:
         self.cached_models = Gauge(
             "coinflow_cached_models", "Model versions held in memory", registry=r
         )
+        self.log_written = Gauge(
+            "coinflow_prediction_log_written", "Forecast records written to the log", registry=r
+        )
+        self.log_dropped = Gauge(
+            "coinflow_prediction_log_dropped",
+            "Forecast records dropped (queue full or database down)",
+            registry=r,
+        )
+        self.log_queue = Gauge(
+            "coinflow_prediction_log_queue", "Records waiting for the log writer", registry=r
+        )
+        self.shadow_failures = Counter(
+            "coinflow_shadow_failures",
+            "Shadow forecasts that failed (never seen by users)",
+            registry=r,
+        )
 
     def alias_moved(self, alias: str, version: int | None) -> None:
         """Record an alias switch (called by the model cache)."""

@@ -85,6 +85,14 @@ live_scores = sa.Table(
 )
 
 
+def short_error(exc: BaseException) -> str:
+    """One line naming a database error, credentials redacted."""
+    from pipelines.tracking import redact
+
+    text = (str(exc).splitlines() or [""])[0][:200]
+    return redact(f"{type(exc).__name__}: {text}")
+
+
 def engine_for(url: str) -> sa.Engine:
     """An engine for the log's URL (SQLite files get their folder and a busy timeout)."""
     if url.startswith("sqlite:///"):
@@ -103,6 +111,15 @@ def migrate(engine: sa.Engine) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def rows_hash(values: Any) -> str:
+    """sha256 of the float64 input rows a forecast read (equal inputs, equal hash)."""
+    import hashlib
+
+    import numpy as np
+
+    return hashlib.sha256(np.ascontiguousarray(values, dtype="float64").tobytes()).hexdigest()
 
 
 def new_id() -> str:
@@ -191,7 +208,28 @@ class PredictionLog:
             pass
         return records
 
+    def _migrate(self) -> bool:
+        """Bring the schema up before the first write (retried: the database may be down)."""
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                migrate(self.engine)
+                return True
+            except Exception as exc:
+                with self._lock:
+                    self.status.last_error = short_error(exc)
+                    self.status.last_error_at = time.time()
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+        return False
+
     def _run(self) -> None:
+        if not self._migrate():
+            with self._lock:
+                self.status.dropped += self.queue.qsize()
+            return
+        with self._lock:
+            self.status.last_error = None
         delay = 0.5
         pending: list[dict[str, Any]] = []
         while not (self._stop.is_set() and self.queue.empty() and not pending):
@@ -202,9 +240,7 @@ class PredictionLog:
                 write_records(self.engine, pending)
             except Exception as exc:  # the database is down or refused: keep the batch, retry
                 with self._lock:
-                    self.status.last_error = (
-                        f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-                    )
+                    self.status.last_error = short_error(exc)
                     self.status.last_error_at = time.time()
                 if self._stop.is_set():
                     with self._lock:

@@ -27,6 +27,22 @@ def points(dates: np.ndarray, closes: np.ndarray) -> list[dict[str, object]]:
     ]
 
 
+def forecast_points(
+    dates: np.ndarray, quantiles: np.ndarray, levels: tuple[float, ...], shown: list[float]
+) -> list[dict[str, object]]:
+    """Per forecast day: the median close and the bounds of each shown central interval (USD)."""
+    from pipelines.quantiles import interval_pairs, median_index
+
+    pairs = interval_pairs(levels)
+    med = median_index(levels)
+    out = []
+    for day, row in zip(np.datetime_as_string(dates, unit="D").tolist(), quantiles, strict=True):
+        bands = [{"level": lvl, "lower": float(row[pairs[lvl][0]]),
+                  "upper": float(row[pairs[lvl][1]])} for lvl in shown]  # fmt: skip
+        out.append({"date": day, "close": float(row[med]), "intervals": bands})
+    return out
+
+
 @dataclass
 class LoadedModel:
     """One registry version held in memory, ready to forecast (every kind on the array path)."""
@@ -40,6 +56,19 @@ class LoadedModel:
     recent_dates: np.ndarray
     recent_values: np.ndarray
     _history: dict[int, list[dict[str, object]]] = field(default_factory=dict, repr=False)
+    # Forecasts from the shipped rows depend only on the horizon: computed once each.
+    _cached: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    @property
+    def levels(self) -> tuple[float, ...]:
+        return self.py.levels
+
+    @property
+    def intervals(self) -> list[float]:
+        """Nominal coverage of every central interval the model forecasts, widest first."""
+        from pipelines.quantiles import interval_pairs
+
+        return list(interval_pairs(self.levels))
 
     def recent_history(self, days: int) -> list[dict[str, object]]:
         """The latest `days` actual closes of the shipped rows (memoised: they never change)."""
@@ -52,15 +81,25 @@ class LoadedModel:
     def predict(
         self, dates: np.ndarray | None, values: np.ndarray | None, horizon: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Forecast from explicit rows, or from the latest rows of the model's dataset version."""
+        """(forecast dates, close quantiles (horizon, levels)) from explicit rows, or from the
+        latest rows of the model's dataset version (cached: they never change)."""
         if dates is None or values is None:
-            dates, values = self.recent_dates, self.recent_values
-        elif len(values) != self.rows_needed:
+            if horizon not in self._cached:
+                self._cached[horizon] = self._forecast(
+                    self.recent_dates, self.recent_values, horizon
+                )
+            return self._cached[horizon]
+        if len(values) != self.rows_needed:
             raise InputRowsError(
                 f"version {self.version} needs exactly {self.rows_needed} "
                 f"consecutive daily rows (lookback + 1), got {len(values)}"
             )
-        out_dates, closes = self.py.forecast_arrays(dates, values, horizon)
+        return self._forecast(dates, values, horizon)
+
+    def _forecast(
+        self, dates: np.ndarray, values: np.ndarray, horizon: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        out_dates, closes = self.py.forecast(dates, values, horizon)
         if not np.isfinite(closes).all():
             raise InputRowsError("the forecast is not finite: input prices are out of range")
         return out_dates, closes
@@ -89,6 +128,11 @@ def build_loaded_model(
         "code_fingerprint": pick("code_fingerprint", tags.CODE),
         "kind": py.kind,
         "rows_needed": py.rows_needed,
+        "levels": list(py.levels),
+        "calibration": {
+            "offsets": {k: float(v) for k, v in config.get("calibration", {}).items()},
+            "scores": dict(config.get("scores", {})),
+        },
     }
     model = LoadedModel(name, int(mv.version), py.kind, py.rows_needed, lineage, py, dates, values)
     model.predict(None, None, 1)  # first call pays torch's lazy set-up, not a user request

@@ -67,6 +67,14 @@ class StartingError(ServingError):
     status, slug, title = 503, "starting", "Model API still starting"
 
 
+class LogOffError(ServingError):
+    status, slug, title = 404, "prediction-log-off", "The prediction log is off"
+
+
+class LogUnavailableError(ServingError):
+    status, slug, title = 503, "prediction-log-unavailable", "Prediction log not reachable"
+
+
 # The registry's error family (registry.errors) → HTTP, most specific class first.
 REGISTRY_PROBLEMS: list[tuple[type[RegistryError], int, str, str]] = [
     (AliasNotSetError, 404, "alias-not-set", "Alias not set"),

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pipelines.tracking import redact
 from registry import store
 from registry.errors import RegistryUnavailableError
 
@@ -29,7 +30,7 @@ class RegistryClient:
     def __init__(self, reg: store.Registry, uri: str, slots: int = 4, wait_s: float = 0.05) -> None:
         self.reg = reg
         self.name = reg.name
-        self.uri = store.redact(uri)  # for messages only
+        self.uri = redact(uri)  # for messages only
         self.slots, self.wait_s = slots, wait_s
         self._slots = threading.BoundedSemaphore(slots)
 

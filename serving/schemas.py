@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipelines.forecast import MAX_HORIZON
+from pipelines.rules import MAX_PRICE, MAX_VOLUME, OhlcRules, broken_rules
 
 MAX_ROWS = 1000
 ALIAS_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-Price = Annotated[float, Field(gt=0, le=1e9, description="USD")]
+FIRST_DAY = dt.date(2009, 1, 3)  # Bitcoin's genesis block: no BTC price is older
+# Numbers must be JSON numbers (strict: "63205.1" is refused, not coerced), finite, bounded.
+Price = Annotated[float, Field(gt=0, le=MAX_PRICE, strict=True, description="USD")]
+
+
+@lru_cache(maxsize=1)
+def ohlc_rules() -> OhlcRules:
+    """The data gate's OHLC rules (params.yaml `validate`): request rows obey the same ones."""
+    from pipelines.config import load_params
+
+    return load_params().validate_.ohlc
 
 
 class Row(BaseModel):
@@ -19,15 +31,41 @@ class Row(BaseModel):
 
     model_config = ConfigDict(allow_inf_nan=False, extra="ignore")
 
-    date: dt.date
+    date: dt.date = Field(description=f"ISO date, from {FIRST_DAY} to tomorrow (UTC)")
     btc_open: Price
     btc_high: Price
     btc_low: Price
     btc_close: Price
-    btc_volume: float = Field(ge=0, le=1e15)
+    btc_volume: float = Field(ge=0, le=MAX_VOLUME, strict=True)
     eth_close: Price
     gold_close: Price
-    gold_filled: int = Field(ge=0, le=1, description="1 where gold did not trade that day")
+    gold_filled: float = Field(
+        strict=True, description="1 where gold did not trade that day, else 0"
+    )
+
+    @field_validator("date")
+    @classmethod
+    def _sane_date(cls, day: dt.date) -> dt.date:
+        latest = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+        if not FIRST_DAY <= day <= latest:
+            raise ValueError(f"date {day} is outside {FIRST_DAY} .. {latest}: no BTC price then")
+        return day
+
+    @field_validator("gold_filled")
+    @classmethod
+    def _flag(cls, value: float) -> float:
+        if value not in (0, 1):
+            raise ValueError(f"gold_filled must be 0 or 1, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _ohlc(self) -> Row:
+        broken = broken_rules(
+            self.btc_open, self.btc_high, self.btc_low, self.btc_close, ohlc_rules()
+        )
+        if broken:
+            raise ValueError(f"row {self.date} breaks the OHLC rules: {'; '.join(broken)}")
+        return self
 
 
 class PredictRequest(BaseModel):
@@ -35,7 +73,9 @@ class PredictRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"horizon": 7}]})
 
-    horizon: int = Field(default=1, ge=1, le=MAX_HORIZON, description="days ahead, recursive")
+    horizon: int = Field(
+        default=1, ge=1, le=MAX_HORIZON, strict=True, description="days ahead, recursive"
+    )
     rows: list[Row] | None = Field(
         default=None,
         min_length=1,
@@ -77,12 +117,42 @@ class Lineage(BaseModel):
     code_fingerprint: str | None = Field(description="model code the version was built with")
     kind: str
     rows_needed: int
+    levels: list[float] = Field(description="the quantile levels the model forecasts")
+    calibration: Calibration
+
+
+class Interval(BaseModel):
+    """A central interval of the forecast close: it should hold the close `level` of the time."""
+
+    level: float = Field(description="nominal coverage, e.g. 0.8", examples=[0.8])
+    lower: float = Field(description="USD")
+    upper: float = Field(description="USD")
+
+
+class ForecastPoint(BaseModel):
+    """One forecast day: the median close (the point forecast) and its intervals (USD)."""
+
+    date: str = Field(description="ISO date", examples=["2024-11-01"])
+    close: float = Field(description="median forecast close, USD")
+    intervals: list[Interval]
+
+
+class Calibration(BaseModel):
+    """How the model's intervals were calibrated and how they scored when it was trained."""
+
+    offsets: dict[str, float] = Field(
+        description="split-conformal widening (log-return units) per nominal coverage"
+    )
+    scores: dict[str, float] = Field(description="validation/test coverage, width and CRPS")
 
 
 class PredictResponse(BaseModel):
-    """Forecast closes, the actual closes they were made from, and the model's lineage."""
+    """Forecast closes with intervals, the actual closes they follow, and the model's lineage."""
 
-    forecasts: list[Point]
+    prediction_id: str | None = Field(
+        None, description="id of this answer in the prediction log (null: logging is off)"
+    )
+    forecasts: list[ForecastPoint]
     history: list[Point]
     lineage: Lineage
 
@@ -93,6 +163,9 @@ class VersionMetrics(BaseModel):
     test_mase: float | None = None
     test_mae: float | None = None
     test_rmse: float | None = None
+    test_crps: float | None = Field(None, description="CRPS in USD (lower is better)")
+    test_coverage_80: float | None = Field(None, description="share of days in the 80% band")
+    test_coverage_95: float | None = Field(None, description="share of days in the 95% band")
 
 
 class VersionInfo(BaseModel):
@@ -131,7 +204,11 @@ class Trial(BaseModel):
     lookback: int | None
     lr: float | None
     val_loss: float | None
+    objective: float | None = Field(
+        None, description="what the sweep minimised: mean backtest fold skill, else val loss"
+    )
     test_mase: float | None
+    test_crps: float | None = None
 
 
 class SweepResponse(BaseModel):
@@ -158,6 +235,42 @@ class RegistryState(BaseModel):
     last_error: str | None
 
 
+class LiveScore(BaseModel):
+    """Live next-day scores of one version in one role over a trailing window, as of `day`."""
+
+    version: int
+    role: str = Field(description="the alias it answered for, 'version', or 'shadow'")
+    window: str = Field(description="7d | 30d | 90d | since-promotion")
+    day: dt.date
+    n: int = Field(description="scored forecast days in the window")
+    mae: float | None
+    persistence_mae: float | None
+    mase: float | None
+    coverage_80: float | None
+    coverage_95: float | None
+    crps: float | None
+
+
+class MonitoringResponse(BaseModel):
+    """What `coinflow monitor score` last computed: each version's newest scores per role and
+    window, and the day-by-day series of the window asked for."""
+
+    model_name: str
+    computed_at: dt.datetime | None
+    latest: list[LiveScore]
+    series: list[LiveScore]
+
+
+class LogState(BaseModel):
+    """The prediction log's writer: records written and dropped, queue depth, last error."""
+
+    written: int
+    dropped: int
+    depth: int
+    healthy: bool
+    last_error: str | None
+
+
 class ReadyResponse(BaseModel):
     """Readiness, with every degraded state spelled out in `reasons`."""
 
@@ -171,6 +284,7 @@ class ReadyResponse(BaseModel):
     aliases: dict[str, int]
     loaded_versions: list[int]
     registry: RegistryState
+    prediction_log: LogState | None = Field(None, description="null: logging is off")
     reasons: list[str]
 
 

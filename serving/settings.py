@@ -10,6 +10,13 @@ from pipelines.tracking import MlflowSettings
 from serving.schemas import ALIAS_PATTERN
 
 
+def _prediction_log_url() -> str:
+    """Embedded default: a SQLite file at the project root (docker-compose sets Postgres)."""
+    from pipelines.paths import project
+
+    return f"sqlite:///{project().root / 'predictions.db'}"
+
+
 def _model_name() -> str:
     """params.yaml's registry.model_name: the model the pipeline registers."""
     from pipelines.config import load_params
@@ -28,6 +35,7 @@ class ServingSettings(MlflowSettings):
     coinflow_admin_token: SecretStr | None = None
     coinflow_cache_size: int = Field(default=4, ge=1, le=64)
     coinflow_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    coinflow_body_timeout_s: float = Field(default=5.0, gt=0, le=120)
     coinflow_history_days: int = Field(default=60, ge=0, le=1000)
     # /ready re-probes the registry when its last contact is older than this.
     coinflow_ready_probe_s: float = Field(default=5.0, ge=0)
@@ -37,6 +45,11 @@ class ServingSettings(MlflowSettings):
     coinflow_registry_retries: int = Field(default=1, ge=0, le=10)
     # Registry calls in flight at once; more wait at most a moment, then answer 503.
     coinflow_registry_slots: int = Field(default=4, ge=1, le=64)
+    # Where every served forecast is logged (SQLAlchemy URL); "" turns the log off.
+    coinflow_prediction_log_url: str = Field(default_factory=_prediction_log_url)
+    coinflow_prediction_log_capacity: int = Field(default=10_000, ge=1)
+    # Also forecast with this alias after answering, logged as shadow, never returned.
+    coinflow_shadow_alias: str | None = Field(default=None, pattern=ALIAS_PATTERN)
 
     @property
     def admin_token(self) -> str | None:

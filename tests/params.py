@@ -20,5 +20,5 @@ def train_params(**overrides: Any) -> TrainParams:
 def model_config(input_size: int = 8, **overrides: Any) -> ModelConfig:
     """The architecture of params.yaml's `train` block, with `overrides` (ModelConfig checks)."""
     base = load_params(REPO / "params.yaml").train.model_dump()
-    names = ("hidden_size", "num_layers", "cell", "bidirectional", "dropout")
+    names = ("hidden_size", "num_layers", "cell", "bidirectional", "dropout", "levels")
     return ModelConfig(input_size=input_size, **{n: base[n] for n in names} | overrides)

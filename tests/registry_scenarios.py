@@ -155,3 +155,70 @@ def check_race(
         assert not second["promoted"] and aliases["previous-champion"] == seed
     else:  # medium won the lock; good re-scored against it and still won
         assert second["promoted"] and aliases["previous-champion"] == medium
+
+
+# MlflowClient methods that write to the store: the fault injector counts calls to them.
+WRITES = (
+    "create_registered_model",
+    "delete_registered_model",
+    "set_registered_model_alias",
+    "delete_registered_model_alias",
+    "set_model_version_tag",
+    "update_model_version",
+    "create_run",
+    "set_terminated",
+    "update_run",
+    "set_tag",
+    "log_batch",
+    "log_param",
+    "log_metric",
+    "log_artifact",
+    "log_text",
+    "log_dict",
+)
+
+
+def _killed_promote(name: str, ws: str, version: int, kill_at: int, results: Any) -> None:
+    """Promote `version`, dying on the spot (os._exit: no finally, no lock release) at the
+    `kill_at`-th write to the MLflow store; reports how many writes a whole promotion makes."""
+    from mlflow import MlflowClient
+
+    from registry.promote import promote
+    from registry.scoring import load_eval_set
+    from registry.store import open_registry
+
+    count = {"writes": 0}
+
+    def injected(method: Any) -> Any:
+        def write(self: Any, *args: Any, **kwargs: Any) -> Any:
+            count["writes"] += 1
+            if count["writes"] == kill_at:
+                os._exit(137)
+            return method(self, *args, **kwargs)
+
+        return write
+
+    for method in WRITES:
+        setattr(MlflowClient, method, injected(getattr(MlflowClient, method)))
+    reg = open_registry(name)
+    ev = load_eval_set(Project(Path(ws)))
+    count["writes"] = 0  # count the promotion's own writes only
+    out = promote(reg, ev, POLICY, version)
+    results.put({"completed": True, "writes": count["writes"], "promoted": out.decision.promote})
+
+
+def killed_promotion(name: str, ws: Path, version: int, kill_at: int) -> dict[str, Any] | None:
+    """Run `_killed_promote` in a fresh process; its report, or None when it was killed."""
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    child = ctx.Process(target=_killed_promote, args=(name, str(ws), version, kill_at, results))
+    child.start()
+    child.join(timeout=240)
+    if child.is_alive():
+        child.kill()
+        raise AssertionError(f"promotion killed at write {kill_at} hung")
+    if child.exitcode == 137:
+        return None
+    assert child.exitcode == 0, child.exitcode
+    report: dict[str, Any] = results.get(timeout=10)
+    return report

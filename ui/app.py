@@ -71,6 +71,33 @@ class Handlers:
             shaping.forecast_summary(series, lineage),
         )
 
+    def refresh_live(self) -> tuple[str, pd.DataFrame, Any]:
+        """Note, table and chart of live scores (`GET /monitoring`)."""
+        empty = pd.DataFrame(columns=shaping.LIVE_HEADERS)
+        try:
+            live = self.client.monitoring(shaping.LIVE_WINDOW)
+        except ApiError as exc:
+            if exc.status == 404:
+                return (
+                    "The API logs no forecasts (COINFLOW_PREDICTION_LOG_URL is empty).",
+                    empty,
+                    None,
+                )
+            return _warning(exc.message), empty, None
+        except ApiClientError as exc:
+            return _warning(exc.message), empty, None
+        if not live.latest:
+            return (
+                "No live scores yet: run `coinflow monitor score` once forecasts have their "
+                "day's close.",
+                empty,
+                None,
+            )
+        rows = pd.DataFrame(shaping.live_rows(live), columns=shaping.LIVE_HEADERS)
+        note = f"Live scores of **{live.model_name}**, computed {live.computed_at or '?'}."
+        series = shaping.live_series(live)
+        return note, rows, plots.live_figure(series, shaping.LIVE_WINDOW) if series else None
+
     def refresh_sweep(self) -> tuple[str, pd.DataFrame, Any]:
         """Note, trials table and chart for the latest sweep (`GET /sweeps/latest`)."""
         empty = pd.DataFrame(columns=shaping.TRIAL_HEADERS)
@@ -78,14 +105,15 @@ class Handlers:
             sweep = self.client.latest_sweep()
         except ApiError as exc:
             if exc.status == 404:
-                return "No sweep recorded yet: run `python -m pipelines.sweep`.", empty, None
+                return "No sweep recorded yet: run `coinflow sweep`.", empty, None
             return _warning(exc.message), empty, None
         except ApiClientError as exc:
             return _warning(exc.message), empty, None
         rows = pd.DataFrame(shaping.trial_rows(sweep), columns=shaping.TRIAL_HEADERS)
         note = (
             f"Sweep **{sweep.study_name or '?'}** (parent run `{sweep.parent_run_id}`): "
-            f"{len(sweep.trials)} trial(s), best validation loss first."
+            f"{len(sweep.trials)} trial(s), best objective first "
+            "(mean backtest skill, lower is better)."
         )
         return note, rows, plots.sweep_figure(sweep) if sweep.trials else None
 
@@ -140,15 +168,28 @@ def build_app(client: ApiClient, mlflow_ui_url: str | None = None) -> gr.Blocks:
                 elem_id="trials-table",
             )
             scatter = gr.Plot(
-                label="validation loss by hidden size", format="png", elem_id="sweep-plot"
+                label="sweep objective by hidden size", format="png", elem_id="sweep-plot"
             )
+        with gr.Tab("Live"):
+            live_note = gr.Markdown(elem_id="live-note")
+            live_refresh = gr.Button("Refresh live scores", elem_id="live-refresh")
+            live_table = gr.Dataframe(
+                pd.DataFrame(columns=shaping.LIVE_HEADERS), interactive=False, elem_id="live-table"
+            )
+            live_plot = gr.Plot(label="live scores over time", format="png", elem_id="live-plot")
         model_outputs = [picker, status, table, bars]
         demo.load(handlers.refresh_models, inputs=picker, outputs=model_outputs)
         demo.load(handlers.refresh_sweep, outputs=[sweep_note, trials, scatter])
         refresh.click(handlers.refresh_models, inputs=picker, outputs=model_outputs)
         go.click(handlers.forecast, inputs=[picker, horizon], outputs=[plot, lineage, status])
         sweep_refresh.click(handlers.refresh_sweep, outputs=[sweep_note, trials, scatter])
+        live_outputs = [live_note, live_table, live_plot]
+        demo.load(handlers.refresh_live, outputs=live_outputs)
+        live_refresh.click(handlers.refresh_live, outputs=live_outputs)
     return demo
+
+
+UPLOAD_LIMIT = "1kb"  # the UI takes no files: Gradio's upload route refuses anything larger
 
 
 def launch(host: str, port: int, settings: UiSettings | None = None) -> None:
@@ -158,7 +199,12 @@ def launch(host: str, port: int, settings: UiSettings | None = None) -> None:
     client = ApiClient(settings.coinflow_api_url, settings.coinflow_api_timeout_s)
     try:
         build_app(client, settings.coinflow_mlflow_ui_url).launch(
-            server_name=host, server_port=port, share=False, show_error=False, quiet=True
+            server_name=host,
+            server_port=port,
+            share=False,
+            show_error=False,
+            quiet=True,
+            max_file_size=UPLOAD_LIMIT,
         )
     finally:
         client.close()

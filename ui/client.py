@@ -22,6 +22,13 @@ class Point(_Response):
     close: float
 
 
+class Calibration(_Response):
+    """How a model's intervals were conformalised and how they scored at training time."""
+
+    offsets: dict[str, float] = {}
+    scores: dict[str, float] = {}
+
+
 class Lineage(_Response):
     """Where a served model came from: registry version, run, data and code."""
 
@@ -35,12 +42,28 @@ class Lineage(_Response):
     trained_at: str | None = None
     code_fingerprint: str | None = None
     kind: str | None = None
+    levels: list[float] = []
+    calibration: Calibration | None = None
+
+
+class Interval(_Response):
+    """A central interval of a forecast close (USD) meant to hold it `level` of the time."""
+
+    level: float
+    lower: float
+    upper: float
+
+
+class ForecastPoint(Point):
+    """One forecast day: the median close and its central intervals."""
+
+    intervals: list[Interval] = []
 
 
 class Forecast(_Response):
     """`POST /predict`: the forecast, the actual closes it was made from, and lineage."""
 
-    forecasts: list[Point]
+    forecasts: list[ForecastPoint]
     history: list[Point]
     lineage: Lineage
 
@@ -51,6 +74,9 @@ class VersionMetrics(_Response):
     test_mase: float | None = None
     test_mae: float | None = None
     test_rmse: float | None = None
+    test_crps: float | None = None
+    test_coverage_80: float | None = None
+    test_coverage_95: float | None = None
 
 
 class ModelVersion(_Response):
@@ -88,7 +114,32 @@ class Trial(_Response):
     lookback: int | None = None
     lr: float | None = None
     val_loss: float | None = None
+    objective: float | None = None  # what the sweep minimised (backtest skill, else val loss)
     test_mase: float | None = None
+    test_crps: float | None = None
+
+
+class LiveScore(_Response):
+    """Live next-day scores of a version in one role over a window, as of a day."""
+
+    version: int
+    role: str
+    window: str
+    day: str
+    n: int
+    mase: float | None = None
+    coverage_80: float | None = None
+    coverage_95: float | None = None
+    crps: float | None = None
+
+
+class Monitoring(_Response):
+    """`GET /monitoring`: newest live scores per version/role/window, and one window's series."""
+
+    model_name: str
+    computed_at: str | None = None
+    latest: list[LiveScore] = []
+    series: list[LiveScore] = []
 
 
 class Sweep(_Response):
@@ -211,6 +262,10 @@ class ApiClient:
         return self._call(
             "POST", "/predict", Forecast, params=ref.query(), json={"horizon": horizon}
         )
+
+    def monitoring(self, window: str = "30d") -> Monitoring:
+        """Live scores of served forecasts (`GET /monitoring`)."""
+        return self._call("GET", "/monitoring", Monitoring, params={"window": window})
 
     def latest_sweep(self) -> Sweep:
         """The latest sweep's trials (`GET /sweeps/latest`)."""

@@ -6,7 +6,7 @@ import matplotlib.dates as mdates
 from matplotlib.figure import Figure
 
 from ui.client import Models, Sweep
-from ui.shaping import ForecastSeries
+from ui.shaping import ForecastSeries, LiveSeries
 
 ACTUAL, MODEL, PERSISTENCE = "#1f2937", "#2563eb", "#9ca3af"
 
@@ -35,8 +35,20 @@ def forecast_figure(series: ForecastSeries, title: str) -> Figure:
             lw=2,
             marker="o",
             ms=3,
-            label="model forecast",
+            label="model forecast (median)",
         )
+        # The fan: widest band palest; each band starts at the last actual close too.
+        for alpha, level in zip((0.12, 0.22, 0.32, 0.42), series.bands, strict=False):
+            lower, upper = series.bands[level]
+            ax.fill_between(
+                dates,
+                [series.last_close, *lower],
+                [series.last_close, *upper],
+                color=MODEL,
+                alpha=alpha,
+                lw=0,
+                label=f"{level:.0%} interval",
+            )
         ax.axvline(float(history[-1]), color=PERSISTENCE, lw=0.8, ls=":")
     ax.set_title(title)
     ax.set_ylabel("BTC close (USD)")
@@ -50,7 +62,7 @@ def forecast_figure(series: ForecastSeries, title: str) -> Figure:
 
 
 def metrics_figure(models: Models) -> Figure:
-    """Bars per version: MASE vs persistence (1 = persistence) and MAE/RMSE in USD."""
+    """Bars per version: MASE vs persistence (1 = persistence) and CRPS/MAE in USD."""
     versions = sorted(models.versions, key=lambda v: v.version)
     labels = [f"v{v.version}" for v in versions]
     fig = Figure(figsize=(9, 3.6), layout="constrained")
@@ -62,7 +74,7 @@ def metrics_figure(models: Models) -> Figure:
     mase_ax.legend(loc="lower right")
     xs = list(range(len(versions)))
     width = 0.4
-    for offset, name, color in ((-width / 2, "mae", MODEL), (width / 2, "rmse", PERSISTENCE)):
+    for offset, name, color in ((-width / 2, "crps", MODEL), (width / 2, "mae", PERSISTENCE)):
         values = [getattr(v.metrics, f"test_{name}") or 0.0 for v in versions]
         bars = usd_ax.bar([x + offset for x in xs], values, width, label=name.upper(), color=color)
         usd_ax.bar_label(bars, fmt="$%.0f")
@@ -76,13 +88,15 @@ def metrics_figure(models: Models) -> Figure:
 
 
 def sweep_figure(sweep: Sweep) -> Figure:
-    """Validation loss against hidden size, one colour per layer count."""
+    """The sweep objective (backtest skill, else validation loss) against hidden size, one
+    colour per layer count."""
     fig = Figure(figsize=(9, 3.6), layout="constrained")
     ax = fig.add_subplot()
     done = [
-        (t.num_layers or 0, float(t.hidden_size), float(t.val_loss))
+        (t.num_layers or 0, float(t.hidden_size), float(value))
         for t in sweep.trials
-        if t.val_loss is not None and t.hidden_size is not None
+        if (value := t.objective if t.objective is not None else t.val_loss) is not None
+        and t.hidden_size is not None
     ]
     for layers in sorted({n for n, _, _ in done}):
         group = [(h, v) for n, h, v in done if n == layers]
@@ -93,9 +107,33 @@ def sweep_figure(sweep: Sweep) -> Figure:
             alpha=0.8,
         )
     ax.set_xlabel("hidden size")
-    ax.set_ylabel("validation loss")
+    ax.set_ylabel("objective (lower is better)")
     ax.set_title(f"sweep {sweep.study_name or sweep.parent_run_id or ''}".strip())
     ax.grid(alpha=0.3)
     if done:
         ax.legend(loc="best")
+    return fig
+
+
+def live_figure(series: list[LiveSeries], window: str) -> Figure:
+    """Live MASE (1 = persistence) and 80% coverage (nominal 0.8) over time, one line per
+    version and role."""
+    fig = Figure(figsize=(9, 5.2), layout="constrained")
+    mase_ax, cov_ax = fig.subplots(2, 1, sharex=True)
+    for s in series:
+        days = mdates.date2num(s.days)
+        mase_ax.plot(days, [m if m is not None else float("nan") for m in s.mase], label=s.label)
+        cov_ax.plot(days, [c if c is not None else float("nan") for c in s.coverage_80],
+                    label=s.label)  # fmt: skip
+    mase_ax.axhline(1.0, color=ACTUAL, lw=1, ls="--", label="persistence")
+    cov_ax.axhline(0.8, color=ACTUAL, lw=1, ls="--", label="nominal 80%")
+    mase_ax.set_title(f"live next-day MASE over the trailing {window} (lower is better)")
+    cov_ax.set_title(f"share of days inside the 80% interval, trailing {window}")
+    cov_ax.yaxis.set_major_formatter("{x:.0%}")
+    locator = mdates.AutoDateLocator()
+    cov_ax.xaxis.set_major_locator(locator)
+    cov_ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    for ax in (mase_ax, cov_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
     return fig

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ui.client import Forecast, Lineage, ModelRef, Models, Sweep, Trial
+from ui.client import (
+    Forecast,
+    Lineage,
+    LiveScore,
+    ModelRef,
+    Models,
+    Monitoring,
+    Sweep,
+    Trial,
+)
 
 ALIAS_ORDER = ("champion", "challenger", "previous-champion")
 DEFAULT_REF = ModelRef("alias", "champion")  # what the API serves when asked for nothing
@@ -17,6 +26,9 @@ VERSION_HEADERS = [
     "data version",
     "created",
     "MASE vs persistence",
+    "CRPS (USD)",
+    "80% covers",
+    "95% covers",
     "MAE (USD)",
     "RMSE (USD)",
 ]
@@ -28,9 +40,16 @@ TRIAL_HEADERS = [
     "layers",
     "lookback",
     "lr",
+    "objective",
     "val loss",
     "test MASE",
+    "test CRPS (USD)",
 ]
+
+
+LIVE_HEADERS = ["version", "role", "window", "as of", "scored days", "live MASE", "80% covers",
+                "95% covers", "CRPS (USD)"]  # fmt: skip
+LIVE_WINDOW = "30d"  # the window the Live tab plots
 
 
 class ChoiceError(ValueError):
@@ -39,13 +58,15 @@ class ChoiceError(ValueError):
 
 @dataclass(frozen=True)
 class ForecastSeries:
-    """What the forecast plot draws: actual closes, the model's path, the flat persistence path."""
+    """What the forecast plot draws: actual closes, the model's median path with its bands
+    (nominal coverage → lower and upper closes per forecast day), the flat persistence path."""
 
     history_dates: list[dt.date]
     history_close: list[float]
     forecast_dates: list[dt.date]
     forecast_close: list[float]
     persistence_close: list[float]
+    bands: dict[float, tuple[list[float], list[float]]] = field(default_factory=dict)
 
     @property
     def last_close(self) -> float:
@@ -113,12 +134,19 @@ def forecast_series(forecast: Forecast) -> ForecastSeries:
     history = sorted(forecast.history, key=lambda p: p.date)
     future = sorted(forecast.forecasts, key=lambda p: p.date)
     last = history[-1].close
+    levels = sorted({i.level for p in future for i in p.intervals}, reverse=True)
+    bands: dict[float, tuple[list[float], list[float]]] = {}
+    for level in levels:
+        found = [next((i for i in p.intervals if i.level == level), None) for p in future]
+        if all(found):  # a band is drawn only where every day has it
+            bands[level] = ([i.lower for i in found if i], [i.upper for i in found if i])
     return ForecastSeries(
         [_date(p.date) for p in history],
         [p.close for p in history],
         [_date(p.date) for p in future],
         [p.close for p in future],
         [last] * len(future),
+        bands,
     )
 
 
@@ -128,10 +156,14 @@ def forecast_summary(series: ForecastSeries, lineage: Lineage) -> str:
         return f"v{lineage.version} returned no forecast."
     end, value = series.forecast_dates[-1], series.forecast_close[-1]
     change = value / series.last_close - 1
-    return (
-        f"**{lineage.model_name} v{lineage.version}** forecasts **${value:,.0f}** for "
-        f"{end.isoformat()} ({change:+.2%} vs persistence at ${series.last_close:,.0f})."
+    text = (
+        f"**{lineage.model_name} v{lineage.version}** forecasts **${value:,.0f}** (median) for "
+        f"{end.isoformat()} ({change:+.2%} vs persistence at ${series.last_close:,.0f})"
     )
+    if 0.8 in series.bands:
+        lower, upper = series.bands[0.8]
+        text += f"; 80% interval ${lower[-1]:,.0f} – ${upper[-1]:,.0f}"
+    return text + "."
 
 
 def run_url(mlflow_ui_url: str | None, run_id: str | None) -> str | None:
@@ -157,7 +189,15 @@ def lineage_markdown(lineage: Lineage, mlflow_ui_url: str | None = None) -> str:
         ("DVC md5", code(lineage.dvc_md5)),
         ("git sha", code(lineage.git_sha)),
         ("trained at", lineage.trained_at or "—"),
+        ("quantile levels", ", ".join(f"{q:g}" for q in lineage.levels) or "—"),
     ]
+    scores = lineage.calibration.scores if lineage.calibration else {}
+    for nominal in ("80", "95"):
+        got = scores.get(f"test_coverage_{nominal}")
+        if got is not None:
+            rows.append((f"{nominal}% interval on test days", f"covered {got:.1%}"))
+    if "test_crps" in scores:
+        rows.append(("test CRPS", f"${scores['test_crps']:,.2f}"))
     lines = [
         "### Lineage",
         "",
@@ -191,6 +231,11 @@ def usd(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
+def share(value: float | None) -> str:
+    """A coverage share as a percentage ('' when unknown)."""
+    return "" if value is None or not math.isfinite(value) else f"{value:.1%}"
+
+
 def version_rows(models: Models) -> list[list[object]]:
     """Rows of the version comparison table (VERSION_HEADERS), newest version first."""
     return [
@@ -201,6 +246,9 @@ def version_rows(models: Models) -> list[list[object]]:
             v.data_version or "",
             _created(v.created_at),
             significant(v.metrics.test_mase),
+            usd(v.metrics.test_crps),
+            share(v.metrics.test_coverage_80),
+            share(v.metrics.test_coverage_95),
             usd(v.metrics.test_mae),
             usd(v.metrics.test_rmse),
         ]
@@ -209,10 +257,11 @@ def version_rows(models: Models) -> list[list[object]]:
 
 
 def trial_rows(sweep: Sweep) -> list[list[object]]:
-    """Rows of the sweep table (TRIAL_HEADERS), best validation loss first, failures last."""
+    """Rows of the sweep table (TRIAL_HEADERS), best objective first (what Optuna minimised:
+    the mean backtest fold skill, else the validation loss), failures last."""
 
     def key(trial: Trial) -> tuple[bool, float, int]:
-        val = trial.val_loss
+        val = trial.objective if trial.objective is not None else trial.val_loss
         return (val is None, val if val is not None else 0.0, trial.trial_number or 0)
 
     return [
@@ -224,8 +273,51 @@ def trial_rows(sweep: Sweep) -> list[list[object]]:
             t.num_layers,
             t.lookback,
             significant(t.lr),
+            significant(t.objective),
             significant(t.val_loss),
             significant(t.test_mase),
+            usd(t.test_crps),
         ]
         for t in sorted(sweep.trials, key=key)
+    ]
+
+
+def live_rows(monitoring: Monitoring) -> list[list[object]]:
+    """The Live table (LIVE_HEADERS): each version's newest scores per role and window,
+    newest version first."""
+    order = {"7d": 0, "30d": 1, "90d": 2, "since-promotion": 3}
+    rows = sorted(
+        monitoring.latest,
+        key=lambda s: (-s.version, s.role, order.get(s.window, len(order))),
+    )
+    return [
+        [s.version, s.role, s.window, s.day[:10], s.n, significant(s.mase), share(s.coverage_80),
+         share(s.coverage_95), usd(s.crps)]
+        for s in rows
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LiveSeries:
+    """One version in one role: live MASE and 80% coverage by day."""
+
+    label: str
+    days: list[dt.date]
+    mase: list[float | None]
+    coverage_80: list[float | None]
+
+
+def live_series(monitoring: Monitoring) -> list[LiveSeries]:
+    """The plotted series: one per version and role (champion vs shadow challenger ...)."""
+    groups: dict[tuple[int, str], list[LiveScore]] = {}
+    for s in sorted(monitoring.series, key=lambda s: s.day):
+        groups.setdefault((s.version, s.role), []).append(s)
+    return [
+        LiveSeries(
+            f"v{version} ({role})",
+            [_date(p.day) for p in points],
+            [p.mase for p in points],
+            [p.coverage_80 for p in points],
+        )
+        for (version, role), points in sorted(groups.items())
     ]

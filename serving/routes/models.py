@@ -13,6 +13,8 @@ from serving.problems import problem_responses
 from serving.schemas import ModelsResponse, SweepResponse
 
 router = APIRouter(tags=["registry"])
+# Read from each version's training run (the version tags carry MASE and CRPS only).
+RUN_METRICS = ("test_mae", "test_rmse", "test_crps", "test_coverage_80", "test_coverage_95")
 
 
 @router.get("/models", response_model=ModelsResponse, responses=problem_responses(503))
@@ -29,7 +31,7 @@ def list_models(cache: Annotated[ModelCache, Depends(get_cache)]) -> dict[str, o
         held = sorted(a for a, v in aliases.items() if v == int(mv.version))
         entry = version_summary(mv, held, int(mv.version) in loaded)
         metrics = runs.get(mv.run_id or "", {})
-        entry["metrics"] |= {m: metrics.get(m) for m in ("test_mae", "test_rmse")}
+        entry["metrics"] |= {m: metrics.get(m) for m in RUN_METRICS if m in metrics}
         entries.append(entry)
     return {"name": cache.registry.name, "aliases": aliases, "versions": entries}
 

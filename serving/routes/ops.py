@@ -19,6 +19,7 @@ from serving.schemas import HealthResponse, ReadyResponse, ReloadResponse
 from serving.settings import ServingSettings
 
 if TYPE_CHECKING:
+    from serving.prediction_log import PredictionLog
     from serving.startup import Startup
 
 router = APIRouter(tags=["operations"])
@@ -31,11 +32,26 @@ async def health(request: Request) -> dict[str, object]:
     return {"status": "ok", "uptime_s": round(time.time() - request.app.state.started_at, 3)}
 
 
+def log_state(log: PredictionLog | None) -> dict[str, object] | None:
+    """The prediction log writer's state for /ready (None: logging is off)."""
+    if log is None:
+        return None
+    s = log.snapshot()
+    return {"written": s.written, "dropped": s.dropped, "depth": s.depth,
+            "healthy": s.healthy, "last_error": s.last_error, "reasons": s.reasons}  # fmt: skip
+
+
 def readiness(
-    cache: ModelCache | None, startup: Startup, settings: ServingSettings
+    cache: ModelCache | None,
+    startup: Startup,
+    settings: ServingSettings,
+    log: PredictionLog | None = None,
 ) -> dict[str, object]:
-    """ready | degraded (serving from cache, registry unreachable) | not_ready (no model)."""
+    """ready | degraded (serving from cache, registry unreachable, or forecasts not logged) |
+    not_ready (no model)."""
     phase = "done" if startup.done.is_set() else "loading"
+    logged = log_state(log)
+    log_reasons = list(logged.pop("reasons")) if logged else []  # type: ignore[call-overload]
     if cache is None:
         why = startup.error or "building the model cache"
         return {
@@ -47,7 +63,8 @@ def readiness(
             "aliases": {},
             "loaded_versions": [],
             "registry": {"reachable": False, "last_ok": None, "last_error": startup.error},
-            "reasons": [f"starting: {why}; retrying in the background"],
+            "prediction_log": logged,
+            "reasons": [f"starting: {why}; retrying in the background", *log_reasons],
         }
     if time.time() - cache.status.last_check > settings.coinflow_ready_probe_s:
         cache.probe_in_background()  # the next call sees its result
@@ -69,6 +86,7 @@ def readiness(
             f"registry {cache.registry.uri!r} unreachable: {cache.status.last_error}; "
             "serving cached versions, alias moves are not seen until it answers"
         )
+    reasons += log_reasons
     status = "not_ready" if version is None else "ready" if not reasons else "degraded"
     return {
         "status": status,
@@ -79,6 +97,7 @@ def readiness(
         "aliases": served,
         "loaded_versions": cache.loaded_versions(),
         "registry": cache.state(),
+        "prediction_log": logged,
         "reasons": reasons,
     }
 
@@ -93,7 +112,9 @@ async def ready(
 ) -> JSONResponse:
     """200 ready/degraded while a model can be served; 503 not_ready otherwise."""
     state = request.app.state
-    body = ReadyResponse.model_validate(readiness(state.cache, state.startup, settings))
+    body = ReadyResponse.model_validate(
+        readiness(state.cache, state.startup, settings, state.prediction_log)
+    )
     return JSONResponse(body.model_dump(), status_code=503 if body.status == "not_ready" else 200)
 
 
@@ -114,6 +135,12 @@ async def metrics_text(
     cache: ModelCache | None = request.app.state.cache
     metrics.registry_up.set(1 if cache is not None and cache.status.reachable else 0)
     metrics.cached_models.set(len(cache.loaded_versions()) if cache is not None else 0)
+    log = request.app.state.prediction_log
+    if log is not None:
+        s = log.snapshot()
+        metrics.log_written.set(s.written)
+        metrics.log_dropped.set(s.dropped)
+        metrics.log_queue.set(s.depth)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -2,29 +2,120 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from typing import Annotated
+import logging
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.background import BackgroundTask
 
 from pipelines.features import CLOSE, INPUT_COLUMNS
 from pipelines.forecast import InputRowsError
 from serving.cache import ModelCache
 from serving.deps import get_cache, get_metrics, get_settings
 from serving.metrics import Metrics
-from serving.predictor import LoadedModel, points
+from serving.predictor import LoadedModel, forecast_points, points
 from serving.problems import BadInputError, problem_responses
 from serving.schemas import ALIAS_PATTERN, PredictRequest, PredictResponse, Row
 from serving.settings import ServingSettings
 
+if TYPE_CHECKING:
+    from serving.prediction_log import PredictionLog
+
 router = APIRouter(tags=["predict"])
+log = logging.getLogger(__name__)
 
 
 def _arrays(rows: list[Row]) -> tuple[np.ndarray, np.ndarray]:
     dates = np.array([r.date for r in rows], dtype="datetime64[D]")
     values = np.array([[getattr(r, c) for c in INPUT_COLUMNS] for r in rows], dtype="float64")
     return dates, values
+
+
+def shown_levels(model: LoadedModel, asked: list[float] | None) -> list[float]:
+    """The intervals a request asked for (all the model has by default); unknown ones: 422."""
+    have = model.intervals
+    if asked is None:
+        return have
+    unknown = [lvl for lvl in asked if not any(abs(lvl - h) < 1e-9 for h in have)]
+    if unknown:
+        raise BadInputError(f"levels {unknown} are not among version {model.version}'s "
+                            f"intervals {have}")  # fmt: skip
+    return [h for h in have if any(abs(lvl - h) < 1e-9 for lvl in asked)]
+
+
+def log_record(
+    model: LoadedModel,
+    out: tuple[np.ndarray, np.ndarray],
+    *,
+    prediction_id: str,
+    alias: str | None,
+    shadow: bool,
+    inputs: tuple[np.ndarray, np.ndarray] | None,
+    rows: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """The prediction log's record of one forecast: who answered, from which rows, what."""
+    from serving.prediction_log import rows_hash
+
+    dates, values = inputs if inputs is not None else (model.recent_dates, model.recent_values)
+    forecast = forecast_points(*out, model.levels, model.intervals)
+    for point, quantiles in zip(forecast, out[1].tolist(), strict=True):
+        point["quantiles"] = quantiles
+    return {
+        "id": prediction_id,
+        "created_at": dt.datetime.now(dt.UTC),
+        "model_name": model.name,
+        "version": model.version,
+        "alias": alias,
+        "shadow": shadow,
+        "origin": dt.date.fromisoformat(str(dates[-1])),
+        "horizon": len(forecast),
+        "rows_source": "dataset" if inputs is None else "request",
+        "rows_hash": rows_hash(values[-model.rows_needed :]),
+        "rows": rows,
+        "data_md5": model.lineage.get("dvc_md5"),
+        "code_fingerprint": model.lineage.get("code_fingerprint"),
+        "levels": list(model.levels),
+        "forecast": forecast,
+    }
+
+
+def shadow_forecast(
+    cache: ModelCache,
+    plog: PredictionLog,
+    alias: str,
+    served: int,
+    horizon: int,
+    inputs: tuple[np.ndarray, np.ndarray] | None,
+    rows: list[dict[str, Any]] | None,
+    failures: Any,
+) -> None:
+    """After the answer is sent: the shadow alias's forecast on the same inputs, logged as
+    shadow. Whatever goes wrong here is counted and logged, never seen by the caller."""
+    from serving.prediction_log import new_id
+
+    try:
+        model = cache.by_alias(alias)
+        if model.version == served:
+            return  # the shadow alias is the version that answered: nothing to compare
+        if inputs is not None and len(inputs[1]) != model.rows_needed:
+            dates, values = inputs[0][-model.rows_needed :], inputs[1][-model.rows_needed :]
+            if len(values) < model.rows_needed:
+                raise ValueError(f"shadow v{model.version} needs {model.rows_needed} rows")
+            inputs = (dates, values)
+        out = (
+            model.predict(None, None, horizon)
+            if inputs is None
+            else model.predict(inputs[0], inputs[1], horizon)
+        )
+        record = log_record(model, out, prediction_id=new_id(), alias=alias, shadow=True,
+                            inputs=inputs, rows=rows)  # fmt: skip
+        plog.submit(record)
+    except Exception as exc:
+        failures.inc()
+        log.warning("shadow forecast with @%s failed: %s", alias, exc)
 
 
 def resolve(
@@ -42,6 +133,7 @@ def resolve(
     "/predict", response_model=PredictResponse, responses=problem_responses(404, 413, 422, 503)
 )
 def predict(
+    http: Request,
     cache: Annotated[ModelCache, Depends(get_cache)],
     metrics: Annotated[Metrics, Depends(get_metrics)],
     settings: Annotated[ServingSettings, Depends(get_settings)],
@@ -52,29 +144,59 @@ def predict(
     alias: Annotated[
         str | None, Query(pattern=ALIAS_PATTERN, description="registry alias (default: champion)")
     ] = None,
+    levels: Annotated[
+        list[float] | None,
+        Query(description="interval levels to return, e.g. ?levels=0.8&levels=0.95 (default all)"),
+    ] = None,
 ) -> Response:
-    """Forecast BTC closes `horizon` days ahead with a registry version or alias."""
+    """Forecast BTC closes `horizon` days ahead with a registry version or alias: per day the
+    median close and the bounds of each central interval (USD), calibrated on held-out days."""
     request = body or PredictRequest()
     model = resolve(cache, version, alias, settings.coinflow_default_alias)
+    shown = shown_levels(model, levels)
     days = settings.coinflow_history_days
+    inputs = None
     try:
         if request.rows is None:
             out = model.predict(None, None, request.horizon)
             history = model.recent_history(days)
         else:
-            dates, values = _arrays(request.rows)
-            out = model.predict(dates, values, request.horizon)
-            history = points(dates[-days:], values[-days:, CLOSE]) if days else []
+            inputs = _arrays(request.rows)
+            out = model.predict(*inputs, request.horizon)
+            history = points(inputs[0][-days:], inputs[1][-days:, CLOSE]) if days else []
     except InputRowsError as exc:
         raise BadInputError(str(exc)) from exc
     metrics.predictions.labels(str(model.version)).inc()
+    plog: PredictionLog | None = http.app.state.prediction_log
+    prediction_id, background = None, None
+    if plog is not None:
+        from serving.prediction_log import new_id
+
+        prediction_id = new_id()
+        rows = [r.model_dump(mode="json") for r in request.rows] if request.rows else None
+        # The alias asked for (the default one when neither ?version nor ?alias was given).
+        asked = None if version is not None else alias or settings.coinflow_default_alias
+        record = log_record(
+            model, out, prediction_id=prediction_id, alias=asked, shadow=False,
+            inputs=inputs, rows=rows,
+        )  # fmt: skip
+        plog.submit(record)
+        shadow = settings.coinflow_shadow_alias
+        if shadow:
+            background = BackgroundTask(
+                shadow_forecast, cache, plog, shadow, model.version, request.horizon,
+                inputs, rows, metrics.shadow_failures,
+            )  # fmt: skip
     answer = {
-        "forecasts": points(*out),
+        "prediction_id": prediction_id,
+        "forecasts": forecast_points(*out, model.levels, shown),
         "history": history,
         "lineage": {**model.lineage, "aliases": cache.aliases_of(model.version)},
     }
     # Built here, in the worker thread, from checked numbers: FastAPI's response validation
     # would cost a second threadpool hop and re-check what PredictResponse already describes.
     return Response(
-        json.dumps(answer, allow_nan=False, separators=(",", ":")), media_type="application/json"
+        json.dumps(answer, allow_nan=False, separators=(",", ":")),
+        media_type="application/json",
+        background=background,
     )

@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,12 +73,14 @@ def e2e_registry(
 ) -> E2eRegistry:
     """Train a tiny model (2 epochs) and log persistence on v0.3; register both with aliases."""
     import mlflow
+    from mlflow import MlflowClient
 
-    from pipelines.fingerprint import code_fingerprint
-    from pipelines.tracked import recent_rows, tracked_training
+    from pipelines.tracked import tracked_training
     from pipelines.tracking import TrackingSettings, configure_mlflow, lineage_tags
     from pipelines.train import load_training_data
-    from registry.pyfunc import log_persistence
+    from registry.register import baseline_run
+    from registry.scoring import load_eval_set
+    from registry.store import Registry
     from tests.params import train_params
     from tests.project import linked_project
 
@@ -94,7 +95,7 @@ def e2e_registry(
         }.items():
             mp.setenv(key, value)
         mp.delenv("MLFLOW_EXPERIMENT_ID", raising=False)  # set_experiment exports it: restore
-        configure_mlflow(
+        experiment_id = configure_mlflow(
             TrackingSettings(
                 mlflow_tracking_uri=uri,
                 coinflow_artifact_root=str(root / "mlartifacts"),
@@ -112,24 +113,11 @@ def e2e_registry(
         )
         assert outcome.status == "FINISHED", outcome
         lineage = lineage_tags(data.version, data.md5, proj)
-        with mlflow.start_run(
-            run_name="e2e-persistence", tags={**lineage, "coinflow.kind": "persistence"}
-        ) as run:
-            log_persistence(
-                {
-                    "kind": "persistence",
-                    "lookback": 0,
-                    "data_version": data.version,
-                    "dvc_md5": data.md5,
-                    "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "code_fingerprint": code_fingerprint(),
-                },
-                recent_rows(data.version, proj),
-            )
-            persistence_mae = outcome.metrics["test_persistence_mae"]
-            mlflow.log_metrics({"test_mase": 1.0, "test_mae": persistence_mae})
+        # The persistence baseline exactly as the promote flow logs it.
+        reg = Registry(MODEL_NAME, MlflowClient(), experiment_id)
+        persistence_run = baseline_run(reg, load_eval_set(proj), "persistence", proj)
         torch_v = _register(MODEL_NAME, outcome.run_id, "torch", "champion")
-        persistence_v = _register(MODEL_NAME, run.info.run_id, "persistence", "challenger")
+        persistence_v = _register(MODEL_NAME, persistence_run, "persistence", "challenger")
         # Leave no global MLflow state behind for later tests in this process.
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
         mlflow.set_registry_uri(None)  # type: ignore[arg-type]
@@ -138,7 +126,7 @@ def e2e_registry(
         root,
         uri,
         MODEL_NAME,
-        {torch_v: outcome.run_id, persistence_v: run.info.run_id},
+        {torch_v: outcome.run_id, persistence_v: persistence_run},
         data.version,
         data.md5,
         lineage["coinflow.git_sha"],
@@ -149,7 +137,13 @@ def _child_env(**extra: str) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("COINFLOW_", "MLFLOW_"))
     }  # nothing leaks from the test's shell
-    return {**env, "GRADIO_ANALYTICS_ENABLED": "False", "DVC_NO_ANALYTICS": "1", **extra}
+    return {
+        **env,
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "DVC_NO_ANALYTICS": "1",
+        "COINFLOW_PREDICTION_LOG_URL": "",  # the UI tests do not read the log
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")

@@ -105,3 +105,15 @@ def test_api_stopped_shows_a_friendly_message_and_controls_stay_usable(
     # An exception escaping a handler shows Gradio's bare "Error" badge on the output component.
     expect(ui_page.get_by_text("Error", exact=True)).to_have_count(0)
     _screenshot(ui_page, "ui_api_down.png")
+
+
+def test_uploads_are_capped_at_a_few_kilobytes(servers: tuple[ChildServer, ChildServer]) -> None:
+    """The UI takes no files: Gradio's unauthenticated upload route refuses a 64 KB file."""
+    import httpx
+
+    _, ui = servers
+    url = f"{ui.url}/gradio_api/upload"
+    big = httpx.post(url, files={"files": ("x.bin", b"x" * 65_536)}, timeout=30)
+    assert big.status_code == 413, big.text[:300]
+    small = httpx.post(url, files={"files": ("x.txt", b"ok")}, timeout=30)
+    assert small.status_code == 200, small.text[:300]

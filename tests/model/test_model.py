@@ -14,6 +14,7 @@ from torch import nn
 from pipelines.config import TrainParams
 from pipelines.features import Scaler, Split
 from pipelines.model import Forecaster
+from pipelines.quantiles import median_index, monotone_quantiles
 from pipelines.train import TrainingData, check_params, train_model
 from tests.params import model_config, train_params
 
@@ -63,13 +64,14 @@ def test_rnn_config_is_the_lectures_architecture() -> None:
     assert (rnn.input_size, rnn.hidden_size, rnn.num_layers) == (8, 64, 2)
     assert rnn.batch_first and rnn.bidirectional and rnn.nonlinearity == "tanh"
     assert (net.fc1.in_features, net.fc1.out_features) == (128, 64)
-    assert (net.fc2.in_features, net.fc2.out_features) == (64, 1)
-    lecture = LectureRNN(8, 64, 1, 2)
+    levels = net.config.levels  # fc2 emits one value per quantile level
+    assert (net.fc2.in_features, net.fc2.out_features) == (64, len(levels))
+    lecture = LectureRNN(8, 64, len(levels), 2)
     lecture.load_state_dict(net.state_dict(), strict=True)  # same names, same shapes
     assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in lecture.parameters())
     x = torch.randn(5, 30, 8)
-    with torch.no_grad():
-        torch.testing.assert_close(net(x), lecture(x).squeeze(-1))
+    with torch.no_grad():  # the lecture's outputs, made non-crossing quantiles
+        torch.testing.assert_close(net(x), monotone_quantiles(lecture(x), median_index(levels)))
 
 
 @pytest.mark.unit
@@ -83,8 +85,9 @@ def test_lstm_and_gru_share_the_head(cell: str, kind: type[nn.Module], gates: in
     assert type(net.rnn) is kind
     assert net.rnn.weight_ih_l0.shape == (gates * 16, 8)
     assert net.rnn.dropout == 0.2 and net.rnn.num_layers == 3
-    assert (net.fc1.in_features, net.fc2.out_features) == (16, 1)
-    assert net(torch.randn(4, 7, 8)).shape == (4,)
+    levels = len(net.config.levels)
+    assert (net.fc1.in_features, net.fc2.out_features) == (16, levels)
+    assert net(torch.randn(4, 7, 8)).shape == (4, levels)
 
 
 @pytest.mark.unit

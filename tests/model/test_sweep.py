@@ -55,7 +55,7 @@ def test_sweep_parent_three_children_and_best_model(workspace: Path) -> None:
         f"best_{k}": str(v) for k, v in result.best_params.items()
     }.items() <= parent.data.params.items()
     assert parent.data.params["n_trials"] == "3" and parent.data.params["data_version"] == "v0.3"
-    assert parent.data.metrics["best_val_loss"] == pytest.approx(result.best_value)
+    assert parent.data.metrics["best_objective"] == pytest.approx(result.best_value)
     assert parent.data.tags["coinflow.dvc_md5"] and parent.data.tags["coinflow.ge_status"]
     plots = {a.path for a in mlflow.MlflowClient().list_artifacts(parent.info.run_id, "plots")}
     assert plots == {"plots/optimization_history.png", "plots/param_importances.png"}
@@ -71,7 +71,7 @@ def test_sweep_parent_three_children_and_best_model(workspace: Path) -> None:
         assert run.data.tags["coinflow.data_version"] == "v0.3"
         assert run.data.params["max_epochs"] == str(params.sweep.max_epochs)
     assert result.n_complete + result.n_pruned + result.n_failed == 3
-    values = [r.data.metrics["best_val_loss"] for r in children if r.info.status == "FINISHED"]
+    values = [r.data.metrics["objective"] for r in children if r.info.status == "FINISHED"]
     assert result.best_value == pytest.approx(min(values))
 
     experiment = parent.info.experiment_id
@@ -289,9 +289,10 @@ def test_default_study_name_follows_params_and_data(workspace: Path) -> None:
                 default_study_name(params, 3, "b" * 32),
                 default_study_name(changed, 3, "a" * 32),
                 default_study_name(features, 3, "a" * 32),
+                default_study_name(params, 3, "a" * 32, store="1@1733000000000"),
             }
         )
-        == 5
+        == 6
     )
 
 

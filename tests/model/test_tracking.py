@@ -18,7 +18,9 @@ import json, sys
 import mlflow
 model = mlflow.pyfunc.load_model(sys.argv[1]).unwrap_python_model()
 out = model.predict(None, model.recent_rows, params={"horizon": 3})
-print(json.dumps({"date": out["date"].tolist(), "close": out["close"].tolist()}))
+again = model.predict(None, model.recent_rows, params={"horizon": 3})
+assert out.equals(again), "the same rows must give the same bands"
+print(json.dumps({c: out[c].tolist() for c in out.columns}))
 """
 
 
@@ -41,9 +43,11 @@ def test_tracked_run_logs_params_metrics_lineage_dataset_plot_and_model(workspac
     import torch
 
     from pipelines.config import load_params
+    from pipelines.features import CLOSE, features_array
     from pipelines.files import file_md5
-    from pipelines.forecast import forecast_arrays, rows_to_arrays
+    from pipelines.forecast import rows_to_arrays
     from pipelines.metrics import score_forecast
+    from pipelines.quantiles import apply_offsets
     from pipelines.tracked import recent_rows, tracked_training
     from pipelines.tracking import configure_mlflow
     from pipelines.train import load_training_data, predict_returns, train_model
@@ -97,6 +101,13 @@ def test_tracked_run_logs_params_metrics_lineage_dataset_plot_and_model(workspac
         "test_mase",
         "test_dir_acc",
         "test_persistence_mae",
+        "test_crps",
+        "test_pinball",
+        "test_coverage_80",
+        "test_coverage_95",
+        "test_width_80",
+        "val_coverage_80",
+        "val_raw_coverage_80",
     ):
         assert np.isfinite(metrics[key]), key
     assert metrics["best_val_loss"] == pytest.approx(outcome.val_loss)
@@ -118,7 +129,7 @@ def test_tracked_run_logs_params_metrics_lineage_dataset_plot_and_model(workspac
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # Same seed → the same network in memory; its test scores are the ones the run logged.
-    net, _ = train_model(params, data)
+    net, fit = train_model(params, data)
     rows = data.end_rows("test", params.lookback)
     scores = score_forecast(
         predict_returns(net, data, "test", params.lookback), data.close[rows], data.next_close[rows]
@@ -142,15 +153,24 @@ def test_tracked_run_logs_params_metrics_lineage_dataset_plot_and_model(workspac
     loaded = json.loads(fresh.stdout.strip().splitlines()[-1])
 
     recent = recent_rows("v0.3")
-    dates, closes = forecast_arrays(
-        lambda w: net(torch.from_numpy(w)).detach().numpy(),
-        data.scaler,
-        params.lookback,
-        *rows_to_arrays(recent),
-        horizon=3,
+    dates, values = rows_to_arrays(recent)
+    window = data.scaler.transform(features_array(values[-params.lookback - 1 :]))
+    with torch.inference_mode():
+        scaled = net(torch.from_numpy(window[None].astype("float32"))).numpy()
+    first = apply_offsets(
+        data.scaler.target_from_scaled(scaled.astype("float64")), fit.calibration, params.levels
+    )[0]
+    assert loaded["date"][0] == str(dates[-1] + np.timedelta64(1, "D"))
+    levels = [f"q{level:g}" for level in params.levels]
+    np.testing.assert_allclose(
+        [loaded[c][0] for c in levels], values[-1, CLOSE] * np.exp(first), rtol=1e-5
     )
-    assert loaded["date"] == np.datetime_as_string(dates, unit="D").tolist()
-    np.testing.assert_allclose(loaded["close"], closes, rtol=1e-6)
+    assert loaded["close"] == loaded["q0.5"]
+    for day in range(3):  # non-crossing, and the bands widen with the horizon
+        assert all(np.diff([loaded[c][day] for c in levels]) >= 0)
+    assert (
+        loaded[levels[-1]][2] - loaded[levels[0]][2] > loaded[levels[-1]][0] - loaded[levels[0]][0]
+    )
     assert loaded["date"][0] > recent["date"].iloc[-1]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 NAMES_ALIASES = {"champion": 1, "challenger": 2, "baseline": 3}
+REPO = Path(__file__).resolve().parents[2]
 
 
 def main(root: Path, features_dir: Path, versions_dir: Path, names: list[str]) -> None:
@@ -22,19 +23,20 @@ def main(root: Path, features_dir: Path, versions_dir: Path, names: list[str]) -
     from mlflow import MlflowClient
 
     from pipelines import tags
-    from pipelines.fingerprint import code_fingerprint
     from pipelines.forecast import input_frame
     from pipelines.paths import Project
-    from pipelines.tracked import recent_rows, tracked_training
-    from pipelines.tracking import TrackingSettings, configure_mlflow, lineage_tags
+    from pipelines.tracked import tracked_training
+    from pipelines.tracking import TrackingSettings, configure_mlflow
     from pipelines.train import load_training_data
     from registry.lineage import version_tags_from_run
-    from registry.pyfunc import log_persistence
+    from registry.register import baseline_run
+    from registry.scoring import load_eval_set
+    from registry.store import Registry
     from tests.params import train_params
 
     torch.set_num_threads(1)
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    configure_mlflow(
+    experiment_id = configure_mlflow(
         TrackingSettings(
             mlflow_tracking_uri=uri,
             coinflow_artifact_root=str(root / "mlartifacts"),
@@ -59,22 +61,11 @@ def main(root: Path, features_dir: Path, versions_dir: Path, names: list[str]) -
         )
         assert outcome.status == "FINISHED", outcome
         trained[key] = (outcome.run_id, train.model_dump())
-    rows = recent_rows(data.version, proj)
-    with mlflow.start_run(
-        run_name="persistence", tags=lineage_tags(data.version, data.md5, proj)
-    ) as run:
-        log_persistence(
-            {
-                "kind": "persistence",
-                "lookback": 0,
-                "data_version": data.version,
-                "dvc_md5": data.md5,
-                "trained_at": "2024-11-01T00:00:00+00:00",
-                "code_fingerprint": code_fingerprint(),
-            },
-            rows,
-        )
-        trained["p"] = (run.info.run_id, {})
+    # The persistence baseline exactly as the promote flow logs it (empirical quantiles
+    # calibrated on the version's validation days), from the repository's params.yaml.
+    (root / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    reg = Registry(names[0], MlflowClient(), experiment_id)
+    trained["p"] = (baseline_run(reg, load_eval_set(proj), "persistence", proj), {})
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     sources = [("a", "torch"), ("b", "torch"), ("p", "persistence")]

@@ -20,7 +20,7 @@ from tests.processes import free_port, stop_group  # noqa: F401  (free_port re-e
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "serving-test-admin-token"
-MODEL_NAMES = ["btc-forecaster", "hot-reload", "outage", "interop", "stale-code"]
+MODEL_NAMES = ["btc-forecaster", "hot-reload", "outage", "interop", "stale-code", "monitoring"]
 # Version 2 of "stale-code" says it was built with other model code than the tests run.
 FOREIGN_CODE = "0123456789ab"
 
@@ -34,18 +34,34 @@ class Store:
     manifest: dict[str, Any]
 
     def reference(self, version: int, horizon: int) -> list[dict[str, Any]]:
-        """The pyfunc's own predict() output on its shipped rows."""
-        return list(self.manifest["versions"][str(version)]["forecasts"][str(horizon)])
+        """The pyfunc's own predict() output on its shipped rows, in the API's shape."""
+        return api_shape(self.manifest["versions"][str(version)]["forecasts"][str(horizon)])
 
     def rows(self, version: int) -> list[dict[str, Any]]:
         """The latest raw rows shipped with a version (oldest first)."""
         return list(self.manifest["versions"][str(version)]["recent_rows"])
 
 
+def api_shape(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """pyfunc predict() records (date, close, q<level> columns) as the API answers them: the
+    median close and each central interval, widest first."""
+    out = []
+    for rec in records:
+        levels = sorted(float(k[1:]) for k in rec if k.startswith("q"))
+        pairs = [(lo, hi) for lo, hi in zip(levels, levels[::-1], strict=True) if lo < hi]
+        bands = [
+            {"level": round(hi - lo, 10), "lower": rec[f"q{lo:g}"], "upper": rec[f"q{hi:g}"]}
+            for lo, hi in pairs
+        ]
+        out.append({"date": rec["date"], "close": rec["close"], "intervals": bands})
+    return out
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """The test process's env without MLflow/coinflow settings, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "COINFLOW_"))}
     env["PYTHONPATH"] = str(REPO)
+    env["COINFLOW_PREDICTION_LOG_URL"] = ""  # off unless a test asks: never the checkout's file
     env.update(extra)
     return env
 
@@ -101,10 +117,12 @@ def start_server(
 def running_api(tmp: Path, tracking_uri: str, model_name: str, **settings: str) -> Iterator[Server]:
     """`coinflow serve` on a free port (cwd tmp: no stray .env), stopped afterwards."""
     port = free_port()
+    # Every API under test logs its forecasts, to its own SQLite file unless a test says.
+    logged = {"COINFLOW_PREDICTION_LOG_URL": f"sqlite:///{tmp / f'predictions-{port}.db'}"}
     env = clean_env(
         MLFLOW_TRACKING_URI=tracking_uri,
         COINFLOW_MODEL_NAME=model_name,
-        **{k.upper(): v for k, v in settings.items()},
+        **(logged | {k.upper(): v for k, v in settings.items()}),
     )
     server = start_server(
         [

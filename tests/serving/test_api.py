@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -126,6 +127,48 @@ def test_bad_rows_are_422_naming_the_rule(
     assert_problem(response, 422, response.json()["type"].rsplit(":", 1)[1], *words)
 
 
+def dated(rows: list[dict[str, Any]], last: str) -> list[dict[str, Any]]:
+    """The same rows re-dated to consecutive days ending on `last`."""
+    end = dt.date.fromisoformat(last)
+    n = len(rows)
+    return [{**r, "date": str(end - dt.timedelta(days=n - 1 - i))} for i, r in enumerate(rows)]
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        # numbers must be JSON numbers, not strings that look like them
+        (lambda r: [*r[:-1], {**r[-1], "btc_close": str(r[-1]["btc_close"])}], ["btc_close"]),
+        (lambda r: [*r[:-1], {**r[-1], "btc_volume": "1_0_0"}], ["btc_volume"]),
+        # the data gate's OHLC rules
+        (
+            lambda r: [*r[:-1], {**r[-1], "btc_high": r[-1]["btc_low"] * 0.9}],
+            ["OHLC", "High >= Low"],
+        ),
+        (
+            lambda r: [*r[:-1], {**r[-1], "btc_high": r[-1]["btc_close"] * 1000}],
+            ["OHLC", "High <= max_wick"],
+        ),
+        # dates no BTC price can have (pandas' nanosecond range ends 2262-04-11)
+        (lambda r: dated(r, "2262-04-20"), ["outside"]),
+        (lambda r: dated(r, "9999-12-31"), ["outside"]),
+        (lambda r: dated(r, "2000-01-01"), ["outside", "2009-01-03"]),
+        (lambda r: dated(r, str(dt.date.today() + dt.timedelta(days=5))), ["outside"]),
+    ],
+)
+def test_strict_numbers_ohlc_rules_and_sane_dates(
+    api: Server, store: Store, change: Any, words: list[str]
+) -> None:
+    response = post(api, json={"rows": change(store.rows(1)[-11:])})
+    assert_problem(response, 422, "validation-error", *words)
+
+
+def test_horizon_must_be_a_json_integer(api: Server) -> None:
+    for horizon in ("7", 7.5, True):
+        assert_problem(post(api, json={"horizon": horizon}), 422, "validation-error", "horizon")
+    assert post(api, json={"horizon": 7}).status_code == 200
+
+
 def test_non_finite_and_malformed_bodies_are_422(api: Server, store: Store) -> None:
     rows = store.rows(1)[-11:]
     text = json.dumps({"rows": rows}).replace(str(rows[-1]["btc_volume"]), "NaN", 1)
@@ -163,6 +206,27 @@ def test_oversize_bodies_are_413(api: Server) -> None:
     assert response.request.headers.get("transfer-encoding") == "chunked"
     assert_problem(response, 413, "body-too-large")
     assert post(api).status_code == 200  # the server is fine afterwards
+
+
+def test_a_partial_body_is_408_within_the_read_deadline(api: Server) -> None:
+    """A client that declares 1000 bytes and sends 20 is answered and dropped after the body
+    deadline (COINFLOW_BODY_TIMEOUT_S, 5 s), not held; other requests are served meanwhile."""
+    import socket
+
+    host, port = api.url.removeprefix("http://").split(":")
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=15) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: 1000\r\n\r\n" + b'{"horizon": 1, "pad"'
+        )
+        assert post(api).status_code == 200  # the stalled client blocks nobody
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"body-timeout" in answer and 4.5 < waited < 10, waited
 
 
 def test_admin_reload_needs_the_bearer_token(api: Server) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.store import redact
+from pipelines.tracking import redact
 from serving.settings import ServingSettings
 
 pytestmark = pytest.mark.unit

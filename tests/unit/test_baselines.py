@@ -26,13 +26,15 @@ def price_rows(returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return dates, values
 
 
-def test_empirical_quantiles_are_the_trailing_returns_quantiles() -> None:
+def test_empirical_quantiles_are_the_trailing_spread_around_persistence() -> None:
     rng = np.random.default_rng(0)
-    returns = rng.normal(0, 0.03, 400)
+    returns = rng.normal(0.004, 0.03, 400)  # a drift: the median return is not 0
     _, values = price_rows(returns)
     model = EmpiricalQuantiles(LEVELS, window=365)
     got = model.return_quantiles(values[None])[0]
-    np.testing.assert_allclose(got, np.quantile(returns[-365:], LEVELS), rtol=1e-9)
+    trailing = np.quantile(returns[-365:], LEVELS)
+    np.testing.assert_allclose(got, trailing - trailing[4], rtol=1e-9, atol=1e-15)
+    assert got[4] == 0.0  # persistence at the median: the MASE anchor
 
 
 def test_ewma_volatility_of_constant_moves_is_that_move() -> None:

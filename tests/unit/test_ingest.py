@@ -47,6 +47,13 @@ def test_billion_suffix() -> None:
         ('"01/04/2024","abc","1","1","1","","0%"', "column 'Price'"),
         ('"01/04/2024","1","1","1","1","12Q","0%"', "column 'Vol.'"),
         ('"01/04/2024","1","1"', "expected 7 columns"),
+        # only investing.com's number format: Python's float() would take all of these
+        ('"01/04/2024","2_5_8_0_0.1","1","1","1","","0%"', "column 'Price'"),
+        ('"01/04/2024","1","inf","1","1","","0%"', "column 'Open'"),
+        ('"01/04/2024","1","1","1e9","1","","0%"', "column 'High'"),
+        ('"01/04/2024","1","1","1","NaN","","0%"', "column 'Low'"),
+        ('"01/04/2024","1","1","1","1","1_0K","0%"', "column 'Vol.'"),
+        ('"01/04/2024","1","1","1","1","","1,2%"', "column 'Change %'"),
     ],
 )
 def test_malformed_row_names_file_row_and_column(row: str, expected: str) -> None:
@@ -71,3 +78,22 @@ def test_wrong_header_and_empty_and_binary(tmp_path: Path) -> None:
         load_prices(blob)
     with pytest.raises(IngestError, match="not found"):
         load_prices(tmp_path / "missing.csv")
+
+
+def test_a_duplicated_day_names_file_date_and_both_rows() -> None:
+    lines = SAMPLE.split("\n")
+    again = '"01/02/2024","42,600.0","41,000.0","42,900.0","40,950.0","99.00K","3.90%"'
+    text = "\n".join([*lines, again])
+    with pytest.raises(IngestError) as err:
+        parse_investing_csv(text, "data/raw/btc.csv")
+    message = str(err.value)
+    assert "data/raw/btc.csv" in message and "2024-01-02 appears twice" in message
+    assert "row 3 01/02/2024,42,502.1" in message and "row 5 01/02/2024,42,600.0" in message
+
+
+def test_a_day_after_today_is_refused() -> None:
+    import datetime as dt
+
+    with pytest.raises(IngestError, match=r"row 2: date 2024-01-03 is in the future"):
+        parse_investing_csv(SAMPLE, "btc.csv", today=dt.date(2024, 1, 2))
+    assert len(parse_investing_csv(SAMPLE, "btc.csv", today=dt.date(2024, 1, 3))) == 3

@@ -72,8 +72,8 @@ def test_every_record_is_written_under_load(tmp_path: Path) -> None:
 
 
 def test_a_database_that_is_down_drops_and_says_so_without_blocking(tmp_path: Path) -> None:
-    engine = plog.engine_for(f"sqlite:///{tmp_path / 'missing-dir-is-made' / 'log.db'}")
-    # No migration ran: every insert fails, as against a database that is down.
+    # Nothing listens on port 1: every connection is refused, as by a database that is down.
+    engine = plog.engine_for("postgresql+psycopg2://postgres@127.0.0.1:1/coinflow")
     writer = plog.PredictionLog(engine, capacity=50, batch=10, flush_s=0.01).start()
     accepted = [writer.submit(record(i)) for i in range(500)]  # put_nowait: never waits
     assert accepted.count(False) >= 440  # the queue holds 50 (+ the batch in flight)

@@ -29,7 +29,13 @@ MODELS = Models.model_validate(
                 "kind": "persistence",
                 "data_version": "v0.2",
                 "created_at": 1_730_000_000_000,
-                "metrics": {"test_mase": 1.0, "test_mae": 815.0, "test_rmse": 1200.0},
+                "metrics": {
+                    "test_mase": 1.0,
+                    "test_mae": 815.0,
+                    "test_rmse": 1200.0,
+                    "test_crps": 620.0,
+                    "test_coverage_80": 0.8123,
+                },
             },
             {
                 "version": 3,
@@ -37,14 +43,26 @@ MODELS = Models.model_validate(
                 "kind": "torch",
                 "data_version": "v0.3",
                 "created_at": "2024-11-02T10:11:12+00:00",
-                "metrics": {"test_mase": 0.97, "test_mae": 790.0, "test_rmse": 1150.5},
+                "metrics": {
+                    "test_mase": 0.97,
+                    "test_mae": 790.0,
+                    "test_rmse": 1150.5,
+                    "test_crps": 598.456,
+                    "test_coverage_80": 0.79,
+                    "test_coverage_95": 0.951,
+                },
             },
             {
                 "version": 2,
                 "aliases": ["champion"],
                 "kind": "torch",
                 "data_version": "v0.3",
-                "metrics": {"test_mase": 0.99, "test_mae": 800.0, "test_rmse": 1180.0},
+                "metrics": {
+                    "test_mase": 0.99,
+                    "test_mae": 800.0,
+                    "test_rmse": 1180.0,
+                    "test_crps": 610.0,
+                },
             },
         ],
     }
@@ -69,8 +87,22 @@ FORECAST = Forecast.model_validate(
             {"date": "2024-10-30", "close": 72_000.0},
         ],
         "forecasts": [
-            {"date": "2024-11-02", "close": 71_000.0},
-            {"date": "2024-11-01", "close": 70_500.0},
+            {
+                "date": "2024-11-02",
+                "close": 71_000.0,
+                "intervals": [
+                    {"level": 0.95, "lower": 64_000.0, "upper": 78_000.0},
+                    {"level": 0.8, "lower": 67_000.0, "upper": 75_000.0},
+                ],
+            },
+            {
+                "date": "2024-11-01",
+                "close": 70_500.0,
+                "intervals": [
+                    {"level": 0.8, "lower": 68_000.0, "upper": 73_000.0},
+                    {"level": 0.95, "lower": 66_000.0, "upper": 75_000.0},
+                ],
+            },
         ],
         "lineage": LINEAGE,
     }
@@ -182,7 +214,11 @@ def test_version_rows_newest_first_with_metrics_and_readable_dates() -> None:
     rows = shaping.version_rows(MODELS)
     assert len(rows[0]) == len(shaping.VERSION_HEADERS)
     assert [r[0] for r in rows] == [3, 2, 1]
-    assert rows[0] == [3, "@challenger", "torch", "v0.3", "2024-11-02 10:11", 0.97, 790.0, 1150.5]
+    assert rows[0] == [
+        *(3, "@challenger", "torch", "v0.3", "2024-11-02 10:11", 0.97),
+        *(598.46, "79.0%", "95.1%", 790.0, 1150.5),
+    ]
+    assert rows[1][6:9] == [610.0, "", ""]  # coverage unknown: blank, not 0
     assert rows[1][4] == ""  # no created_at
     assert rows[2][4] == "2024-10-27 03:33"  # epoch milliseconds, shown in UTC
 
@@ -199,6 +235,7 @@ def test_trial_rows_best_validation_loss_first_and_failures_last() -> None:
                     "hidden_size": 32,
                     "num_layers": 1,
                     "val_loss": 0.5,
+                    "objective": 1.02,
                 },
                 {"trial_number": 1, "status": "FAILED", "hidden_size": 64, "num_layers": 2},
                 {
@@ -210,14 +247,16 @@ def test_trial_rows_best_validation_loss_first_and_failures_last() -> None:
                     "lookback": 20,
                     "lr": 0.01,
                     "val_loss": 0.25,
+                    "objective": 0.9712345,
                     "test_mase": 0.98,
+                    "test_crps": 601.234,
                 },
             ],
         }
     )
     rows = shaping.trial_rows(sweep)
     assert [r[0] for r in rows] == [2, 0, 1]
-    assert rows[0] == [2, "FINISHED", "gru", 16, 3, 20, 0.01, 0.25, 0.98]
+    assert rows[0] == [2, "FINISHED", "gru", 16, 3, 20, 0.01, 0.9712, 0.25, 0.98, 601.23]
     assert len(rows[0]) == len(shaping.TRIAL_HEADERS)
 
 
@@ -242,9 +281,17 @@ def test_forecast_figure_draws_actual_model_and_flat_persistence() -> None:
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert _ys(lines["actual close"]) == series.history_close
     # both forecasts start at the last actual point, then follow their own path
-    assert _ys(lines["model forecast"]) == [70_000.0, 70_500.0, 71_000.0]
+    assert _ys(lines["model forecast (median)"]) == [70_000.0, 70_500.0, 71_000.0]
     assert _ys(lines["persistence (last close)"]) == [70_000.0] * 3
-    xs = np.asarray(lines["model forecast"].get_xdata(), dtype=float).tolist()
+    assert series.bands == {
+        0.95: ([66_000.0, 64_000.0], [75_000.0, 78_000.0]),
+        0.8: ([68_000.0, 67_000.0], [73_000.0, 75_000.0]),
+    }
+    fans = {c.get_label(): c for c in ax.collections}
+    assert set(fans) == {"95% interval", "80% interval"}
+    (path,) = fans["80% interval"].get_paths()
+    assert {67_000.0, 75_000.0, 68_000.0, 73_000.0} <= set(path.vertices[:, 1].tolist())
+    xs = np.asarray(lines["model forecast (median)"].get_xdata(), dtype=float).tolist()
     assert (
         xs
         == mdates.date2num(
@@ -258,7 +305,7 @@ def test_metrics_figure_has_one_bar_per_version_and_metric() -> None:
     fig = plots.metrics_figure(MODELS)
     mase_ax, usd_ax = fig.axes
     assert _heights(mase_ax) == [1.0, 0.99, 0.97]  # v1, v2, v3
-    assert sorted(_heights(usd_ax)) == sorted([815.0, 800.0, 790.0, 1200.0, 1180.0, 1150.5])
+    assert sorted(_heights(usd_ax)) == sorted([620.0, 610.0, 598.456, 815.0, 800.0, 790.0])
     assert [t.get_text() for t in usd_ax.get_xticklabels()] == ["v1", "v2", "v3"]
     assert _png(fig).startswith(b"\x89PNG")
 

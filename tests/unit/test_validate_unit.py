@@ -14,6 +14,7 @@ from pipelines import validate
 from pipelines.config import ValidateParams
 from pipelines.features import GateNotPassedError, gate_passed
 from pipelines.paths import Project
+from pipelines.rules import OhlcRules
 from pipelines.version import VERSION_COLUMNS
 
 pytestmark = pytest.mark.unit
@@ -25,6 +26,7 @@ PARAMS = ValidateParams(
     max_abs_log_move=0.7,
     ohlc_tolerance=0.005,
     max_wick=2.0,
+    max_filled_run={"eth": 1, "gold": 4},
 )
 CUTOFF = dt.date(2020, 1, 31)
 
@@ -42,13 +44,14 @@ def _frame(n: int = 20) -> pd.DataFrame:
             "btc_volume": 1e6,
             "eth_close": close / 10,
             "eth_volume": 5e5,
+            "eth_filled": np.int8(0),
             "gold_close": 1500.0,
             "gold_filled": np.int8(0),
         },
         index=dates,
     )
     frame.loc[frame.index[:3], ["eth_close", "eth_volume"]] = np.nan
-    return frame.astype({"gold_filled": "int8"})[VERSION_COLUMNS]
+    return frame.astype({"gold_filled": "int8", "eth_filled": "int8"})[VERSION_COLUMNS]
 
 
 def _run(
@@ -60,7 +63,7 @@ def _run(
 def test_clean_frame_with_leading_eth_gap_passes(tmp_path: Path) -> None:
     outcome = _run(_frame(), tmp_path)
     assert outcome.success and outcome.failed == [] and outcome.n_rows == 20
-    assert outcome.evaluated == 37
+    assert outcome.evaluated == 44
     assert outcome.docs_path == tmp_path / "docs" / "index.html" and outcome.docs_path.is_file()
 
 
@@ -95,14 +98,16 @@ def test_gap_rule_reads_max_gap_days(tmp_path: Path) -> None:
 
 def test_check_columns_values_and_missing_inputs() -> None:
     frame = _frame(3)
-    checked = validate.add_check_columns(frame, 0.0)
+    checked = validate.add_check_columns(frame, OhlcRules(0.0, 2.0))
     assert list(checked["date"]) == list(frame.index) and list(checked["row_number"]) == [0, 1, 2]
     np.testing.assert_allclose(checked["btc_high_slack"], frame["btc_close"].to_numpy() * 0.02)
     np.testing.assert_allclose(checked["btc_low_slack"], frame["btc_close"].to_numpy() * 0.02)
     assert checked["date_gap_days"].iloc[1:].tolist() == [1.0, 1.0]
     np.testing.assert_allclose(checked["btc_log_move"].iloc[1:], np.log(1.01))
     assert np.isnan(checked["btc_log_move"].iloc[0])
-    broken = validate.add_check_columns(frame.drop(columns=["btc_close"]).reset_index(drop=True), 0)
+    broken = validate.add_check_columns(
+        frame.drop(columns=["btc_close"]).reset_index(drop=True), OhlcRules(0.0, 2.0)
+    )
     assert broken[["btc_high_slack", "btc_log_move", "date_gap_days"]].isna().all().all()
 
 
@@ -153,3 +158,62 @@ def test_read_version_names_the_bad_file(tmp_path: Path, content: bytes | None) 
         path.write_bytes(content)
     with pytest.raises(validate.VersionFileError, match=str(path)):
         validate.read_version(path)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "failed"),
+    [
+        # non-finite: fails the price bound and every OHLC relation it is part of
+        ("btc_high", np.inf, {"btc_high", "btc_high_slack", "btc_high_wick_slack"}),
+        ("btc_low", -np.inf, {"btc_low", "btc_low_slack", "btc_low_wick_slack"}),
+        # absurd but finite: orders of magnitude above its own day's Open/Close
+        ("btc_high", 1e7, {"btc_high_wick_slack"}),
+        ("btc_low", 1e-3, {"btc_low_wick_slack"}),
+        # a corrupt close rises above the day's High and breaks its close-to-close moves
+        ("btc_close", 1e6, {"btc_high_slack", "btc_log_move"}),
+        # the exogenous series: a 1000x spike in one day, a non-finite value
+        ("eth_close", 1e5, {"eth_log_move"}),
+        ("gold_close", np.inf, {"gold_close", "gold_log_move"}),
+        ("btc_volume", np.inf, {"btc_volume"}),
+        ("eth_volume", 1e18, {"eth_volume"}),
+    ],
+)
+def test_non_finite_and_absurd_values_fail_the_gate_by_name(
+    tmp_path: Path, column: str, value: float, failed: set[str]
+) -> None:
+    frame = _frame()
+    frame.iloc[10, frame.columns.get_loc(column)] = value
+    outcome = _run(frame, tmp_path)
+    assert not outcome.success
+    assert {f.column for f in outcome.failed} == failed
+    message = str(validate.DataValidationError(outcome))
+    assert "2020-01-11" in message  # the offending row is named
+
+
+def test_a_series_carried_forward_too_long_fails_naming_asset_and_days(tmp_path: Path) -> None:
+    """ETH's export stops 5 days before the cut-off (carried flat), gold skips a working week."""
+    frame = _frame()
+    frame.loc[frame.index[-5:], "eth_filled"] = 1
+    frame.loc[frame.index[-5:], "eth_close"] = frame["eth_close"].iloc[-6]
+    frame.loc[frame.index[3:8], "gold_filled"] = 1
+    outcome = _run(frame, tmp_path)
+    assert {f.column for f in outcome.failed} == {"eth_stale_run", "gold_stale_run"}
+    message = str(validate.DataValidationError(outcome))
+    assert "ETH carried forward at most 1 day(s) in a row" in message
+    assert "4 offending rows" in message and "2020-01-17" in message  # days 2 .. 5 of the run
+    assert "GOLD carried forward at most 4" in message and "2020-01-08" in message
+    frame.loc[frame.index[-5:-1], "eth_filled"] = 0  # one filled day (a holiday) is fine
+    frame.loc[frame.index[3], "gold_filled"] = 0  # and four gold days in a row
+    assert _run(frame, tmp_path).success
+
+
+def test_version_flags_the_days_eth_was_carried(tmp_path: Path) -> None:
+    from pipelines.version import align_assets
+
+    days = pd.date_range("2020-01-01", periods=10, freq="D", name="date")
+    btc = pd.DataFrame(dict.fromkeys(("open", "high", "low", "close", "volume"), 1.0), index=days)
+    eth = btc[["close", "volume"]].drop(index=days[[0, 6, 7]])  # starts day 2; days 7-8 missing
+    gold = btc[["close"]]
+    out = align_assets(btc, eth, gold, days[0].date(), days[-1].date())
+    assert out["eth_filled"].tolist() == [0, 0, 0, 0, 0, 0, 1, 1, 0, 0]
+    assert np.isnan(out["eth_close"].iloc[0])  # before the series starts: missing, not filled

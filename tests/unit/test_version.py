@@ -76,3 +76,19 @@ def test_future_rows_do_not_change_a_version(assets: dict[str, pd.DataFrame]) ->
         frame.loc[frame.index > pd.Timestamp(cutoff), ["close", "open", "high", "low"]] *= 7
     after = align_assets(**changed, start=dt.date(2024, 1, 1), cutoff=cutoff)
     pd.testing.assert_frame_equal(before, after)
+
+
+def test_rows_after_the_newest_cutoff_are_reported() -> None:
+    import datetime as dt
+
+    import pandas as pd
+
+    from pipelines.version import rows_after
+
+    days = pd.date_range("2024-10-28", "2024-11-03", freq="D", name="date")
+    frame = pd.DataFrame({"close": range(len(days))}, index=days)
+    lines = rows_after({"btc": frame, "gold": frame.iloc[:3]}, dt.date(2024, 10, 31))
+    assert lines == [
+        "btc has 3 row(s) after the newest cut-off 2024-10-31 (2024-11-01 .. 2024-11-03): "
+        "in no version yet (`coinflow data cut` makes the next one)"
+    ]
