@@ -45,10 +45,3 @@ def ohlc_slacks(
             "high_wick": rules.max_wick * body_high - high,
             "low_wick": low - body_low / rules.max_wick,
         }
-
-
-def broken_rules(opn: float, high: float, low: float, close: float, rules: OhlcRules) -> list[str]:
-    """The rules one row breaks, in words ([] when it obeys all)."""
-    o, h, lo, c = (np.array([v], dtype="float64") for v in (opn, high, low, close))
-    slacks = ohlc_slacks(o, h, lo, c, rules)
-    return [RULES[name] for name, slack in slacks.items() if not slack[0] >= 0]
