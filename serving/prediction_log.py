@@ -147,16 +147,18 @@ def _day_rows(prediction_id: str, record: dict[str, Any]) -> list[dict[str, Any]
     return out
 
 
-def _plain(key: str, value: Any) -> Any:
-    """Request rows arrive as pydantic models (dumped here, in the writer, not per request)."""
-    if key == "rows" and value is not None:
-        return [v.model_dump(mode="json") if hasattr(v, "model_dump") else v for v in value]
-    return value
+def _stored(record: dict[str, Any]) -> dict[str, Any]:
+    """A record's `predictions` row; request rows arrive as pydantic `Row`s and are dumped to
+    JSON here, in the writer thread, not on the request path."""
+    row = {k: v for k, v in record.items() if k in predictions.c}
+    if row.get("rows") is not None:
+        row["rows"] = [r.model_dump(mode="json") for r in row["rows"]]
+    return row
 
 
 def write_records(engine: sa.Engine, records: list[dict[str, Any]]) -> None:
     """Insert prediction records (and their forecast days) in one transaction."""
-    rows = [{k: _plain(k, v) for k, v in r.items() if k in predictions.c} for r in records]
+    rows = [_stored(r) for r in records]
     days = [day for r in records for day in _day_rows(r["id"], r)]
     with engine.begin() as connection:
         connection.execute(predictions.insert(), rows)

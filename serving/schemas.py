@@ -76,6 +76,7 @@ class PredictRequest(BaseModel):
         if not rows:
             return self
         latest = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+        # The first and last days bound every day: consecutive days are checked below.
         for day in (rows[0].date, rows[-1].date):
             if not FIRST_DAY <= day <= latest:
                 raise ValueError(

@@ -54,7 +54,7 @@ def log_record(
     alias: str | None,
     shadow: bool,
     inputs: tuple[np.ndarray, np.ndarray] | None,
-    rows: list[Any] | None,
+    rows: list[Row] | None,
 ) -> dict[str, Any]:
     """The prediction log's record of one forecast: who answered, from which rows, what."""
     from serving.prediction_log import rows_hash
@@ -89,7 +89,7 @@ def shadow_forecast(
     served: int,
     horizon: int,
     inputs: tuple[np.ndarray, np.ndarray] | None,
-    rows: list[Any] | None,
+    rows: list[Row] | None,
     failures: Any,
 ) -> None:
     """After the answer is sent: the shadow alias's forecast on the same inputs, logged as
