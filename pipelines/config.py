@@ -38,6 +38,14 @@ class DataParams(_Strict):
         return self.versions[self.version]
 
 
+class DriftParams(_Strict):
+    """The gate's drift report: newest window_days vs the training window, KS test."""
+
+    window_days: int = Field(ge=20)
+    alpha: float = Field(gt=0, lt=1)  # a p-value below it is drift
+    action: Literal["warn", "fail"]
+
+
 class ValidateParams(_Strict):
     min_rows: int = Field(gt=0)
     max_rows: int = Field(gt=0)
@@ -47,6 +55,7 @@ class ValidateParams(_Strict):
     max_wick: float = Field(gt=1)
     # per exogenous series: most days in a row it may be carried forward (eth, gold)
     max_filled_run: dict[str, int]
+    drift: DriftParams
 
     @field_validator("max_filled_run")
     @classmethod

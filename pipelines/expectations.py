@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.config import ValidateParams
+from pipelines.config import DriftParams, ValidateParams
+from pipelines.history import CHANGE
 from pipelines.rules import MAX_PRICE, MAX_VOLUME, RULES, OhlcRules, ohlc_slacks
 from pipelines.version import BTC_COLUMNS, FILLED, VERSION_COLUMNS
 
@@ -38,6 +39,7 @@ CHECK_COLUMNS = {
     "date_gap_days": ["date"],  # days since the previous row
     **{move: [close] for move, close in MOVES.items()},  # log(close_t / close_t-1)
     **{run: [flag] for run, flag in STALE.items()},
+    CHANGE: [],  # what differs from the published history on that row (pipelines.history)
 }
 ROW = "row_number"  # position in the version frame: identifies a row even when dates repeat
 
@@ -48,10 +50,15 @@ def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
     return pd.to_numeric(frame[column], errors="coerce").astype("float64")
 
 
-def add_check_columns(frame: pd.DataFrame, rules: OhlcRules) -> pd.DataFrame:
-    """A copy with `date` as a column, ROW and CHECK_COLUMNS; missing inputs give NaN, no crash."""
+def add_check_columns(
+    frame: pd.DataFrame, rules: OhlcRules, changes: np.ndarray | None = None
+) -> pd.DataFrame:
+    """A copy with `date` as a column, ROW and CHECK_COLUMNS; missing inputs give NaN, no crash.
+
+    `changes`: pipelines.history.row_changes of the frame (None: nothing to compare with)."""
     out = frame.reset_index() if frame.index.name == "date" else frame.reset_index(drop=True)
     out[ROW] = np.arange(len(out))
+    out[CHANGE] = np.full(len(out), None, dtype=object) if changes is None else changes
     opn, high, low, close = (_numeric(out, c).to_numpy() for c in OHLC)
     slacks = ohlc_slacks(opn, high, low, close, rules)
     for column, rule in SLACKS.items():
@@ -76,8 +83,9 @@ def add_check_columns(frame: pd.DataFrame, rules: OhlcRules) -> pd.DataFrame:
     return out
 
 
-def build_suite(name: str, cutoff: dt.date, params: ValidateParams) -> Any:
-    """The gate's ExpectationSuite for one version (data columns plus CHECK_COLUMNS)."""
+def build_suite(name: str, cutoff: dt.date, params: ValidateParams, history_rule: str) -> Any:
+    """The gate's ExpectationSuite for one version (data columns plus CHECK_COLUMNS);
+    `history_rule` says what the rows are compared with, or why they are not."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
@@ -186,7 +194,31 @@ def build_suite(name: str, cutoff: dt.date, params: ValidateParams) -> Any:
         )
         for move in MOVES
     ]
+    exps.append(
+        gxe.ExpectColumnValuesToBeNull(
+            column=CHANGE,
+            description=history_rule,
+        )
+    )
     suite = gx.ExpectationSuite(name=name)
     for exp in exps:
         suite.add_expectation(exp)
+    return suite
+
+
+def build_drift_suite(name: str, params: DriftParams) -> Any:
+    """The drift report's suite, over pipelines.drift's table (one row per series)."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    effect = "the gate fails" if params.action == "fail" else "a warning only"
+    suite = gx.ExpectationSuite(name=name)
+    suite.add_expectation(
+        gxe.ExpectColumnValuesToBeBetween(
+            column="p_value",
+            min_value=params.alpha,
+            description=f"newest {params.window_days} days vs the training window: KS p-value "
+            f">= {params.alpha} (no significant shift; below it, {effect})",
+        )
+    )
     return suite

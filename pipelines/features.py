@@ -199,7 +199,7 @@ def baseline_report(table: pd.DataFrame, split: Split) -> dict[str, dict[str, An
 
 def gate_passed(version: str, md5: str, proj: Project | None = None) -> None:
     """Raise unless validate recorded a pass for exactly this version's content."""
-    from pipelines.validate import passed, read_validation
+    from pipelines.gate_record import passed, read_validation
 
     if not read_validation(proj):
         raise GateNotPassedError("no validation record: run the validate stage first")

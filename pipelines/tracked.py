@@ -15,6 +15,8 @@ import pandas as pd
 
 from pipelines import tags as tag
 from pipelines.config import TrainParams
+from pipelines.drift import drift_metrics
+from pipelines.gate_record import validation_record
 from pipelines.metrics import calibration_scores
 from pipelines.paths import Project, project
 from pipelines.tracking import lineage_tags
@@ -208,6 +210,7 @@ def tracked_training(
         mlflow.log_params({**params.model_dump(), "data_version": data.version})
         _log_dataset(data, proj)
         log_data_docs(proj.validation_docs(data.version))
+        mlflow.log_metrics(drift_metrics(validation_record(data.version, proj)))
         if backtest is not None and backtest.folds:
             objective, pruned = log_backtest(params, data, backtest)
             if pruned:

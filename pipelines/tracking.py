@@ -153,7 +153,7 @@ def git_sha(repo: Path | None = None) -> str:
 def lineage_tags(version: str, md5: str, proj: Project | None = None) -> dict[str, str]:
     """Tags every coinflow run carries: git sha, data version, DVC hash, GE status, model code."""
     from pipelines.fingerprint import code_fingerprint
-    from pipelines.validate import passed
+    from pipelines.gate_record import passed
 
     return {
         tags.GIT_SHA: git_sha(),

@@ -16,8 +16,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.config import ValidateParams, load_params
-from pipelines.expectations import CHECK_COLUMNS, ROW, add_check_columns, build_suite
+from pipelines import history
+from pipelines.config import FeatureParams, ValidateParams, load_params
+from pipelines.drift import drift_table
+from pipelines.expectations import (
+    CHECK_COLUMNS,
+    ROW,
+    add_check_columns,
+    build_drift_suite,
+    build_suite,
+)
 from pipelines.files import file_md5, write_json
 from pipelines.paths import Project, project
 
@@ -54,6 +62,9 @@ class ValidationOutcome:
     evaluated: int
     failed: list[FailedExpectation]
     docs_path: Path
+    warnings: list[FailedExpectation] = field(default_factory=list)  # drift with action warn
+    history: str = ""  # what the rows were compared with (pipelines.history.rule)
+    drift: dict[str, Any] = field(default_factory=dict)  # the drift report, or why none
 
 
 class DataValidationError(Exception):
@@ -113,7 +124,8 @@ def _examples(result: Any, checked: pd.DataFrame) -> list[Any]:
     rows = [r[ROW] for r in res.get("unexpected_index_list") or [] if isinstance(r, dict)]
     if rows:
         cols = [kwargs[k] for k in ("column", "column_A", "column_B") if k in kwargs]
-        shown = [ROW, "date", *[s for c in cols for s in CHECK_COLUMNS.get(c, [])], *cols]
+        ids = [ROW, "date", "series"]  # "series": the drift table's rows
+        shown = [*ids, *[s for c in cols for s in CHECK_COLUMNS.get(c, [])], *cols]
         shown = [c for c in dict.fromkeys(shown) if c in checked.columns]
         sample = checked.iloc[[int(r) for r in rows[:MAX_EXAMPLES]]][shown]
         return [{k: _plain(v) for k, v in rec.items()} for rec in sample.to_dict("records")]
@@ -162,53 +174,101 @@ def _failure(result: Any, checked: pd.DataFrame) -> FailedExpectation:
     return FailedExpectation(config.type, column, text + suffix, _examples(result, checked))
 
 
-def validate_version(
-    frame: pd.DataFrame, version: str, cutoff: dt.date, params: ValidateParams, docs_dir: Path
-) -> ValidationOutcome:
-    """Run the gate's suite on one version frame; (re)write its Data Docs under docs_dir."""
-    _quiet_gx()
+def _run_suite(context: Any, name: str, suite: Any, frame: pd.DataFrame) -> Any:
+    """Validate `frame` against `suite` in `context`, updating its Data Docs; the suite result."""
     import great_expectations as gx
 
-    checked = add_check_columns(frame, params.ohlc)
+    batch = (
+        context.data_sources.add_pandas(name)
+        .add_dataframe_asset(name)
+        .add_batch_definition_whole_dataframe("all_rows")
+    )
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=name, data=batch, suite=context.suites.add(suite))
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=name,
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            result_format={
+                "result_format": "COMPLETE",
+                "partial_unexpected_count": MAX_EXAMPLES,
+                "unexpected_index_column_names": [c for c in ("date", ROW) if c in frame.columns],
+            },
+        )
+    )
+    result = checkpoint.run(batch_parameters={"dataframe": frame})
+    (suite_result,) = result.run_results.values()
+    return suite_result
+
+
+def _drift(
+    frame: pd.DataFrame, params: ValidateParams, features: FeatureParams | None
+) -> tuple[pd.DataFrame | None, dict[str, Any]]:
+    """The drift table (None when it cannot be computed) and its record."""
+    settings = params.drift.model_dump()
+    if features is None:
+        return None, {**settings, "computed": False, "reason": "no feature split given"}
+    try:
+        table, windows = drift_table(frame, params.drift, features)
+    except (ValueError, KeyError, IndexError) as exc:  # a frame the row checks refuse
+        return None, {**settings, "computed": False, "reason": f"{type(exc).__name__}: {exc}"}
+    drifted = table.loc[table["p_value"] < params.drift.alpha, "series"].tolist()
+    record = {
+        **settings,
+        "computed": True,
+        **windows,
+        "drifted": drifted,
+        "series": [{k: _plain(v) for k, v in row.items()} for row in table.to_dict("records")],
+    }
+    return table.assign(**{ROW: np.arange(len(table))}), record
+
+
+def validate_version(
+    frame: pd.DataFrame,
+    version: str,
+    cutoff: dt.date,
+    params: ValidateParams,
+    docs_dir: Path,
+    reference: history.Reference | str = "no reference given",
+    features: FeatureParams | None = None,
+) -> ValidationOutcome:
+    """Run the gate's suites on one version frame; (re)write its Data Docs under docs_dir.
+
+    The rows suite (including immutability against `reference`, see pipelines.history) and,
+    given `features` (the split defining the training window), the drift report's suite."""
+    _quiet_gx()
+    ref = reference if isinstance(reference, history.Reference) else None
+    checked = add_check_columns(frame, params.ohlc, history.row_changes(frame, ref))
+    drift, drift_record = _drift(frame, params, features)
     name = f"coinflow_{version.replace('.', '_')}"
+    rule = history.rule(reference)
     with tempfile.TemporaryDirectory(prefix="gx-docs-") as site:
         context = _context(Path(site))
-        batch = (
-            context.data_sources.add_pandas(name)
-            .add_dataframe_asset(name)
-            .add_batch_definition_whole_dataframe("all_rows")
-        )
-        suite = context.suites.add(build_suite(name, cutoff, params))
-        definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=name, data=batch, suite=suite)
-        )
-        checkpoint = context.checkpoints.add(
-            gx.Checkpoint(
-                name=name,
-                validation_definitions=[definition],
-                actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
-                result_format={
-                    "result_format": "COMPLETE",
-                    "partial_unexpected_count": MAX_EXAMPLES,
-                    "unexpected_index_column_names": [
-                        c for c in ("date", ROW) if c in checked.columns
-                    ],
-                },
+        rows = _run_suite(context, name, build_suite(name, cutoff, params, rule), checked)
+        shifts = []
+        if drift is not None:
+            drift_name = f"{name}_drift"
+            result = _run_suite(
+                context, drift_name, build_drift_suite(drift_name, params.drift), drift
             )
-        )
-        result = checkpoint.run(batch_parameters={"dataframe": checked})
+            shifts = [_failure(r, drift) for r in result.results if not r.success]
         # Replace the whole folder: no stale pages from an earlier run, no "already exists".
         shutil.rmtree(docs_dir, ignore_errors=True)
         shutil.copytree(site, docs_dir)
-    (suite_result,) = result.run_results.values()
-    failed = [_failure(r, checked) for r in suite_result.results if not r.success]
+    failed = [_failure(r, checked) for r in rows.results if not r.success]
+    fails_on_drift = params.drift.action == "fail"
     return ValidationOutcome(
         version,
-        bool(result.success),
+        bool(rows.success) and not (shifts and fails_on_drift),
         len(frame),
-        int(suite_result.statistics["evaluated_expectations"]),
-        failed,
+        int(rows.statistics["evaluated_expectations"]),
+        failed + shifts * fails_on_drift,
         docs_dir / "index.html",
+        warnings=[] if fails_on_drift else shifts,
+        history=rule,
+        drift=drift_record,
     )
 
 
@@ -239,27 +299,11 @@ def outcome_record(
         "evaluated": outcome.evaluated,
         "failed": [f.expectation + (f"[{f.column}]" if f.column else "") for f in outcome.failed],
         "failures": [asdict(f) for f in outcome.failed],
+        "warnings": [str(w) for w in outcome.warnings],
+        "history": outcome.history,
+        "drift": outcome.drift,
         "docs": str(docs),
     }
-
-
-def read_validation(proj: Project | None = None) -> dict[str, dict[str, Any]]:
-    """metrics/validation.json: the gate's record per version ({} when the gate never ran)."""
-    path = (proj or project()).metrics_file("validation")
-    if not path.is_file():
-        return {}
-    return dict(json.loads(path.read_text()))
-
-
-def validation_record(version: str, proj: Project | None = None) -> dict[str, Any]:
-    """The gate's record of one version ({} when it has none): success, md5, failures, docs."""
-    return dict(read_validation(proj).get(version, {}))
-
-
-def passed(version: str, md5: str, proj: Project | None = None) -> bool:
-    """Whether the gate recorded a pass for exactly this content of `version`."""
-    record = validation_record(version, proj)
-    return bool(record.get("success")) and record.get("md5") == md5
 
 
 def main(proj: Project | None = None) -> None:
@@ -268,20 +312,30 @@ def main(proj: Project | None = None) -> None:
     params = load_params(proj.params_file)
     paths = {v: proj.version_file(v) for v in params.data.versions}
     frames = {v: read_version(path) for v, path in paths.items()}  # an unreadable file: no output
+    refs = history.references(frames, params.data.versions, history.published(proj))
     records, failures = {}, []
     for version, cutoff in params.data.versions.items():
         outcome = validate_version(
-            frames[version], version, cutoff, params.validate_, proj.validation_docs(version)
+            frames[version],
+            version,
+            cutoff,
+            params.validate_,
+            proj.validation_docs(version),
+            refs[version],
+            params.features,
         )
         records[version] = outcome_record(outcome, file_md5(paths[version]), proj.root)
         log.info(
-            "%s: %s, %d/%d expectations met, docs %s",
+            "%s: %s, %d/%d expectations met, docs %s (%s)",
             version,
             "PASS" if outcome.success else "FAIL",
             outcome.evaluated - len(outcome.failed),
             outcome.evaluated,
             outcome.docs_path,
+            outcome.history,
         )
+        for warning in outcome.warnings:
+            log.warning("%s: drift: %s", version, warning)
         failures += [] if outcome.success else [outcome]
     write_json(proj.metrics_file("validation"), records)
     if failures:

@@ -104,7 +104,7 @@ def _data_on_disk(version: str, md5: str, proj: Project) -> str:
 
 
 def _ge_record(version: str, md5: str, proj: Project) -> str:
-    from pipelines.validate import validation_record
+    from pipelines.gate_record import validation_record
 
     path = proj.metrics_file("validation").relative_to(proj.root)
     record = validation_record(version, proj)

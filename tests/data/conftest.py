@@ -53,12 +53,14 @@ def workspace(built_versions: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 @pytest.fixture
-def docs_status() -> Callable[[Path], str]:
+def docs_status() -> Callable[..., str]:
     """Reads the status ('Succeeded'/'Failed') off the one validation page of a Data Docs site."""
 
-    def status(index: Path) -> str:
+    def status(index: Path, suite: str = "") -> str:
+        """`suite`: a suffix of the rows suite's name ("_drift": the drift report's page)."""
         assert index.is_file(), f"no Data Docs index at {index}"
-        pages = sorted(index.parent.glob("validations/**/*.html"))
+        name = f"coinflow_{index.parent.name.replace('.', '_')}{suite}"
+        pages = sorted((index.parent / "validations" / name).glob("**/*.html"))
         assert len(pages) == 1, f"expected one validation page, found {pages}"
         found = re.search(
             r"Status:</span>\s*<i [^>]*></i>\s*(Succeeded|Failed)",

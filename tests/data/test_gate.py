@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import features, ingest, validate
+from pipelines import features, ingest, validate, version
 from pipelines.paths import project
 
 pytestmark = pytest.mark.data
@@ -172,5 +172,32 @@ def test_unreadable_version_file_is_named_and_writes_nothing(
         validate.main()
     assert not Path("metrics/validation.json").exists() and not Path("reports").exists()
     with pytest.raises(features.GateNotPassedError):
+        features.main()
+    _assert_nothing_downstream()
+
+
+def test_eth_export_stopping_60_days_early_fails_the_gate_naming_asset_and_days(
+    raw_workspace: Path,
+) -> None:
+    """A real later export whose ETH series stops before BTC's: carried flat, refused."""
+    eth = project().raw / "eth.csv"
+    lines = eth.read_text(encoding="utf-8-sig").splitlines(keepends=True)
+    dropped = lines[1:61]  # newest first: ETH's last 60 days (2024-09-02 .. 2024-10-31)
+    eth.write_text("\ufeff" + lines[0] + "".join(lines[61:]), encoding="utf-8")
+    ingest.main()
+    for name in ("v0.1", "v0.2", "v0.3"):
+        version.main(name)
+
+    with pytest.raises(validate.DataValidationError) as caught:
+        validate.main()
+
+    (outcome,) = caught.value.outcomes
+    assert outcome.version == "v0.3"
+    (stale,) = [f for f in outcome.failed if f.column == "eth_stale_run"]
+    assert "ETH carried forward at most 1 day(s) in a row" in stale.description
+    assert "59 offending rows" in stale.description  # day 1 of the run is a tolerated holiday
+    assert stale.examples[0]["date"] == "2024-09-03" and len(dropped) == 60
+    _assert_nothing_downstream()
+    with pytest.raises(features.GateNotPassedError, match="v0.3"):
         features.main()
     _assert_nothing_downstream()

@@ -56,6 +56,11 @@ def test_tracked_run_logs_params_metrics_lineage_dataset_plot_and_model(workspac
     docs = workspace / "reports" / "validation" / "v0.3"
     docs.mkdir(parents=True)
     (docs / "index.html").write_text("<html>GE data docs</html>")
+    gate = json.loads((workspace / "metrics" / "validation.json").read_text())
+    drift = {"series": [{"series": "btc_volume", "ks_statistic": 0.49, "p_value": 1e-9}]}
+    (workspace / "metrics" / "validation.json").write_text(
+        json.dumps({"v0.3": {**gate["v0.3"], "drift": drift}})
+    )
     configure_mlflow()
     params = load_params().train
     data = load_training_data(Path("data/features"))
@@ -111,6 +116,8 @@ def test_tracked_run_logs_params_metrics_lineage_dataset_plot_and_model(workspac
     ):
         assert np.isfinite(metrics[key]), key
     assert metrics["best_val_loss"] == pytest.approx(outcome.val_loss)
+    # the gate's drift report of the run's version (pipelines.drift.drift_metrics)
+    assert (metrics["drift_btc_volume_ks"], metrics["drift_btc_volume_p"]) == (0.49, 1e-9)
     assert run.inputs is not None
     (dataset,) = run.inputs.dataset_inputs
     assert dataset.dataset.digest == md5 and dataset.dataset.name == "btc-v0.3"

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from pipelines import validate
-from pipelines.config import ValidateParams
+from pipelines.config import DriftParams, FeatureParams, ValidateParams
 from pipelines.features import GateNotPassedError, gate_passed
 from pipelines.paths import Project
 from pipelines.rules import OhlcRules
@@ -27,6 +27,7 @@ PARAMS = ValidateParams(
     ohlc_tolerance=0.005,
     max_wick=2.0,
     max_filled_run={"eth": 1, "gold": 4},
+    drift=DriftParams(window_days=30, alpha=0.01, action="warn"),
 )
 CUTOFF = dt.date(2020, 1, 31)
 
@@ -63,7 +64,7 @@ def _run(
 def test_clean_frame_with_leading_eth_gap_passes(tmp_path: Path) -> None:
     outcome = _run(_frame(), tmp_path)
     assert outcome.success and outcome.failed == [] and outcome.n_rows == 20
-    assert outcome.evaluated == 44
+    assert outcome.evaluated == 45
     assert outcome.docs_path == tmp_path / "docs" / "index.html" and outcome.docs_path.is_file()
 
 
@@ -217,3 +218,57 @@ def test_version_flags_the_days_eth_was_carried(tmp_path: Path) -> None:
     out = align_assets(btc, eth, gold, days[0].date(), days[-1].date())
     assert out["eth_filled"].tolist() == [0, 0, 0, 0, 0, 0, 1, 1, 0, 0]
     assert np.isnan(out["eth_close"].iloc[0])  # before the series starts: missing, not filled
+
+
+def _shifted(n: int = 300, shift_last: int = 30) -> pd.DataFrame:
+    """n days of noisy prices whose last `shift_last` days trade 20x the volume."""
+    frame = _frame(n)
+    rng = np.random.default_rng(0)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
+    frame["btc_close"], frame["btc_open"] = close, close * 0.995
+    frame["btc_high"], frame["btc_low"] = close * 1.02, close * 0.97
+    frame["btc_volume"] = rng.uniform(1e6, 2e6, n)
+    frame.iloc[-shift_last:, frame.columns.get_loc("btc_volume")] *= 20
+    return frame
+
+
+SPLIT = FeatureParams(train_frac=0.6, val_frac=0.2)
+
+
+@pytest.mark.parametrize("action", ["warn", "fail"])
+def test_drift_of_the_newest_window_warns_or_fails_by_params(
+    tmp_path: Path, action: str
+) -> None:
+    params = PARAMS.model_copy(
+        update={"max_rows": 1000, "drift": DriftParams(window_days=30, alpha=0.01, action=action)}
+    )
+    frame = _shifted()
+    outcome = validate.validate_version(
+        frame, "v9.9", dt.date(2021, 12, 31), params, tmp_path / "docs", features=SPLIT
+    )
+    drift = outcome.drift
+    assert drift["computed"] and drift["drifted"] == ["btc_volume"]
+    assert drift["recent"] == [str(frame.index[-30].date()), str(frame.index[-1].date())]
+    assert drift["train"][1] < drift["recent"][0]  # the two windows never overlap
+    by_series = {row["series"]: row for row in drift["series"]}
+    assert by_series["btc_volume"]["ks_statistic"] == 1.0  # every recent volume is larger
+    assert by_series["btc_return"]["p_value"] > 0.01  # same return distribution throughout
+    named = [f for f in (outcome.warnings if action == "warn" else outcome.failed)]
+    assert [f.column for f in named] == ["p_value"]
+    assert named[0].examples[0]["series"] == "btc_volume"
+    assert outcome.success is (action == "warn")
+    record = validate.outcome_record(outcome, "md5")
+    assert record["drift"] == drift and len(record["warnings"]) == (action == "warn")
+    pages = sorted((tmp_path / "docs" / "validations").glob("*/**/*.html"))
+    assert [p.relative_to(tmp_path / "docs" / "validations").parts[0] for p in pages] == [
+        "coinflow_v9_9",
+        "coinflow_v9_9_drift",
+    ]
+
+
+def test_drift_not_computed_on_a_frame_too_short_says_why(tmp_path: Path) -> None:
+    outcome = validate.validate_version(
+        _frame(40), "v9.9", dt.date(2020, 12, 31), PARAMS, tmp_path / "docs", features=SPLIT
+    )
+    assert outcome.success and not outcome.drift["computed"]
+    assert "overlap the training window" in outcome.drift["reason"]
