@@ -3,3 +3,4 @@
 CREATE DATABASE airflow;  -- Airflow metadata + Celery result backend
 CREATE DATABASE mlflow;   -- MLflow tracking + model registry
 CREATE DATABASE optuna;   -- Optuna study storage (parallel sweep workers)
+CREATE DATABASE predictions;  -- the API's prediction log (alembic-migrated at start-up)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from pipelines import train_cli
+from pipelines import simulate_cli, train_cli
 from pipelines.console import refusals
 from registry import cli as registry_cli
 from serving.cli import serve as serve_command
@@ -30,6 +30,7 @@ app.command("ui")(ui_command)
 app.command("serve")(serve_command)
 app.command("train")(train_cli.train)
 app.command("sweep")(train_cli.sweep)
+app.command("simulate")(simulate_cli.simulate)
 
 
 @app.command("store")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -98,9 +99,16 @@ def plot_forecast(
     ax.set_title(title)
     ax.set_ylabel("BTC close (USD)")
     ax.legend(loc="upper left")
+    return save_figure(fig, path, dpi=110)
+
+
+def save_figure(fig: Any, path: Path, dpi: int) -> Path:
+    """Date axis tidied, laid out, written as PNG at `path` (folders made), figure closed."""
+    import matplotlib.pyplot as plt
+
     fig.autofmt_xdate()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path

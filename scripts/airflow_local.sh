@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # `make airflow`: Airflow 3 (`airflow standalone`: api-server + scheduler + dag-processor +
-# triggerer) on this machine, running dags/coinflow_daily.py against the repo.
+# triggerer) on this machine, running the repo's DAGs: coinflow_fetch (dags/coinflow_fetch.py,
+# daily: fetch exports from COINFLOW_DATA_SOURCE, cut + validate a version when new complete days
+# arrived, emit the dataset Asset) and coinflow_train (dags/coinflow_train.py, on that Asset).
 #   State: $AIRFLOW_HOME (default .airflow/, git-ignored) with SQLite metadata, a login of its
 #   own and a JWT secret, all kept between runs. Port: AIRFLOW_PORT (default 8080).
-#   The DAG's stages run in the repo (COINFLOW_WORKDIR): MLflow store mlruns.db, Optuna journal
+#   The DAGs' stages run in the repo (COINFLOW_WORKDIR): MLflow store mlruns.db, Optuna journal
 #   optuna/journal.log, unless MLFLOW_TRACKING_URI / COINFLOW_OPTUNA_STORAGE say otherwise.
 # Stop with Ctrl-C.
 set -euo pipefail
@@ -45,7 +47,9 @@ export DVC_NO_ANALYTICS=1 GIT_PYTHON_REFRESH=quiet PATH="$BIN:$PATH"
 
 cat <<EOF
 Airflow UI:  http://localhost:$PORT   (login: $USER_NAME / $PASSWORD)
-DAG:         coinflow_daily (paused at first: unpause it, or trigger it with the ▶ button)
+DAGs:        coinflow_fetch (daily; exports from COINFLOW_DATA_SOURCE=${COINFLOW_DATA_SOURCE:-<unset>})
+             -> Asset coinflow_dataset -> coinflow_train (sweep, register, promote)
+             Both start paused: unpause them; trigger coinflow_train by hand with a data_version.
 State:       $AIRFLOW_HOME (SQLite metadata, logs); stages run in $COINFLOW_WORKDIR
 REST:        curl -s -X POST http://localhost:$PORT/auth/token -H 'Content-Type: application/json' \\
                -d '{"username": "$USER_NAME", "password": "$PASSWORD"}'

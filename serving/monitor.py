@@ -81,8 +81,11 @@ def realized_closes(version_file: Any) -> pd.Series:
     return pd.Series(closes.to_numpy(), index=pd.DatetimeIndex(closes.index).date)
 
 
-def write_scores(engine: sa.Engine, model_name: str, scores: pd.DataFrame) -> None:
-    """Replace the model's rows of `live_scores` with `scores` (one transaction)."""
+def write_scores(
+    engine: sa.Engine, model_name: str, scores: pd.DataFrame, days: list[dt.date] | None = None
+) -> None:
+    """Replace the model's rows of `live_scores` with `scores` (one transaction); with `days`,
+    only the rows of those days."""
     now = dt.datetime.now(dt.UTC)
     rows = [
         {**{k: (None if isinstance(v, float) and not np.isfinite(v) else v)
@@ -91,8 +94,11 @@ def write_scores(engine: sa.Engine, model_name: str, scores: pd.DataFrame) -> No
         for rec in scores.to_dict("records")
     ]  # fmt: skip
     table = plog.live_scores
+    stale = table.delete().where(table.c.model_name == model_name)
+    if days is not None:
+        stale = stale.where(table.c.day.in_(days))
     with engine.begin() as connection:
-        connection.execute(table.delete().where(table.c.model_name == model_name))
+        connection.execute(stale)
         if rows:
             connection.execute(table.insert(), [{k: r[k] for k in table.c.keys()} for r in rows])
 
@@ -252,20 +258,27 @@ def act(reg: Registry, scores: pd.DataFrame, params: MonitorParams) -> tuple[boo
 
 
 def score(
-    engine: sa.Engine, reg: Registry, version_file: Any, params: MonitorParams
+    engine: sa.Engine,
+    reg: Registry,
+    version_file: Any,
+    params: MonitorParams,
+    days: list[dt.date] | None = None,
 ) -> MonitorReport:
-    """The whole `coinflow monitor score`: join, score, write, tag, judge."""
+    """The whole `coinflow monitor score`: join, score, write, tag, judge. With `days` (e.g. the
+    day whose close just arrived) only those days' scores are (re)computed and written; their
+    trailing windows still read every logged day."""
     from pipelines.live_scores import realized, rolling_scores
 
-    days = logged_days(engine, reg.name)
-    if days.empty:
+    logged = logged_days(engine, reg.name)
+    if logged.empty:
         return MonitorReport(0, [], reason="no logged forecasts yet")
-    rows = realized(days, realized_closes(version_file))
+    rows = realized(logged, realized_closes(version_file))
     if rows.empty:
         return MonitorReport(0, [], reason="no logged forecast has its day's close yet")
     versions = sorted(int(v) for v in set(rows["version"]))
-    scores = rolling_scores(rows, sorted(set(rows["day"])), promotion_days(reg, versions))
-    write_scores(engine, reg.name, scores)
+    as_of = sorted(set(rows["day"]) if days is None else set(rows["day"]) & set(days))
+    scores = rolling_scores(rows, as_of, promotion_days(reg, versions))
+    write_scores(engine, reg.name, scores, None if days is None else as_of)
     runs = log_to_mlflow(reg, scores)
     tag_versions(reg, scores)
     alert, back, why = act(reg, scores, params)

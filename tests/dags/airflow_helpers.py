@@ -1,10 +1,11 @@
-"""Helpers for the Airflow tests: a tiny project workspace, an isolated Airflow env, dag.test()."""
+"""Helpers for the Airflow tests: tiny workspaces and export sources, an isolated Airflow env,
+dag.test() of coinflow_fetch / coinflow_train in a fresh process."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,10 +19,11 @@ REPO = Path(__file__).resolve().parents[2]
 DAGS_DIR = REPO / "dags"
 AIRFLOW = Path(sys.executable).with_name("airflow")
 RUNNER = Path(__file__).with_name("dagtest_runner.py")
-TASKS = [
-    "ingest",
-    "version",
-    "validate",
+ASSETS = ("btc", "eth", "gold")
+FETCH_TASKS = ["fetch", "has_new_day", "cut_version", "validate", "monitor_score", "announce"]
+AFTER_SHORT_CIRCUIT = FETCH_TASKS[FETCH_TASKS.index("cut_version") :]
+TRAIN_TASKS = [
+    "dataset",
     "features",
     "open_sweep",
     "run_trials",
@@ -30,28 +32,49 @@ TASKS = [
     "promote",
     "smoke_predict",
 ]
-DOWNSTREAM_OF_GATE = TASKS[TASKS.index("features") :]
+# A workspace made with `until=UNTIL` holds the real exports up to that day (v0.3's cut-off
+# there); the full exports add October 2024, so coinflow_fetch cuts v0.4 up to NEW_CUTOFF.
+UNTIL, NEW_CUTOFF, NEW_VERSION = dt.date(2024, 9, 30), dt.date(2024, 10, 31), "v0.4"
 
 
-def tiny_params(n_trials: int = 2) -> dict[str, Any]:
-    """The repo's params.yaml with a sweep that takes seconds (2 trials of 2 epochs, hidden 4-8)."""
+def tiny_params(n_trials: int = 2, newest_cutoff: dt.date | None = None) -> dict[str, Any]:
+    """The repo's params.yaml with a sweep that takes seconds (2 epochs, hidden 4-8); the
+    newest version's cut-off moved to `newest_cutoff` when given."""
     params: dict[str, Any] = yaml.safe_load((REPO / "params.yaml").read_text())
     params["train"].update(hidden_size=8, num_layers=1, max_epochs=2, patience=2)
     params["sweep"].update(n_trials=n_trials, max_epochs=2, timeout_s=300)
     params["sweep"]["space"].update(
         hidden_size=[4, 8], num_layers=[1, 1], lookback=[5, 10], cell=["rnn", "gru"]
     )
+    if newest_cutoff is not None:
+        versions = params["data"]["versions"]
+        versions[max(versions, key=lambda v: str(versions[v]))] = newest_cutoff.isoformat()
     return params
 
 
-def make_workspace(root: Path, n_trials: int = 2) -> Path:
-    """A project root for the stages: tiny params.yaml + a copy of data/raw (`dvc pull`ed)."""
+def write_exports(dest: Path, until: dt.date | None = None) -> Path:
+    """The real investing.com exports (data/raw) in `dest`, without the days after `until`."""
     raw = REPO / "data" / "raw"
     if not (raw / "btc.csv").is_file():
         raise FileNotFoundError("data/raw is empty: run `dvc pull` (make test does)")
-    (root / "data").mkdir(parents=True)
-    shutil.copytree(raw, root / "data" / "raw")
-    (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(n_trials), sort_keys=False))
+    dest.mkdir(parents=True, exist_ok=True)
+    for asset in ASSETS:
+        lines = (raw / f"{asset}.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [
+            line
+            for line in lines[1:]
+            if until is None or dt.datetime.strptime(line[1:11], "%m/%d/%Y").date() <= until
+        ]
+        (dest / f"{asset}.csv").write_text(lines[0] + "".join(kept), encoding="utf-8")
+    return dest
+
+
+def make_workspace(root: Path, n_trials: int = 2, until: dt.date | None = None) -> Path:
+    """A project root for the stages: tiny params.yaml + the real exports (up to `until`, which
+    then is the newest version's cut-off)."""
+    write_exports(root / "data" / "raw", until)
+    params = tiny_params(n_trials, newest_cutoff=until)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return root
 
 
@@ -77,8 +100,10 @@ def airflow_env(
     *,
     sql_conn: str | None = None,
     optuna_storage: str | None = None,
+    data_source: Path | None = None,
 ) -> dict[str, str]:
-    """Environment of an isolated Airflow (home, metadata DB) running the coinflow stages."""
+    """Environment of an isolated Airflow (home, metadata DB) running the coinflow stages,
+    fetching exports from `data_source` (a directory)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "COINFLOW_"))}
     env.update(
         {
@@ -99,6 +124,8 @@ def airflow_env(
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if data_source is not None:
+        env["COINFLOW_DATA_SOURCE"] = str(data_source)
     return env
 
 
@@ -116,12 +143,13 @@ def migrate(env: dict[str, str], log: Path) -> None:
 
 
 def run_dag_test(
-    env: dict[str, str], conf: dict[str, Any], logical_date: str, log: Path
+    env: dict[str, str], dag_id: str, conf: dict[str, Any], logical_date: str, log: Path
 ) -> dict[str, Any]:
-    """dag.test() in a fresh process; returns {state, run_id, tasks: {task: state}, seconds}."""
+    """dag.test() of one DAG in a fresh process; returns {state, run_id, tasks: {task: state},
+    returns: {task: XCom return value}, seconds}."""
     with log.open("w") as out:
         proc = subprocess.run(
-            [sys.executable, str(RUNNER), json.dumps(conf), logical_date],
+            [sys.executable, str(RUNNER), dag_id, json.dumps(conf), logical_date],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -141,6 +169,13 @@ def mlflow_client(state: Path) -> Any:
 
     uri = f"sqlite:///{state / 'mlflow.db'}"
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def version_md5(workdir: Path, version: str) -> str:
+    """Content hash of a dataset version file in a workspace (what DVC records)."""
+    from pipelines.files import file_md5
+
+    return file_md5(workdir / "data" / "versions" / f"{version}.parquet")
 
 
 def sweep_runs(client: Any) -> tuple[list[Any], dict[str, list[Any]]]:

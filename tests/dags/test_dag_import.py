@@ -1,4 +1,5 @@
-"""The DAG file parses cleanly, fast, with no heavy imports, into the pipeline we expect."""
+"""The DAG files parse cleanly, fast, with no heavy imports, into the two DAGs we expect:
+coinflow_fetch emits the dataset Asset that schedules coinflow_train."""
 
 from __future__ import annotations
 
@@ -10,43 +11,69 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.dags.airflow_helpers import DAGS_DIR, REPO, TASKS, airflow_env
+from tests.dags.airflow_helpers import DAGS_DIR, FETCH_TASKS, REPO, TRAIN_TASKS, airflow_env
 
 pytestmark = pytest.mark.dags
 
 HEAVY = ("torch", "mlflow", "optuna", "pandas", "great_expectations", "pipelines", "registry")
 
-# Runs in a fresh interpreter: Airflow reads its config (AIRFLOW_HOME) once, at import.
+# Runs in a fresh interpreter: Airflow reads its config (AIRFLOW_HOME) once, at import. A
+# BundleDagBag puts the DAG folder on sys.path, as the dag-processor and task runner do.
 INSPECT = """
-import json, sys
-from airflow.dag_processing.dagbag import DagBag
+import datetime as dt, json, os, sys, types
+from pathlib import Path
+from airflow.dag_processing.dagbag import BundleDagBag
 
-bag = DagBag(dag_folder=sys.argv[1])
+bag = BundleDagBag(dag_folder=sys.argv[1], bundle_path=Path(sys.argv[1]))
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[2].split(","))
 stats = {s.file: s.duration.total_seconds() for s in bag.dagbag_stats}
-dag = bag.dags.get("coinflow_daily")
 info = {"import_errors": {str(k): v for k, v in bag.import_errors.items()}, "heavy": heavy,
-        "parse_s": stats, "dag_ids": sorted(bag.dags)}
-if dag is not None:
-    mod = next(m for m in list(sys.modules.values()) if getattr(m, "__file__", 0) == dag.fileloc)
-    info.update(
+        "parse_s": stats, "dag_ids": sorted(bag.dags), "dags": {}}
+for dag_id, dag in bag.dags.items():
+    info["dags"][dag_id] = dict(
         tasks=sorted(dag.task_ids),
         upstream={t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks},
         mapped=sorted(t.task_id for t in dag.tasks if getattr(t, "is_mapped", False)),
         retries={t.task_id: t.retries for t in dag.tasks},
+        outlets={t.task_id: [o.name for o in t.outlets] for t in dag.tasks if t.outlets},
         retry_delay_s=dag.default_args["retry_delay"].total_seconds(),
-        schedule=str(dag.schedule), catchup=dag.catchup, start=dag.start_date.isoformat(),
+        schedule=[a.name for a in dag.schedule] if isinstance(dag.schedule, list)
+        else str(dag.schedule),
+        catchup=dag.catchup, start=dag.start_date.isoformat(), max_active_runs=dag.max_active_runs,
         params={k: dag.params[k] for k in dag.params},
-        workers=[mod.sweep_workers(n, w) for n, w in ((5, 2), (1, 4), (3, 3))],
-        key=mod.run_key(None, "manual__2026-11-25T18:08:56.38+00:00"),
     )
+import coinflow_common as common
+import coinflow_train as train
+
+def event(version, minute, md5="m"):
+    stamp = dt.datetime(2024, 11, 2, 0, minute, tzinfo=dt.timezone.utc)
+    return types.SimpleNamespace(extra={"version": version, "md5": md5 + version},
+                                 timestamp=stamp, source_dag_id="coinflow_fetch")
+
+schedules = {}
+for value in ("none", "30 6 * * *", ""):
+    os.environ["COINFLOW_FETCH_SCHEDULE"] = value
+    schedules[value] = common.fetch_schedule()
+bad = types.SimpleNamespace(extra={"version": "v0.4"}, timestamp=event("x", 0).timestamp,
+                            source_dag_id="coinflow_fetch")
+try:
+    common.announced([bad])
+    refused = ""
+except ValueError as exc:
+    refused = str(exc)
+info.update(
+    workers=[train.sweep_workers(n, w) for n, w in ((5, 2), (1, 4), (3, 3))],
+    announced=[common.announced([]),
+               common.announced([event("v0.4", 1), event("v0.5", 9), event("v0.3", 5)])],
+    refused=refused, schedules=schedules, asset=[common.DATASET.name, common.DATASET.uri],
+)
 print("INSPECT " + json.dumps(info, default=str))
 """
 
 
 @pytest.fixture(scope="module")
 def inspected(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Fill a DagBag from dags/ in a fresh process (Airflow home in tmp) and describe the DAG."""
+    """Fill a DagBag from dags/ in a fresh process (Airflow home in tmp) and describe the DAGs."""
     home = tmp_path_factory.mktemp("airflow-home")
     env = airflow_env(home, REPO, home)
     env["COINFLOW_DAG_RETRIES"] = "2"  # the deployed default (tests elsewhere set 0)
@@ -65,25 +92,41 @@ def inspected(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_dag_folder_has_no_import_errors(inspected: dict[str, Any]) -> None:
     assert inspected["import_errors"] == {}
-    assert inspected["dag_ids"] == ["coinflow_daily"]
+    assert inspected["dag_ids"] == ["coinflow_fetch", "coinflow_train"]
+    # the shared module is imported, never parsed as a DAG file (.airflowignore)
+    assert sorted(inspected["parse_s"]) == ["coinflow_fetch.py", "coinflow_train.py"]
 
 
-def test_dag_file_parses_in_under_two_seconds(inspected: dict[str, Any]) -> None:
-    parse_s = inspected["parse_s"]["coinflow_daily.py"]
-    print(f"coinflow_daily.py parse time: {parse_s:.3f} s")
-    assert parse_s < 2.0
+def test_dag_files_parse_in_under_two_seconds(inspected: dict[str, Any]) -> None:
+    for name, seconds in inspected["parse_s"].items():
+        print(f"{name} parse time: {seconds:.3f} s")
+        assert seconds < 2.0, name
 
 
 def test_parsing_imports_no_heavy_library(inspected: dict[str, Any]) -> None:
     assert inspected["heavy"] == []
 
 
-def test_pipeline_shape(inspected: dict[str, Any]) -> None:
-    assert inspected["tasks"] == sorted(TASKS)
+def test_fetch_short_circuits_before_the_cut_and_emits_the_asset(
+    inspected: dict[str, Any],
+) -> None:
+    fetch = inspected["dags"]["coinflow_fetch"]
+    assert fetch["tasks"] == sorted(FETCH_TASKS)
+    for upstream, task in zip(FETCH_TASKS, FETCH_TASKS[1:], strict=False):
+        assert fetch["upstream"][task] == [upstream], task
+    assert fetch["outlets"] == {"announce": ["coinflow_dataset"]}  # the only producer
+    assert fetch["schedule"] == "@daily" and fetch["catchup"] is False
+    assert fetch["max_active_runs"] == 1 and fetch["params"] == {}
+    assert inspected["asset"] == ["coinflow_dataset", "x-coinflow://dataset/versions"]
+    assert inspected["schedules"] == {"none": None, "30 6 * * *": "30 6 * * *", "": None}
+
+
+def test_train_is_scheduled_on_the_asset_in_the_pipeline_shape(inspected: dict[str, Any]) -> None:
+    train = inspected["dags"]["coinflow_train"]
+    assert train["schedule"] == ["coinflow_dataset"]
+    assert train["tasks"] == sorted(TRAIN_TASKS)
     chain = {
-        "version": "ingest",
-        "validate": "version",
-        "features": "validate",
+        "features": "dataset",
         "open_sweep": "features",
         "run_trials": "open_sweep",
         "register": "close_sweep",
@@ -91,25 +134,27 @@ def test_pipeline_shape(inspected: dict[str, Any]) -> None:
         "smoke_predict": "promote",
     }
     for task, upstream in chain.items():
-        assert inspected["upstream"][task] == [upstream], task
-    assert inspected["upstream"]["close_sweep"] == ["open_sweep", "run_trials"]
-    assert inspected["mapped"] == ["run_trials"]  # dynamic task mapping: one task per worker
+        assert train["upstream"][task] == [upstream], task
+    assert train["upstream"]["close_sweep"] == ["open_sweep", "run_trials"]
+    assert train["mapped"] == ["run_trials"]  # dynamic task mapping: one task per worker
+    assert train["outlets"] == {}
 
 
-def test_schedule_retries_and_params(inspected: dict[str, Any]) -> None:
+def test_retries_start_and_params(inspected: dict[str, Any]) -> None:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    assert inspected["schedule"] == "@daily"
-    assert inspected["catchup"] is False
-    assert inspected["start"].startswith("2024-11-01")
-    assert inspected["retry_delay_s"] > 0
-    gate = inspected["retries"].pop("validate")
+    fetch, train = inspected["dags"]["coinflow_fetch"], inspected["dags"]["coinflow_train"]
+    for dag in (fetch, train):
+        assert dag["start"].startswith("2024-11-01") and dag["retry_delay_s"] > 0
+    gate = fetch["retries"].pop("validate")
     assert gate == 0  # a data failure is not transient: no retry
-    assert set(inspected["retries"].values()) == {2}
-    assert inspected["params"]["data_version"] == params["data"]["version"]
-    assert inspected["params"]["n_trials"] == params["sweep"]["n_trials"]
-    assert inspected["params"]["workers"] >= 2
+    assert set(fetch["retries"].values()) == set(train["retries"].values()) == {2}
+    assert train["params"]["data_version"] == params["data"]["version"]
+    assert train["params"]["n_trials"] == params["sweep"]["n_trials"]
+    assert train["params"]["workers"] >= 2
 
 
-def test_sweep_workers_and_run_key(inspected: dict[str, Any]) -> None:
+def test_sweep_workers_and_the_announced_version(inspected: dict[str, Any]) -> None:
     assert inspected["workers"] == [[0, 1], [0], [0, 1, 2]]
-    assert inspected["key"] == "manual__2026-11-25T18-08-56.38-00-00"
+    # no event: a manual run; several queued events: the newest announcement wins
+    assert inspected["announced"] == [None, {"version": "v0.5", "md5": "mv0.5"}]
+    assert "lacks version/md5" in inspected["refused"]

@@ -1,7 +1,11 @@
-"""coinflow_daily under a real Airflow: api-server + scheduler + dag-processor on Postgres.
+"""coinflow_fetch → dataset Asset → coinflow_train under a real Airflow: api-server + scheduler +
+dag-processor on Postgres, runs triggered through the REST API.
 
-LocalExecutor (parallelism 4) runs the mapped sweep workers as separate processes sharing one
-Optuna study in a second Postgres database; the run is triggered through the REST API.
+The workspace holds the real exports up to 2024-09-30; the source holds them whole. Triggering
+coinflow_fetch cuts and validates v0.4 and emits the Asset event, and the scheduler then starts
+exactly one coinflow_train run for it: LocalExecutor (parallelism 4) runs its mapped sweep
+workers as separate processes sharing one Optuna study in a second Postgres database. A second
+fetch finds no new day: it short-circuits, emits nothing, and no train run follows.
 """
 
 from __future__ import annotations
@@ -19,22 +23,28 @@ import httpx
 import pytest
 
 from tests.dags.airflow_helpers import (
+    AFTER_SHORT_CIRCUIT,
     AIRFLOW,
-    TASKS,
+    FETCH_TASKS,
+    NEW_VERSION,
+    TRAIN_TASKS,
+    UNTIL,
     airflow_env,
     aliases,
     make_workspace,
     migrate,
     mlflow_client,
     sweep_runs,
+    version_md5,
+    write_exports,
 )
 from tests.processes import free_port, pg_database, stop_group
 
 pytestmark = [pytest.mark.integration, pytest.mark.dags, pytest.mark.slow]
 
-DAG_ID = "coinflow_daily"
-CONF = {"data_version": "v0.3", "n_trials": 4, "workers": 2}
-READY_S, RUN_S = 120.0, 420.0
+FETCH, TRAIN = "coinflow_fetch", "coinflow_train"
+N_TRIALS = 4  # the workspace's sweep.n_trials: the Asset-triggered run uses the Param defaults
+READY_S, RUN_S, QUIET_S = 120.0, 420.0, 15.0
 
 
 class Airflow:
@@ -45,6 +55,7 @@ class Airflow:
     ) -> None:
         self.env, self.logs, self.url = env, logs, f"http://127.0.0.1:{port}"
         self.password, self.state = password, state  # admin login; MLflow store folder
+        self.workdir = Path(env["COINFLOW_WORKDIR"])
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, *args: str) -> None:
@@ -91,12 +102,20 @@ def airflow(tmp_path: Path, fresh_pg_db: str, postgres_url: str) -> Iterator[Air
     home, state, logs = tmp_path / "airflow", tmp_path / "state", tmp_path / "logs"
     for folder in (home, state, logs):
         folder.mkdir()
-    workdir = make_workspace(tmp_path / "workspace")
+    workdir = make_workspace(tmp_path / "workspace", n_trials=N_TRIALS, until=UNTIL)
+    source = write_exports(tmp_path / "source")
     password = secrets.token_urlsafe(16)
     (home / "passwords.json").write_text(json.dumps({"admin": password}))
     port = free_port()
     with pg_database(postgres_url, "optuna") as optuna_url:
-        env = airflow_env(home, workdir, state, sql_conn=fresh_pg_db, optuna_storage=optuna_url)
+        env = airflow_env(
+            home,
+            workdir,
+            state,
+            sql_conn=fresh_pg_db,
+            optuna_storage=optuna_url,
+            data_source=source,
+        )
         env.update(
             {
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
@@ -109,7 +128,9 @@ def airflow(tmp_path: Path, fresh_pg_db: str, postgres_url: str) -> Iterator[Air
                 "simple_auth_manager.SimpleAuthManager",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
-                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",  # only the run this test triggers
+                # the scheduler creates Asset-triggered runs; coinflow_fetch runs only when
+                # this test triggers it (no @daily run on unpausing)
+                "COINFLOW_FETCH_SCHEDULE": "none",
             }
         )
         migrate(env, logs / "migrate.log")
@@ -123,64 +144,122 @@ def airflow(tmp_path: Path, fresh_pg_db: str, postgres_url: str) -> Iterator[Air
             af.stop()
 
 
-def test_scheduler_runs_the_dag_with_parallel_sweep_workers(airflow: Airflow) -> None:
-    api = httpx.Client(base_url=airflow.url, timeout=10)
-    _wait(
-        "api-server health",
-        airflow,
-        lambda: api.get("/api/v2/monitor/health").status_code == 200,
-        READY_S,
-    )
-    token = api.post("/auth/token", json={"username": "admin", "password": airflow.password}).json()
-    api.headers["Authorization"] = f"Bearer {token['access_token']}"
-    _wait(
-        "the DAG parsed by the dag-processor",
-        airflow,
-        lambda: api.get(f"/api/v2/dags/{DAG_ID}").status_code == 200,
-        READY_S,
-    )
-    assert api.patch(f"/api/v2/dags/{DAG_ID}", json={"is_paused": False}).status_code == 200
+class Api:
+    """The REST API, logged in as admin."""
 
-    started = time.monotonic()
-    created = api.post(f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": CONF})
-    assert created.status_code == 200, created.text
-    run_id = created.json()["dag_run_id"]
-
-    def finished() -> dict[str, Any] | None:
-        run = api.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}").json()
-        return run if run["state"] in ("success", "failed") else None
-
-    run = _wait(f"run {run_id} to finish", airflow, finished, RUN_S)
-    elapsed = time.monotonic() - started
-    tis = api.get(
-        f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", params={"limit": 100}
-    ).json()["task_instances"]
-    rows = sorted(tis, key=lambda t: (t["start_date"] or "", t["map_index"]))
-    print(f"\nAirflow scheduler run {run_id}: trigger -> {run['state']} in {elapsed:.1f} s")
-    for ti in rows:
-        name = ti["task_id"] + (f"[{ti['map_index']}]" if ti["map_index"] >= 0 else "")
-        print(
-            f"  {name:<16} {ti['state']:<8} {ti['start_date']} -> {ti['end_date']} "
-            f"({ti['duration'] or 0:.1f} s)"
+    def __init__(self, airflow: Airflow) -> None:
+        self.airflow = airflow
+        self.http = httpx.Client(base_url=airflow.url, timeout=10)
+        _wait(
+            "api-server health",
+            airflow,
+            lambda: self.http.get("/api/v2/monitor/health").status_code == 200,
+            READY_S,
         )
+        token = self.http.post(
+            "/auth/token", json={"username": "admin", "password": airflow.password}
+        ).json()
+        self.http.headers["Authorization"] = f"Bearer {token['access_token']}"
 
-    assert run["state"] == "success", [(t["task_id"], t["state"]) for t in tis]
-    assert {t["task_id"] for t in tis} == set(TASKS)
-    assert {t["state"] for t in tis} == {"success"}
-    workers = [t for t in tis if t["task_id"] == "run_trials"]
-    assert sorted(t["map_index"] for t in workers) == [0, 1]  # two mapped worker tasks ran
-    ran = [
-        api.get(
-            f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/run_trials/"
-            f"xcomEntries/return_value",
-            params={"map_index": i},
-        ).json()["value"]
-        for i in (0, 1)
-    ]
+    def get(self, path: str, **params: Any) -> Any:
+        response = self.http.get(f"/api/v2{path}", params=params)
+        assert response.status_code == 200, f"{path}: {response.status_code} {response.text}"
+        return response.json()
+
+    def unpause(self, dag_id: str) -> None:
+        _wait(
+            f"{dag_id} parsed by the dag-processor",
+            self.airflow,
+            lambda: self.http.get(f"/api/v2/dags/{dag_id}").status_code == 200,
+            READY_S,
+        )
+        done = self.http.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+        assert done.status_code == 200, done.text
+
+    def trigger(self, dag_id: str) -> str:
+        created = self.http.post(
+            f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": {}}
+        )
+        assert created.status_code == 200, created.text
+        return str(created.json()["dag_run_id"])
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        return list(self.get(f"/dags/{dag_id}/dagRuns", limit=100)["dag_runs"])
+
+    def finished(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        """Wait for a run to end; print its task instances; the run, with `tasks` added."""
+        started = time.monotonic()
+
+        def ended() -> dict[str, Any] | None:
+            run = self.get(f"/dags/{dag_id}/dagRuns/{run_id}")
+            return run if run["state"] in ("success", "failed") else None
+
+        run = dict(_wait(f"{dag_id} run {run_id} to finish", self.airflow, ended, RUN_S))
+        tis = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", limit=100)
+        rows = sorted(tis["task_instances"], key=lambda t: (t["start_date"] or "", t["map_index"]))
+        print(f"\n{dag_id} {run_id}: {run['state']} after {time.monotonic() - started:.1f} s")
+        for ti in rows:
+            name = ti["task_id"] + (f"[{ti['map_index']}]" if ti["map_index"] >= 0 else "")
+            print(f"  {name:<16} {ti['state']:<9} ({ti['duration'] or 0:.1f} s)")
+        run["tasks"] = rows
+        return run
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+        return self.get(path, map_index=map_index)["value"]
+
+    def dataset_events(self) -> list[dict[str, Any]]:
+        return list(self.get("/assets/events", source_dag_id=FETCH, limit=100)["asset_events"])
+
+
+def _states(run: dict[str, Any]) -> dict[str, str]:
+    return {t["task_id"]: t["state"] for t in run["tasks"] if t["map_index"] < 0}
+
+
+def test_new_days_train_once_and_no_new_day_trains_nothing(airflow: Airflow) -> None:
+    api = Api(airflow)
+    for dag_id in (FETCH, TRAIN):
+        api.unpause(dag_id)
+
+    # 1. new days at the source: fetch → cut v0.4 → gate → Asset event
+    fetch = api.finished(FETCH, api.trigger(FETCH))
+    assert fetch["state"] == "success", _states(fetch)
+    assert _states(fetch) == dict.fromkeys(FETCH_TASKS, "success")
+    md5 = version_md5(airflow.workdir, NEW_VERSION)
+    announced = {"version": NEW_VERSION, "md5": md5}
+    assert api.xcom(FETCH, fetch["dag_run_id"], "announce") == announced
+
+    # 2. ... and the scheduler starts coinflow_train for that event, once
+    first = _wait("a coinflow_train run", airflow, lambda: api.runs(TRAIN), READY_S)[0]
+    train = api.finished(TRAIN, first["dag_run_id"])
+    assert train["run_type"] == "asset_triggered"
+    assert train["state"] == "success", _states(train)
+    assert {t["task_id"] for t in train["tasks"]} == set(TRAIN_TASKS)
+    assert {t["state"] for t in train["tasks"]} == {"success"}
+    events = api.get(f"/dags/{TRAIN}/dagRuns/{train['dag_run_id']}/upstreamAssetEvents")
+    assert [e["extra"] for e in events["asset_events"]] == [announced]
+    chosen = api.xcom(TRAIN, train["dag_run_id"], "dataset")
+    assert chosen == {"data_version": NEW_VERSION, "md5": md5, "by": "asset"}
+    workers = sorted(t["map_index"] for t in train["tasks"] if t["task_id"] == "run_trials")
+    assert workers == [0, 1]  # two mapped worker tasks ran
+    ran = [int(api.xcom(TRAIN, train["dag_run_id"], "run_trials", i)) for i in workers]
     print(f"  trials run by worker 0 and 1: {ran}")
-    assert sum(int(n) for n in ran) == CONF["n_trials"]  # the workers shared one budget
+    assert sum(ran) == N_TRIALS  # the workers shared one budget
     client = mlflow_client(airflow.state)
     parents, trials = sweep_runs(client)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert len(trials[parents[0].info.run_id]) == CONF["n_trials"]  # one study, no overshoot
+    assert parents[0].data.tags["coinflow.data_version"] == NEW_VERSION
+    assert parents[0].data.tags["coinflow.dvc_md5"] == md5  # the sweep ran on the new version
+    assert len(trials[parents[0].info.run_id]) == N_TRIALS  # one study, no overshoot
     assert "champion" in aliases(client)
+
+    # 3. no new day: fetch short-circuits, no Asset event, no train run
+    again = api.finished(FETCH, api.trigger(FETCH))
+    assert again["state"] == "success", _states(again)
+    states = _states(again)
+    assert {states["fetch"], states["has_new_day"]} == {"success"}
+    assert {states[t] for t in AFTER_SHORT_CIRCUIT} == {"skipped"}
+    assert len(api.dataset_events()) == 1
+    time.sleep(QUIET_S)  # scheduler loops that would have queued a run for a new event
+    assert [r["dag_run_id"] for r in api.runs(TRAIN)] == [train["dag_run_id"]]
+    assert len(sweep_runs(client)[0]) == 1

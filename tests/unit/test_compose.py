@@ -242,7 +242,7 @@ def test_postgres_init_creates_every_database_the_urls_name(compose: dict) -> No
     script = (REPO / mounts[0].split(":")[0]).read_text(encoding="utf-8")
     created = set(re.findall(r"CREATE DATABASE (\w+)", script, flags=re.I))
     urls = [u for text in _strings(compose) for u in PG_URL.finditer(text)]
-    assert {u["db"] for u in urls} == created == {"airflow", "mlflow", "optuna"}
+    assert {u["db"] for u in urls} == created == {"airflow", "mlflow", "optuna", "predictions"}
     assert {u["user"] for u in urls} == {postgres["environment"]["POSTGRES_USER"]}
 
 

@@ -1,0 +1,209 @@
+"""`coinflow simulate`: a 60-day replay with one retrain, asserted on its report, its MLflow run,
+its prediction log and the raw data; and the refusals of impossible replays."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from tests.project import REPO
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+START, END = dt.date(2024, 1, 1), dt.date(2024, 2, 29)  # 60 days; the retrain on 2024-01-31
+MONITOR = {"window": "30d", "min_days": 20, "max_mase": 1.1, "coverage_tol": 0.1}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One short replay (1 trial of 2 epochs per sweep: the loop is under test, not the model)."""
+    from pipelines.config import load_params
+    from pipelines.paths import project
+    from pipelines.simulate import Plan, simulate
+
+    params = load_params(REPO / "params.yaml").monitor
+    assert (params.window_days, params.min_days, params.max_mase, params.coverage_tol) == (
+        30, MONITOR["min_days"], MONITOR["max_mase"], MONITOR["coverage_tol"],
+    )  # fmt: skip
+    workdir = tmp_path_factory.mktemp("simulate") / "workspace"
+    return simulate(Plan(START, END, retrain_every=30, trials=1, epochs=2), project(REPO), workdir)
+
+
+@pytest.fixture(scope="module")
+def btc() -> pd.Series:
+    """BTC closes straight from the raw export (not through the replay's code)."""
+    from pipelines.ingest import load_prices
+
+    return load_prices(REPO / "data" / "raw" / "btc.csv")["close"]
+
+
+def test_every_day_is_forecast_and_every_known_day_scored(report: dict[str, Any]) -> None:
+    s, days = report["summary"], report["days"]
+    assert s["forecast_days"] == len(days) == 60
+    assert [d["origin"] for d in days] == [
+        (START + dt.timedelta(days=i)).isoformat() for i in range(60)
+    ]
+    assert all(d["day"] == (dt.date.fromisoformat(d["origin"]) + dt.timedelta(days=1)).isoformat()
+               for d in days)  # fmt: skip
+    # The last forecast's close (2024-03-01) arrives after the replay: unscored.
+    assert s["scored_days"] == 59 and days[-1]["actual"] is None
+    assert all(d["actual"] is not None for d in days[:-1])
+    assert report["served"] == {d["origin"]: d["version"] for d in days}
+    assert sum(v["days"] for v in report["versions_served"]) == 60
+
+
+def test_one_retrain_on_the_data_up_to_its_day(report: dict[str, Any], btc: pd.Series) -> None:
+    initial, *retrains = report["retrains"]
+    assert initial["day"] == "2023-12-31" and initial["initial"]
+    assert [r["day"] for r in retrains] == ["2024-01-31"] and report["summary"]["retrains"] == 1
+    (retrain,) = retrains
+    from_2016 = btc.loc["2016-01-01":"2024-01-31"]
+    assert retrain["rows"] == len(from_2016) and retrain["data_version"] == "sim-2024-01-31"
+    assert retrain["version"] > initial["version"] and retrain["reason"]
+    # Every retrain's decisions are in the audit trail, stamped with the replay's day.
+    judged = [e for e in report["events"] if e["day"] == "2024-01-31" and e["action"] != "alert"]
+    assert retrain["version"] in {e["version"] for e in judged}
+    assert report["initial_champion"] is not None
+
+
+def test_live_mase_is_scored_against_persistence_by_hand(
+    report: dict[str, Any], btc: pd.Series
+) -> None:
+    scored = [d for d in report["days"] if d["actual"] is not None]
+    for d in scored[::10]:  # one day in ten, from the raw export
+        actual, origin = btc.loc[d["day"]], btc.loc[d["origin"]]
+        assert d["actual"] == pytest.approx(actual) and d["origin_close"] == pytest.approx(origin)
+        assert d["abs_error"] == pytest.approx(abs(d["median"] - actual))
+        assert d["persistence_abs_error"] == pytest.approx(abs(origin - actual))
+    err = np.array([d["abs_error"] for d in scored])
+    naive = np.array([d["persistence_abs_error"] for d in scored])
+    s = report["summary"]
+    assert s["live_mase"] == pytest.approx(err.sum() / naive.sum())
+    inside = [d["lower_80"] <= d["actual"] <= d["upper_80"] for d in scored]
+    assert s["coverage_80"] == pytest.approx(np.mean(inside))
+    # The monitor's own 30-day figure (incremental `monitor score`, day by day) on the last day.
+    last = [m for m in report["monitor_30d"] if m["day"] == scored[-1]["day"]]
+    version = report["served"][scored[-1]["origin"]]
+    (mine,) = [m for m in last if m["version"] == version]
+    window = [d for d in scored[-30:] if d["version"] == version]
+    assert mine["n"] == len(window)
+    assert mine["mase"] == pytest.approx(
+        sum(d["abs_error"] for d in window) / sum(d["persistence_abs_error"] for d in window)
+    )
+
+
+def test_alerts_follow_the_monitor_rule(report: dict[str, Any]) -> None:
+    by_day = {(m["day"], m["version"]): m for m in report["monitor_30d"]}
+    alerts = [e for e in report["events"] if e["action"] == "alert"]
+    assert report["summary"]["alerts"] == len(alerts)
+    for alert in alerts:
+        # The truth of `day` arrived that morning: the champion was judged on its scores to day.
+        seen = by_day[(alert["day"], alert["version"])]
+        assert seen["n"] >= MONITOR["min_days"]
+        assert (seen["mase"] > MONITOR["max_mase"]
+                or abs(seen["coverage_80"] - 0.8) > MONITOR["coverage_tol"]
+                or abs(seen["coverage_95"] - 0.95) > MONITOR["coverage_tol"])  # fmt: skip
+    assert report["summary"]["rollbacks"] == 0  # params.yaml: auto_rollback false
+
+
+def test_forecasts_went_through_the_api_and_saw_only_the_past(
+    report: dict[str, Any], btc: pd.Series
+) -> None:
+    import sqlalchemy as sa
+
+    from serving import prediction_log as plog
+
+    workdir = Path(report["workdir"])
+    engine = sa.create_engine(f"sqlite:///{workdir / 'predictions.db'}")
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(
+                plog.predictions.c.origin,
+                plog.predictions.c.alias,
+                plog.predictions.c.rows_source,
+                plog.predictions.c.rows,
+                plog.predictions.c.version,
+            )  # fmt: skip
+        ).all()
+    champion = [r for r in rows if r.alias == "champion"]
+    assert len(champion) == 60 and {r.rows_source for r in rows} == {"request"}
+    for row in champion:
+        last = row.rows[-1]
+        assert last["date"] == row.origin.isoformat()  # nothing after the origin day was sent
+        assert last["btc_close"] == pytest.approx(btc.loc[last["date"]])
+        assert report["served"][row.origin.isoformat()] == row.version
+
+
+def test_cut_at_a_day_never_sees_later_rows(btc: pd.Series) -> None:
+    from pipelines.simulate import cut_at, load_assets
+
+    assets = load_assets(REPO / "data" / "raw")
+    start, day = dt.date(2016, 1, 1), dt.date(2024, 1, 31)
+    early, late = cut_at(assets, start, day), cut_at(assets, start, END)
+    assert early.index[-1] == pd.Timestamp(day)
+    pd.testing.assert_frame_equal(early, late.loc[:day])
+
+
+def test_report_files_and_mlflow_run(report: dict[str, Any]) -> None:
+    from mlflow import MlflowClient
+
+    workdir = Path(report["workdir"])
+    json_path, png_path = Path(report["artifacts"]["json"]), Path(report["artifacts"]["png"])
+    assert json_path.parent == png_path.parent == workdir / "report"
+    assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    on_disk = json.loads(json_path.read_text())
+    assert on_disk == json.loads(json.dumps(report, default=str))
+    for key in ("plan", "summary", "events", "moves", "retrains", "versions_served", "served",
+                "days", "rolling_30d", "monitor_30d", "mlflow", "artifacts"):  # fmt: skip
+        assert key in on_disk, key
+    uri = report["mlflow"]["tracking_uri"]
+    assert uri == f"sqlite:///{workdir / 'mlruns.db'}"  # the replay's own store, not the user's
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(report["mlflow"]["run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["coinflow.kind"] == "simulation"
+    assert run.data.metrics["live_mase"] == pytest.approx(report["summary"]["live_mase"])
+    assert run.data.metrics["scored_days"] == 59
+    assert run.data.params["retrain_every"] == "30"
+    logged = {f.path for f in client.list_artifacts(run.info.run_id, "simulation")}
+    assert logged == {"simulation/simulation.json", "simulation/simulation.png"}
+    steps = client.get_metric_history(run.info.run_id, "live_mase_30d")
+    assert len(steps) == len([p for p in report["rolling_30d"] if p["mase"] is not None])
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--from", "2024-03-01", "--to", "2024-02-01"], "--to 2024-02-01 is before --from"),
+        (["--from", "2024-01-01", "--to", "2031-01-01"], "--to 2031-01-01 is outside the data"),
+        (["--from", "2017-01-01", "--to", "2017-02-01"], "validate.min_rows"),
+        (["--retrain-every", "0"], "--retrain-every must be >= 1"),
+        (["--from", "2024-13-01"], "is not an ISO date"),
+    ],
+)
+def test_impossible_replays_are_refused_and_write_nothing(
+    args: list[str], says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.cli import app
+
+    monkeypatch.setenv("COINFLOW_WORKDIR", str(REPO))  # the project whose data is replayed
+    workdir = tmp_path / "never"
+    result = CliRunner().invoke(app, ["simulate", *args, "--workdir", str(workdir)])
+    assert result.exit_code == 1, result.output
+    assert says in result.output and "simulate refused" in result.output
+    assert not workdir.exists()
+
+
+def test_a_used_workspace_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.cli import app
+
+    monkeypatch.setenv("COINFLOW_WORKDIR", str(REPO))
+    (tmp_path / "mlruns.db").write_text("another replay's store")
+    result = CliRunner().invoke(app, ["simulate", "--workdir", str(tmp_path)])
+    assert result.exit_code == 1 and "is not empty" in result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["mlruns.db"]
