@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 
 from pipelines.metrics import save_figure
+from registry.store import CHAMPION_MOVES
 
 if TYPE_CHECKING:
     from pipelines.simulate_workspace import Simulation
 
 ROLLING_DAYS = 30  # the served curve's trailing window (the monitor's 30d)
-MOVES = ("first-champion", "promote", "code-upgrade", "rollback")
 REPORT_DIR = "report"
 
 
@@ -113,8 +113,8 @@ def build_report(
     scored = champion.dropna(subset=["actual"])
     previous = forecast_days(logged, closes, "previous-champion").dropna(subset=["actual"])
     kinds = {int(e["version"]): str(e["kind"]) for e in sim.events}
-    moves = [e for e in sim.events
-             if e["action"] in MOVES and e["champion_after"] != e["champion_before"]]  # fmt: skip
+    moves = [e for e in sim.events if e["action"] in CHAMPION_MOVES
+             and e["champion_after"] != e["champion_before"]]  # fmt: skip
     start = sim.plan.start.isoformat()
     during = [e for e in moves if e["day"] >= start]
     eve = [e for e in moves if e["day"] < start]  # the first champion, set up the day before

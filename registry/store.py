@@ -409,13 +409,38 @@ def latest_decision(reg: Registry, version: int | str) -> dict[str, Any] | None:
 
 
 def record_runs(reg: Registry, status: str | None = None, limit: int = 200) -> list[Run]:
-    """This model's decision record runs, newest first (optionally of one status)."""
-    if reg.experiment_id is None:
-        return []
+    """This model's decision record runs, newest first (optionally of one status); a handle
+    naming no experiment (the API's) searches every experiment."""
     where = f"tags.`{tags.KIND}` = '{tags.RECORD_KIND}' and tags.`{tags.MODEL_NAME}` = '{reg.name}'"
     if status:
         where += f" and attributes.status = '{status}'"
+    experiments = (
+        [reg.experiment_id]
+        if reg.experiment_id is not None
+        else [e.experiment_id for e in reg.client.search_experiments()]
+    )
     found: list[Run] = reg.client.search_runs(
-        [reg.experiment_id], where, order_by=["attributes.start_time DESC"], max_results=limit
+        experiments, where, order_by=["attributes.start_time DESC"], max_results=limit
     )
     return found
+
+
+# Decision-record actions that move @champion (refuse and alert records move nothing).
+CHAMPION_MOVES = ("first-champion", "code-upgrade", "promote", "rollback")
+
+
+def alias_moves(reg: Registry, limit: int = 200) -> list[dict[str, Any]]:
+    """The champion's moves among the model's newest `limit` decision records, oldest first:
+    finished records only (a FAILED one never took effect, a RUNNING one is still moving)."""
+    moves = [
+        {
+            "at": dt.datetime.fromtimestamp(run.info.start_time / 1000, tz=dt.UTC),
+            "action": run.data.tags.get(tags.ACTION),
+            "version": int(run.data.tags[tags.MODEL_VERSION]),
+            "record_run_id": run.info.run_id,
+        }
+        for run in record_runs(reg, status="FINISHED", limit=limit)
+        if run.data.tags.get(tags.ACTION) in CHAMPION_MOVES
+        and run.data.tags.get(tags.MODEL_VERSION)
+    ]
+    return moves[::-1]

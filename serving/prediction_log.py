@@ -9,9 +9,11 @@ Tables (created and upgraded by alembic migrations in serving/migrations, never 
 - live_scores: what `coinflow monitor score` computed, per version, alias, horizon, window and
   day (the API's /monitoring and gauges read it).
 
-Writes go through a bounded queue and one batch-writer thread: a request only enqueues. When
-the queue is full or the database is down, the request still answers; the record is dropped
-and counted, and the log reports itself degraded.
+Writes go through a bounded queue and one batch-writer thread: a request only enqueues a
+`Served` (references to the arrays it already has); the writer thread turns it into the stored
+record (forecast points, input-row hash, rows as JSON) and writes batches, at most one write per
+`linger_s` while requests keep coming. When the queue is full or the database is down, the
+request still answers; the record is dropped and counted, and the log reports itself degraded.
 """
 
 from __future__ import annotations
@@ -24,12 +26,17 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+if TYPE_CHECKING:
+    import numpy as np
+
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
+YIELD_S = 0.0001  # the writer's pause between records: time for a waiting thread to take the GIL
+CHUNK = 4  # records per INSERT statement in the writer
 
 metadata = sa.MetaData()
 predictions = sa.Table(
@@ -93,11 +100,23 @@ def short_error(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {text}")
 
 
+def _sqlite_wal(connection: Any, _record: Any) -> None:
+    # Write-ahead log, synced at checkpoints: a commit costs ~0.4 ms of the writer's CPU instead
+    # of ~0.8-1.4 ms (no journal file made and deleted per transaction), readers never block the
+    # writer; a power cut (not a crash of the API) may lose the last few records.
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
 def engine_for(url: str) -> sa.Engine:
-    """An engine for the log's URL (SQLite files get their folder and a busy timeout)."""
+    """An engine for the log's URL (SQLite files get their folder, a busy timeout and WAL)."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        return sa.create_engine(url, connect_args={"timeout": 5})
+        engine = sa.create_engine(url, connect_args={"timeout": 5})
+        sa.event.listen(engine, "connect", _sqlite_wal)
+        return engine
     return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
 
 
@@ -127,6 +146,67 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+@dataclass(frozen=True)
+class Served:
+    """One forecast as the request path hands it to the log: ids and references to arrays it
+    already holds (never copied, never mutated). The writer thread builds the stored record."""
+
+    id: str
+    created_at: dt.datetime
+    model_name: str
+    version: int
+    alias: str | None  # the alias asked for (None: ?version=N)
+    shadow: bool
+    levels: tuple[float, ...]
+    out_dates: np.ndarray  # forecast days
+    quantiles: np.ndarray  # (horizon, levels) closes
+    dates: np.ndarray  # the rows the forecast read, exactly (rows_needed of them)
+    values: np.ndarray
+    from_request: bool  # the rows came in the request (stored), else the version's own rows
+    data_md5: str | None
+    code_fingerprint: str | None
+
+    def record(self) -> dict[str, Any]:
+        """The `predictions` record: the forecast as /predict returns it (every interval) plus
+        each day's quantiles, the sha256 of the rows used, and those rows when they were sent."""
+        import numpy as np
+
+        from pipelines.features import INPUT_COLUMNS
+        from pipelines.quantiles import interval_pairs
+        from serving.predictor import forecast_points
+
+        forecast = forecast_points(
+            self.out_dates, self.quantiles, self.levels, list(interval_pairs(self.levels))
+        )
+        for point, quantiles in zip(forecast, self.quantiles.tolist(), strict=True):
+            point["quantiles"] = quantiles
+        days = np.datetime_as_string(self.dates, unit="D").tolist()
+        rows = None
+        if self.from_request:  # what pydantic's Row.model_dump(mode="json") gives, ~10x faster
+            rows = [{"date": d, **dict(zip(INPUT_COLUMNS, v, strict=True))}
+                    for d, v in zip(days, self.values.tolist(), strict=True)]  # fmt: skip
+        return {
+            "id": self.id,
+            "created_at": self.created_at,
+            "model_name": self.model_name,
+            "version": self.version,
+            "alias": self.alias,
+            "shadow": self.shadow,
+            "origin": dt.date.fromisoformat(days[-1]),
+            "horizon": len(forecast),
+            "rows_source": "request" if self.from_request else "dataset",
+            "rows_hash": rows_hash(self.values),
+            "rows": rows,
+            "data_md5": self.data_md5,
+            "code_fingerprint": self.code_fingerprint,
+            "levels": list(self.levels),
+            "forecast": forecast,
+        }
+
+
+Record = dict[str, Any] | Served
+
+
 def _day_rows(prediction_id: str, record: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for step, point in enumerate(record["forecast"], start=1):
@@ -147,23 +227,35 @@ def _day_rows(prediction_id: str, record: dict[str, Any]) -> list[dict[str, Any]
     return out
 
 
-def _stored(record: dict[str, Any]) -> dict[str, Any]:
-    """A record's `predictions` row; request rows arrive as pydantic `Row`s and are dumped to
-    JSON here, in the writer thread, not on the request path."""
-    row = {k: v for k, v in record.items() if k in predictions.c}
-    if row.get("rows") is not None:
-        row["rows"] = [r.model_dump(mode="json") for r in row["rows"]]
-    return row
+def finished(record: Record) -> dict[str, Any]:
+    """A record as stored: a `Served` is built here (in the writer thread), a dict is as is."""
+    return record.record() if isinstance(record, Served) else record
 
 
-def write_records(engine: sa.Engine, records: list[dict[str, Any]]) -> None:
-    """Insert prediction records (and their forecast days) in one transaction."""
-    rows = [_stored(r) for r in records]
-    days = [day for r in records for day in _day_rows(r["id"], r)]
+def yield_gil() -> None:
+    """Let a request thread that waits for the GIL have it now. Without this, a busy writer keeps
+    the GIL up to the 5 ms switch interval each time a request thread releases it (every torch
+    op, every socket write): measured in-process, p99 request latency 7.5 ms without, 3.9 ms
+    with (2.9 ms with the log off)."""
+    time.sleep(YIELD_S)
+
+
+def write_records(engine: sa.Engine, records: list[dict[str, Any]], chunk: int = 0) -> None:
+    """Insert prediction records (and their forecast days) in one transaction; with `chunk`,
+    `chunk` records per statement, yielding the GIL between statements."""
+    step = chunk or len(records) or 1
     with engine.begin() as connection:
-        connection.execute(predictions.insert(), rows)
-        if days:
-            connection.execute(forecast_days.insert(), days)
+        for start in range(0, len(records), step):
+            part = records[start : start + step]
+            connection.execute(
+                predictions.insert(), [{k: v for k, v in r.items() if k in predictions.c}
+                                       for r in part]
+            )  # fmt: skip
+            days = [day for r in part for day in _day_rows(r["id"], r)]
+            if days:
+                connection.execute(forecast_days.insert(), days)
+            if chunk:
+                yield_gil()
 
 
 @dataclass
@@ -180,24 +272,34 @@ class LogStatus:
 
 
 class PredictionLog:
-    """A bounded queue in front of one batch-writer thread; `submit` never blocks."""
+    """A bounded queue in front of one batch-writer thread; `submit` never blocks.
+
+    An idle log writes a record at once; while records keep coming, it writes at most once per
+    `linger_s`, gathering what arrived meanwhile: a transaction per record costs the writer 2-3x
+    the CPU per record (measured on SQLite), CPU and GIL time the request threads then lose."""
 
     def __init__(
-        self, engine: sa.Engine, capacity: int = 10_000, batch: int = 200, flush_s: float = 0.2
+        self,
+        engine: sa.Engine,
+        capacity: int = 10_000,
+        batch: int = 200,
+        flush_s: float = 0.2,
+        linger_s: float = 0.05,
     ) -> None:
         self.engine = engine
-        self.batch, self.flush_s = batch, flush_s
-        self.queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=capacity)
+        self.batch, self.flush_s, self.linger_s = batch, flush_s, linger_s
+        self.queue: queue.Queue[Record] = queue.Queue(maxsize=capacity)
         self.status = LogStatus()
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._next_write = 0.0  # monotonic: no write before this while records keep coming
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
 
     def start(self) -> PredictionLog:
         self._thread.start()
         return self
 
-    def submit(self, record: dict[str, Any]) -> bool:
+    def submit(self, record: Record) -> bool:
         """Enqueue one record; False (and counted as dropped) when the queue is full."""
         try:
             self.queue.put_nowait(record)
@@ -207,15 +309,35 @@ class PredictionLog:
             return False
         return True
 
-    def _take(self) -> list[dict[str, Any]]:
+    def _take(self) -> list[Record]:
         records = []
         try:
             records.append(self.queue.get(timeout=self.flush_s))
+            # Busy: sleep out the rest of `linger_s`, then take what came. Sleeping, not waiting
+            # on the queue, so that each request's record does not wake this thread.
+            left = self._next_write - time.monotonic()
+            if left > 0:
+                self._stop.wait(left)
             while len(records) < self.batch:
                 records.append(self.queue.get_nowait())
         except queue.Empty:
             pass
         return records
+
+    def _finish(self, taken: list[Record]) -> list[dict[str, Any]]:
+        """The stored records of a batch; one that cannot be built is dropped and reported."""
+        out = []
+        for record in taken:
+            yield_gil()
+            try:
+                out.append(finished(record))
+            except Exception as exc:  # a bug, never a reason to stop logging the others
+                log.exception("prediction record not built")
+                with self._lock:
+                    self.status.dropped += 1
+                    self.status.last_error = short_error(exc)
+                    self.status.last_error_at = time.time()
+        return out
 
     def _migrate(self) -> bool:
         """Bring the schema up before the first write (retried: the database may be down)."""
@@ -242,11 +364,12 @@ class PredictionLog:
         delay = 0.5
         pending: list[dict[str, Any]] = []
         while not (self._stop.is_set() and self.queue.empty() and not pending):
-            pending = pending or self._take()
+            pending = pending or self._finish(self._take())
             if not pending:
                 continue
+            self._next_write = time.monotonic() + self.linger_s
             try:
-                write_records(self.engine, pending)
+                write_records(self.engine, pending, chunk=CHUNK)
             except Exception as exc:  # the database is down or refused: keep the batch, retry
                 with self._lock:
                     self.status.last_error = short_error(exc)

@@ -97,6 +97,15 @@ class RegistryClient:
             "reading run metrics", lambda: store.mlflow_call("searching runs", search)
         )
 
+    def alias_moves(self) -> list[dict[str, Any]]:
+        """The champion's moves from the audit trail, oldest first (registry.store.alias_moves)."""
+        return self._guarded(
+            "reading the audit trail",
+            lambda: store.mlflow_call(
+                "searching decision records", lambda: store.alias_moves(self.reg)
+            ),
+        )
+
     def latest_sweep(self) -> dict[str, Any]:
         """The newest sweep run and its trials, as plain dicts."""
         return self._guarded("reading the latest sweep", lambda: store.latest_sweep(self.reg))

@@ -256,14 +256,29 @@ class LiveScore(BaseModel):
     crps: float | None
 
 
+class AliasMove(BaseModel):
+    """One move of @champion from the registry's audit trail (a finished decision record)."""
+
+    at: dt.datetime = Field(description="when the record was written (UTC)")
+    action: Literal["first-champion", "code-upgrade", "promote", "rollback"]
+    version: int = Field(description="the champion after the move")
+    record_run_id: str
+
+
 class MonitoringResponse(BaseModel):
     """What `coinflow monitor score` last computed: each version's newest scores per role and
-    window, and the day-by-day series of the window asked for."""
+    window, and the day-by-day series of the window asked for; with the champion's moves."""
 
     model_name: str
     computed_at: dt.datetime | None
     latest: list[LiveScore]
     series: list[LiveScore]
+    alias_moves: list[AliasMove] = Field(
+        default_factory=list, description="promotions and rollbacks of @champion, oldest first"
+    )
+    alias_moves_error: str | None = Field(
+        None, description="why the audit trail could not be read (the scores still are)"
+    )
 
 
 class LogState(BaseModel):

@@ -72,7 +72,7 @@ class Handlers:
         )
 
     def refresh_live(self) -> tuple[str, pd.DataFrame, Any]:
-        """Note, table and chart of live scores (`GET /monitoring`)."""
+        """Note, table and chart of live scores (`GET /monitoring`), champion moves marked."""
         empty = pd.DataFrame(columns=shaping.LIVE_HEADERS)
         try:
             live = self.client.monitoring(shaping.LIVE_WINDOW)
@@ -94,9 +94,15 @@ class Handlers:
                 None,
             )
         rows = pd.DataFrame(shaping.live_rows(live), columns=shaping.LIVE_HEADERS)
-        note = f"Live scores of **{live.model_name}**, computed {live.computed_at or '?'}."
+        note = (
+            f"Live scores of **{live.model_name}**, computed {live.computed_at or '?'}."
+            + shaping.moves_note(live)
+        )
         series = shaping.live_series(live)
-        return note, rows, plots.live_figure(series, shaping.LIVE_WINDOW) if series else None
+        if not series:
+            return note, rows, None
+        marks = shaping.live_marks(live.alias_moves, series)
+        return note, rows, plots.live_figure(series, shaping.LIVE_WINDOW, marks)
 
     def refresh_sweep(self) -> tuple[str, pd.DataFrame, Any]:
         """Note, trials table and chart for the latest sweep (`GET /sweeps/latest`)."""

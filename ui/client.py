@@ -133,13 +133,24 @@ class LiveScore(_Response):
     crps: float | None = None
 
 
+class AliasMove(_Response):
+    """A move of @champion from the registry's audit trail: a promotion or a rollback."""
+
+    at: str
+    action: str  # first-champion | code-upgrade | promote | rollback
+    version: int  # the champion after the move
+
+
 class Monitoring(_Response):
-    """`GET /monitoring`: newest live scores per version/role/window, and one window's series."""
+    """`GET /monitoring`: newest live scores per version/role/window, one window's series, and
+    the champion's moves (an older API sends none)."""
 
     model_name: str
     computed_at: str | None = None
     latest: list[LiveScore] = []
     series: list[LiveScore] = []
+    alias_moves: list[AliasMove] = []
+    alias_moves_error: str | None = None
 
 
 class Sweep(_Response):

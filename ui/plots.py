@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import matplotlib.dates as mdates
 from matplotlib.figure import Figure
 
 from ui.client import Models, Sweep
-from ui.shaping import ForecastSeries, LiveSeries
+from ui.shaping import ForecastSeries, LiveMark, LiveSeries
 
 ACTUAL, MODEL, PERSISTENCE = "#1f2937", "#2563eb", "#9ca3af"
+PROMOTED, ROLLED_BACK = "#16a34a", "#dc2626"
 
 
 def forecast_figure(series: ForecastSeries, title: str) -> Figure:
@@ -115,9 +118,10 @@ def sweep_figure(sweep: Sweep) -> Figure:
     return fig
 
 
-def live_figure(series: list[LiveSeries], window: str) -> Figure:
+def live_figure(series: list[LiveSeries], window: str, marks: Sequence[LiveMark] = ()) -> Figure:
     """Live MASE (1 = persistence) and 80% coverage (nominal 0.8) over time, one line per
-    version and role."""
+    version and role; each champion move a vertical line on both panels, labelled at the top
+    with the version it crowned (green: promoted, red: rolled back)."""
     fig = Figure(figsize=(9, 5.2), layout="constrained")
     mase_ax, cov_ax = fig.subplots(2, 1, sharex=True)
     for s in series:
@@ -127,6 +131,18 @@ def live_figure(series: list[LiveSeries], window: str) -> Figure:
                     label=s.label)  # fmt: skip
     mase_ax.axhline(1.0, color=ACTUAL, lw=1, ls="--", label="persistence")
     cov_ax.axhline(0.8, color=ACTUAL, lw=1, ls="--", label="nominal 80%")
+    same_day: dict[float, int] = {}
+    for mark in marks:
+        day = float(mdates.date2num(mark.day))
+        color = ROLLED_BACK if mark.rollback else PROMOTED
+        for ax in (mase_ax, cov_ax):
+            ax.axvline(day, color=color, lw=1.2, ls="-.", alpha=0.8)
+        # x in data, y in axes fraction: the label sits at the top whatever the MASE range;
+        # moves on the same day get their labels side by side.
+        nth = same_day[day] = same_day.get(day, -1) + 1
+        mase_ax.annotate(mark.label, (day, 1.0), xycoords=("data", "axes fraction"),
+                         xytext=(3 + 11 * nth, -3), textcoords="offset points", rotation=90,
+                         va="top", ha="left", fontsize="small", color=color)  # fmt: skip
     mase_ax.set_title(f"live next-day MASE over the trailing {window} (lower is better)")
     cov_ax.set_title(f"share of days inside the 80% interval, trailing {window}")
     cov_ax.yaxis.set_major_formatter("{x:.0%}")

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 
 from ui.client import (
+    AliasMove,
     Forecast,
     Lineage,
     LiveScore,
@@ -50,6 +51,12 @@ TRIAL_HEADERS = [
 LIVE_HEADERS = ["version", "role", "window", "as of", "scored days", "live MASE", "80% covers",
                 "95% covers", "CRPS (USD)"]  # fmt: skip
 LIVE_WINDOW = "30d"  # the window the Live tab plots
+MOVE_WORDS = {  # a champion move's action → how the Live plot labels it
+    "promote": "v{v} promoted",
+    "first-champion": "v{v} first champion",
+    "code-upgrade": "v{v} (code upgrade)",
+    "rollback": "rolled back to v{v}",
+}
 
 
 class ChoiceError(ValueError):
@@ -321,3 +328,43 @@ def live_series(monitoring: Monitoring) -> list[LiveSeries]:
         )
         for (version, role), points in sorted(groups.items())
     ]
+
+
+def move_label(move: AliasMove) -> str:
+    """'v3 promoted', 'rolled back to v1': a champion move, named by the version it crowned."""
+    word = MOVE_WORDS.get(move.action)
+    return word.format(v=move.version) if word else f"v{move.version} ({move.action})"
+
+
+@dataclass(frozen=True)
+class LiveMark:
+    """A champion move drawn on the Live plot: its day, label and whether it was a rollback."""
+
+    day: dt.date
+    label: str
+    rollback: bool
+
+
+def live_marks(moves: list[AliasMove], series: list[LiveSeries]) -> list[LiveMark]:
+    """The champion's moves within the plotted days, oldest first; moves outside the series'
+    days are left off (they would stretch the time axis) but the note names them."""
+    days = [d for s in series for d in s.days]
+    if not days:
+        return []
+    first, last = min(days), max(days)
+    return [
+        LiveMark(_date(m.at), move_label(m), m.action == "rollback")
+        for m in sorted(moves, key=lambda m: m.at)
+        if first <= _date(m.at) <= last
+    ]
+
+
+def moves_note(monitoring: Monitoring, shown: int = 3) -> str:
+    """A sentence on the champion's latest moves for the Live tab's note ('' when none)."""
+    if monitoring.alias_moves_error:
+        return f" Promotions and rollbacks are not marked: {monitoring.alias_moves_error}"
+    moves = sorted(monitoring.alias_moves, key=lambda m: m.at)
+    if not moves:
+        return ""
+    latest = [f"{move_label(m)} on {m.at[:10]}" for m in moves[-shown:]]
+    return f" Champion moves ({len(moves)}): {'; '.join(latest)}."

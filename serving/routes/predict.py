@@ -22,7 +22,7 @@ from serving.schemas import ALIAS_PATTERN, PredictRequest, PredictResponse, Row
 from serving.settings import ServingSettings
 
 if TYPE_CHECKING:
-    from serving.prediction_log import PredictionLog
+    from serving.prediction_log import PredictionLog, Served
 
 router = APIRouter(tags=["predict"])
 log = logging.getLogger(__name__)
@@ -54,32 +54,19 @@ def log_record(
     alias: str | None,
     shadow: bool,
     inputs: tuple[np.ndarray, np.ndarray] | None,
-    rows: list[Row] | None,
-) -> dict[str, Any]:
-    """The prediction log's record of one forecast: who answered, from which rows, what."""
-    from serving.prediction_log import rows_hash
+) -> Served:
+    """What the prediction log needs of one forecast: who answered, from which rows (request
+    rows, else the version's own), what. References only: the log's writer thread builds the
+    stored record (forecast points, row hash, rows JSON) off the request path."""
+    from serving.prediction_log import Served
 
     dates, values = inputs if inputs is not None else (model.recent_dates, model.recent_values)
-    forecast = forecast_points(*out, model.levels, model.intervals)
-    for point, quantiles in zip(forecast, out[1].tolist(), strict=True):
-        point["quantiles"] = quantiles
-    return {
-        "id": prediction_id,
-        "created_at": dt.datetime.now(dt.UTC),
-        "model_name": model.name,
-        "version": model.version,
-        "alias": alias,
-        "shadow": shadow,
-        "origin": dt.date.fromisoformat(str(dates[-1])),
-        "horizon": len(forecast),
-        "rows_source": "dataset" if inputs is None else "request",
-        "rows_hash": rows_hash(values[-model.rows_needed :]),
-        "rows": rows,
-        "data_md5": model.lineage.get("dvc_md5"),
-        "code_fingerprint": model.lineage.get("code_fingerprint"),
-        "levels": list(model.levels),
-        "forecast": forecast,
-    }
+    need = model.rows_needed
+    return Served(
+        prediction_id, dt.datetime.now(dt.UTC), model.name, model.version, alias, shadow,
+        model.levels, out[0], out[1], dates[-need:], values[-need:], inputs is not None,
+        model.lineage.get("dvc_md5"), model.lineage.get("code_fingerprint"),
+    )  # fmt: skip
 
 
 def shadow_forecast(
@@ -89,7 +76,6 @@ def shadow_forecast(
     served: int,
     horizon: int,
     inputs: tuple[np.ndarray, np.ndarray] | None,
-    rows: list[Row] | None,
     failures: Any,
 ) -> None:
     """After the answer is sent: the shadow alias's forecast on the same inputs, logged as
@@ -110,9 +96,8 @@ def shadow_forecast(
             if inputs is None
             else model.predict(inputs[0], inputs[1], horizon)
         )
-        record = log_record(model, out, prediction_id=new_id(), alias=alias, shadow=True,
-                            inputs=inputs, rows=rows)  # fmt: skip
-        plog.submit(record)
+        plog.submit(log_record(model, out, prediction_id=new_id(), alias=alias, shadow=True,
+                               inputs=inputs))  # fmt: skip
     except Exception as exc:
         failures.inc()
         log.warning("shadow forecast with @%s failed: %s", alias, exc)
@@ -173,19 +158,15 @@ def predict(
         from serving.prediction_log import new_id
 
         prediction_id = new_id()
-        rows = request.rows  # dumped to JSON by the log's writer thread, off the request path
         # The alias asked for (the default one when neither ?version nor ?alias was given).
         asked = None if version is not None else alias or settings.coinflow_default_alias
-        record = log_record(
-            model, out, prediction_id=prediction_id, alias=asked, shadow=False,
-            inputs=inputs, rows=rows,
-        )  # fmt: skip
-        plog.submit(record)
+        plog.submit(log_record(model, out, prediction_id=prediction_id, alias=asked,
+                               shadow=False, inputs=inputs))  # fmt: skip
         shadow = settings.coinflow_shadow_alias
         if shadow:
             background = BackgroundTask(
                 shadow_forecast, cache, plog, shadow, model.version, request.horizon,
-                inputs, rows, metrics.shadow_failures,
+                inputs, metrics.shadow_failures,
             )  # fmt: skip
     answer = {
         "prediction_id": prediction_id,

@@ -141,7 +141,7 @@ def _child_env(**extra: str) -> dict[str, str]:
         **env,
         "GRADIO_ANALYTICS_ENABLED": "False",
         "DVC_NO_ANALYTICS": "1",
-        "COINFLOW_PREDICTION_LOG_URL": "",  # the UI tests do not read the log
+        "COINFLOW_PREDICTION_LOG_URL": "",  # off unless a child is given one (the API is)
         **extra,
     }
 
@@ -164,6 +164,7 @@ def servers(
             MLFLOW_REGISTRY_URI=e2e_registry.uri,
             COINFLOW_MODEL_NAME=e2e_registry.name,
             COINFLOW_REFRESH_S="0",
+            COINFLOW_PREDICTION_LOG_URL=e2e_registry.log_url,  # the Live tab reads it
         ),
         e2e_registry.root,
         api_port,
@@ -192,3 +193,51 @@ def servers(
     finally:
         ui.stop()
         api.stop()
+
+
+@pytest.fixture
+def live_history(e2e_registry: E2eRegistry) -> Iterator[list[str]]:
+    """Six days of live scores in the API's log (v1 champion, v2 shadowed) and two real guarded
+    rollbacks in the registry's audit trail (v1 → v2 → v1, aliases as they were afterwards);
+    yields the labels the Live tab should give those moves."""
+    import datetime as dt
+
+    import mlflow
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    from registry.aliases import rollback
+    from registry.store import Registry
+    from serving import monitor
+    from serving import prediction_log as plog
+
+    today = dt.datetime.now(dt.UTC).date()
+    scores = pd.DataFrame(
+        [
+            {"version": v, "role": role, "step": 1, "window": "30d", "day": day, "n": 10 + i,
+             "mae": 800.0, "persistence_mae": 815.0, "mase": mase + i / 100,
+             "coverage_80": 0.8, "coverage_95": 0.95, "pinball": 150.0, "crps": 600.0}
+            for v, role, mase in ((1, "champion", 0.98), (2, "shadow", 1.0))
+            for i, day in enumerate(today - dt.timedelta(days=d) for d in range(5, -1, -1))
+        ]
+    )  # fmt: skip
+    engine = plog.engine_for(e2e_registry.log_url)
+    plog.migrate(engine)
+    monitor.write_scores(engine, e2e_registry.name, scores)
+    engine.dispose()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+        mlflow.set_tracking_uri(e2e_registry.uri)
+        mlflow.set_registry_uri(e2e_registry.uri)
+        client = MlflowClient()
+        experiment = client.get_experiment_by_name("coinflow-e2e")
+        assert experiment is not None
+        reg = Registry(e2e_registry.name, client, experiment.experiment_id)
+        client.set_registered_model_alias(reg.name, "previous-champion", "2")
+        rollback(reg, reason="e2e: the Live tab marks it")
+        rollback(reg, reason="e2e: and back")
+        client.set_registered_model_alias(reg.name, "challenger", "2")  # a rollback clears it
+        client.delete_registered_model_alias(reg.name, "previous-champion")
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    yield [f"rolled back to v2 on {today}", f"rolled back to v1 on {today}"]

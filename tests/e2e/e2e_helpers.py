@@ -105,3 +105,8 @@ class E2eRegistry:
     data_version: str
     dvc_md5: str
     git_sha: str
+
+    @property
+    def log_url(self) -> str:
+        """The API's prediction log (SQLite), where the Live tab's scores are read from."""
+        return f"sqlite:///{self.root / 'predictions.db'}"

@@ -117,3 +117,18 @@ def test_uploads_are_capped_at_a_few_kilobytes(servers: tuple[ChildServer, Child
     assert big.status_code == 413, big.text[:300]
     small = httpx.post(url, files={"files": ("x.txt", b"ok")}, timeout=30)
     assert small.status_code == 200, small.text[:300]
+
+
+def test_live_tab_plots_scores_and_names_the_champion_moves(
+    ui_page: Any, live_history: list[str]
+) -> None:
+    ui_page.get_by_role("tab", name="Live").click()
+    ui_page.locator("#live-refresh").click()  # the page opened before the scores were written
+    note = ui_page.locator("#live-note")
+    expect(note).to_contain_text("Champion moves (2)", timeout=WAIT_MS)
+    expect(note).to_contain_text("; ".join(live_history))
+    expect(ui_page.locator("#live-table")).to_contain_text("shadow")
+    plot = ui_page.locator("#live-plot img")
+    expect(plot).to_be_visible()
+    assert plot.evaluate("img => img.naturalWidth") > 300
+    _screenshot(ui_page, "ui_live.png")

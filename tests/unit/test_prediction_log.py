@@ -84,3 +84,46 @@ def test_a_database_that_is_down_drops_and_says_so_without_blocking(tmp_path: Pa
     assert not status.healthy and status.dropped >= 440
     assert any("not written" in r for r in status.reasons)
     writer.close(timeout_s=5)
+
+
+def served(n: int, from_request: bool = True) -> plog.Served:
+    """What the request path hands over: arrays it already has (2 rows, 2 days, 3 levels)."""
+    import numpy as np
+
+    values = np.arange(16, dtype="float64").reshape(2, 8) + n
+    return plog.Served(
+        plog.new_id(), dt.datetime.now(dt.UTC), "m", 1, "champion", False, (0.1, 0.5, 0.9),
+        np.array(["2024-11-01", "2024-11-02"], dtype="datetime64[D]"),
+        np.array([[69_000.0, 70_000.0, 71_000.0], [68_000.0, 70_100.0, 72_000.0]]) + n,
+        np.array(["2024-10-30", "2024-10-31"], dtype="datetime64[D]"), values, from_request,
+        "0" * 32, "abc",
+    )  # fmt: skip
+
+
+def test_the_writer_builds_the_stored_record_of_a_served_forecast(tmp_path: Path) -> None:
+    engine = plog.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
+    writer = plog.PredictionLog(engine, batch=10, flush_s=0.05, linger_s=0.01).start()
+    sent, shipped = served(0), served(1, from_request=False)
+    broken = plog.Served(**{**served(2).__dict__, "quantiles": None})  # cannot be built
+    assert all(writer.submit(r) for r in (sent, broken, shipped))
+    writer.close(timeout_s=10)
+    status = writer.snapshot()
+    # Counted as dropped; the error clears with the next good write (the log is healthy again).
+    assert (status.written, status.dropped, status.healthy) == (2, 1, True)
+    assert status.last_error_at is not None
+    stored = plog.read_predictions(engine, sent.id)
+    assert stored is not None
+    assert (stored["origin"], stored["horizon"], stored["rows_source"]) == (
+        dt.date(2024, 10, 31), 2, "request")  # fmt: skip
+    assert stored["rows_hash"] == plog.rows_hash(sent.values)  # the rows the forecast read
+    assert stored["rows"][1] == {"date": "2024-10-31", "btc_open": 8.0, "btc_high": 9.0,
+        "btc_low": 10.0, "btc_close": 11.0, "btc_volume": 12.0, "eth_close": 13.0,
+        "gold_close": 14.0, "gold_filled": 15.0}  # fmt: skip
+    assert stored["forecast"][1] == {"date": "2024-11-02", "close": 70_100.0, "quantiles": [
+        68_000.0, 70_100.0, 72_000.0], "intervals": [
+        {"level": 0.8, "lower": 68_000.0, "upper": 72_000.0}]}  # fmt: skip
+    other = plog.read_predictions(engine, shipped.id)
+    assert other is not None and other["rows"] is None and other["rows_source"] == "dataset"
+    assert count(engine, plog.forecast_days) == 4
+    with engine.connect() as connection:  # SQLite logs run in WAL mode (cheap commits)
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"

@@ -329,6 +329,46 @@ def test_sweep_tab_lists_trials(client: ApiClient) -> None:
     assert isinstance(scatter, Figure)
 
 
+LIVE_POINT = {"version": 2, "role": "champion", "window": "30d", "n": 30, "mase": 0.97,
+              "coverage_80": 0.8, "coverage_95": 0.94, "crps": 600.0}  # fmt: skip
+MONITORING = {
+    "model_name": "btc-forecaster",
+    "computed_at": "2024-10-05T06:00:00Z",
+    "latest": [{**LIVE_POINT, "day": "2024-10-04"}],
+    "series": [{**LIVE_POINT, "day": f"2024-10-0{d}"} for d in range(1, 5)],
+    "alias_moves": [
+        {"at": "2024-10-02T08:00:00Z", "action": "promote", "version": 2, "record_run_id": "r1"}
+    ],
+    "alias_moves_error": None,
+}
+
+
+def test_live_tab_marks_the_champion_moves(client: ApiClient, api: CannedApi) -> None:
+    api.routes[("GET", "/monitoring")] = Reply(body=MONITORING)
+    live = client.monitoring("30d")
+    assert [(m.action, m.version) for m in live.alias_moves] == [("promote", 2)]
+    assert api.seen[-1]["query"] == {"window": ["30d"]}
+    note, table, figure = Handlers(client).refresh_live()
+    assert "Champion moves (1): v2 promoted on 2024-10-02." in note
+    assert table["live MASE"].tolist() == [0.97]
+    assert isinstance(figure, Figure) and [t.get_text() for t in figure.axes[0].texts] == [
+        "v2 promoted"
+    ]
+
+
+def test_live_tab_without_moves_from_an_older_api_or_a_down_registry(
+    client: ApiClient, api: CannedApi
+) -> None:
+    older = {k: v for k, v in MONITORING.items() if not k.startswith("alias_moves")}
+    api.routes[("GET", "/monitoring")] = Reply(body=older)
+    note, _, figure = Handlers(client).refresh_live()
+    assert "Champion moves" not in note and len(figure.axes[0].texts) == 0
+    down = {**MONITORING, "alias_moves": [], "alias_moves_error": "registry unreachable"}
+    api.routes[("GET", "/monitoring")] = Reply(body=down)
+    note, _, figure = Handlers(client).refresh_live()
+    assert "not marked: registry unreachable" in note and isinstance(figure, Figure)
+
+
 def test_the_page_builds_without_touching_the_api(api: CannedApi) -> None:
     with ApiClient(api.url) as c:
         demo = build_app(c)

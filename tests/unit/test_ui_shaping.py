@@ -14,7 +14,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from ui import plots, shaping
-from ui.client import Forecast, Lineage, ModelRef, Models, Sweep
+from ui.client import Forecast, Lineage, ModelRef, Models, Monitoring, Sweep
 
 pytestmark = pytest.mark.unit
 
@@ -329,3 +329,73 @@ def test_sweep_figure_plots_finished_trials_by_layer_count() -> None:
     legend = ax.get_legend()
     assert legend is not None
     assert [t.get_text() for t in legend.get_texts()] == ["1 layer(s)", "2 layer(s)"]
+
+
+def _score(version: int, role: str, day: str, mase: float) -> dict[str, object]:
+    return {"version": version, "role": role, "window": "30d", "day": day, "n": 30,
+            "mase": mase, "coverage_80": 0.8, "coverage_95": 0.95, "crps": 600.0}  # fmt: skip
+
+
+LIVE = Monitoring.model_validate(
+    {
+        "model_name": "btc-forecaster",
+        "computed_at": "2024-10-04T06:00:00Z",
+        "latest": [_score(2, "champion", "2024-10-04", 1.02)],
+        "series": [
+            *(_score(1, "champion", f"2024-10-0{d}", 0.98) for d in (1, 2)),
+            *(_score(2, "champion", f"2024-10-0{d}", 1.02) for d in (3, 4)),
+            *(_score(1, "shadow", f"2024-10-0{d}", 0.99) for d in (3, 4)),
+        ],
+        "alias_moves": [  # out of order on purpose; the first and last lie outside the series
+            {"at": "2024-10-03T07:00:00+00:00", "action": "promote", "version": 2},
+            {"at": "2024-09-01T07:00:00+00:00", "action": "first-champion", "version": 1},
+            {"at": "2024-10-04T09:30:00+00:00", "action": "rollback", "version": 1},
+            {"at": "2024-11-01T00:00:00+00:00", "action": "promote", "version": 3},
+        ],
+    }
+)
+
+
+def test_live_marks_are_the_champion_moves_within_the_plotted_days() -> None:
+    series = shaping.live_series(LIVE)
+    assert [s.label for s in series] == ["v1 (champion)", "v1 (shadow)", "v2 (champion)"]
+    marks = shaping.live_marks(LIVE.alias_moves, series)
+    assert marks == [
+        shaping.LiveMark(dt.date(2024, 10, 3), "v2 promoted", rollback=False),
+        shaping.LiveMark(dt.date(2024, 10, 4), "rolled back to v1", rollback=True),
+    ]
+    assert shaping.live_marks(LIVE.alias_moves, []) == []
+
+
+def test_moves_note_names_the_latest_moves_or_why_there_are_none() -> None:
+    note = shaping.moves_note(LIVE, shown=2)
+    assert note == (" Champion moves (4): rolled back to v1 on 2024-10-04; "
+                    "v3 promoted on 2024-11-01.")  # fmt: skip
+    assert shaping.moves_note(LIVE.model_copy(update={"alias_moves": []})) == ""
+    down = LIVE.model_copy(update={"alias_moves": [], "alias_moves_error": "registry down"})
+    assert "not marked: registry down" in shaping.moves_note(down)
+    odd = LIVE.alias_moves[0].model_copy(update={"action": "sideways"})
+    assert shaping.move_label(odd) == "v2 (sideways)"
+
+
+def test_live_figure_marks_each_move_on_both_panels_with_its_version() -> None:
+    series = shaping.live_series(LIVE)
+    marks = shaping.live_marks(LIVE.alias_moves, series)
+    fig = plots.live_figure(series, "30d", marks)
+    mase_ax, cov_ax = fig.axes
+    for ax in (mase_ax, cov_ax):
+        vertical = sorted(
+            (float(np.asarray(line.get_xdata(), dtype=float)[0]), line.get_color())
+            for line in ax.get_lines()
+            if len(set(np.asarray(line.get_xdata(), dtype=float).tolist())) == 1
+            and line.get_label().startswith("_")  # not a plotted series
+        )
+        assert vertical == [
+            (float(mdates.date2num(dt.date(2024, 10, 3))), plots.PROMOTED),
+            (float(mdates.date2num(dt.date(2024, 10, 4))), plots.ROLLED_BACK),
+        ]
+    assert [t.get_text() for t in mase_ax.texts] == ["v2 promoted", "rolled back to v1"]
+    legend = mase_ax.get_legend()
+    assert legend is not None  # the marks stay out of the legend
+    assert [t.get_text() for t in legend.get_texts()] == [s.label for s in series] + ["persistence"]
+    assert _png(fig).startswith(b"\x89PNG")

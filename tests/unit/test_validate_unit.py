@@ -236,9 +236,7 @@ SPLIT = FeatureParams(train_frac=0.6, val_frac=0.2)
 
 
 @pytest.mark.parametrize("action", ["warn", "fail"])
-def test_drift_of_the_newest_window_warns_or_fails_by_params(
-    tmp_path: Path, action: str
-) -> None:
+def test_drift_of_the_newest_window_warns_or_fails_by_params(tmp_path: Path, action: str) -> None:
     params = PARAMS.model_copy(
         update={"max_rows": 1000, "drift": DriftParams(window_days=30, alpha=0.01, action=action)}
     )
@@ -253,7 +251,7 @@ def test_drift_of_the_newest_window_warns_or_fails_by_params(
     by_series = {row["series"]: row for row in drift["series"]}
     assert by_series["btc_volume"]["ks_statistic"] == 1.0  # every recent volume is larger
     assert by_series["btc_return"]["p_value"] > 0.01  # same return distribution throughout
-    named = [f for f in (outcome.warnings if action == "warn" else outcome.failed)]
+    named = outcome.warnings if action == "warn" else outcome.failed
     assert [f.column for f in named] == ["p_value"]
     assert named[0].examples[0]["series"] == "btc_volume"
     assert outcome.success is (action == "warn")
