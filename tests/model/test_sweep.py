@@ -211,10 +211,12 @@ def test_killed_worker_resumes_without_lost_or_repeated_trials(workspace: Path) 
     assert [t.number for t in after] == list(range(n_trials))  # none lost, none extra
     assert after[0].value == before[0].value
     assert after[0].user_attrs["mlflow_run_id"] == before[0].user_attrs["mlflow_run_id"]
-    for number in killed:  # marked FAIL on resume, and retried once with the same params
+    for number in killed:  # marked FAIL on resume, and retried once with its params
         assert after[number].state == TrialState.FAIL
         retries = [t for t in after if t.system_attrs.get("failed_trial") == number]
-        assert len(retries) == 1 and retries[0].params == after[number].params
+        # the retry keeps every parameter the killed trial had sampled (a kill during sampling
+        # leaves some unsampled: the retry draws those)
+        assert len(retries) == 1 and retries[0].params.items() >= after[number].params.items()
     assert all(t.state.is_finished() for t in after)
     assert result.n_complete + result.n_pruned + result.n_failed == n_trials
 
