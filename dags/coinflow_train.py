@@ -69,13 +69,15 @@ def _handle(job: dict[str, Any]) -> Any:
 
 
 def _registry(data_version: str) -> tuple[Any, Any, Any]:
-    """(params, registry, evaluation rows) for the registry tasks."""
+    """(registry, evaluation rows, promotion policy) for the registry tasks."""
     from pipelines.paths import project
+    from registry.policy import Policy
     from registry.scoring import load_eval_set
     from registry.store import open_registry
 
-    params = stage_params(data_version)
-    return params, open_registry(params.registry.model_name), load_eval_set(project(workdir()))
+    params = stage_params(data_version).registry
+    reg = open_registry(params.model_name)
+    return reg, load_eval_set(project(workdir())), Policy.from_params(params)
 
 
 _DEFAULTS = param_defaults(workdir())
@@ -231,10 +233,8 @@ def coinflow_train() -> None:
         """Register the best run (once per run id) as challenger; seed a persistence champion."""
         from pipelines.paths import project
         from registry.flow import register_candidate
-        from registry.policy import Policy
 
-        params, reg, ev = _registry(best["data_version"])
-        policy = Policy.from_params(params.registry)
+        reg, ev, policy = _registry(best["data_version"])
         number, champion = register_candidate(
             reg, best["best_run_id"], ev, project(workdir()), policy
         )
@@ -249,10 +249,8 @@ def coinflow_train() -> None:
     def promote(registered: dict[str, Any]) -> dict[str, Any]:
         """Promote the challenger iff it beats the champion; a no-op when already decided."""
         from registry.flow import promote_candidate
-        from registry.policy import Policy
 
-        params, reg, ev = _registry(registered["data_version"])
-        policy = Policy.from_params(params.registry)
+        reg, ev, policy = _registry(registered["data_version"])
         summary = promote_candidate(reg, registered["version"], ev, policy)
         log.info("%s v%d: %s", reg.name, registered["version"], summary["reason"])
         return {**registered, **{k: summary[k] for k in ("promoted", "champion_after", "reason")}}

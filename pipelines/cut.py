@@ -44,15 +44,21 @@ def next_name(names: list[str]) -> str:
     return f"{last[: match.start(1)]}{digits}{match.group(2)}"
 
 
+def last_common_day(frames: dict[str, pd.DataFrame]) -> dt.date:
+    """The last day on which every series has a real (not carried-forward) row of its own."""
+    last: dt.date = min(pd.Timestamp(frame.index.max()).date() for frame in frames.values())
+    return last
+
+
 def last_complete_day(proj: Project) -> dt.date:
-    """The last day on which every asset has a real (not carried-forward) row in data/interim."""
-    last: dict[str, dt.date] = {}
+    """last_common_day of the assets in data/interim."""
+    frames = {}
     for asset in ASSETS:
         path = proj.interim / f"{asset}.parquet"
         if not path.is_file():
             raise CutError(f"{path} not found: run `coinflow data ingest` first")
-        last[asset] = pd.Timestamp(pd.read_parquet(path).index.max()).date()
-    return min(last.values())
+        frames[asset] = pd.read_parquet(path)
+    return last_common_day(frames)
 
 
 def cut(

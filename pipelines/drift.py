@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.config import DriftParams, FeatureParams
-from pipelines.features import build_table, split_chronologically
+from pipelines.features import build_table, compute_features, split_chronologically
 
 SERIES = {
     "btc_return": "daily log return log(close_t / close_t-1)",
@@ -26,11 +26,13 @@ METRIC_PREFIX = "drift"  # training-run metrics drift_<series>_ks / drift_<serie
 
 
 def _series(frame: pd.DataFrame) -> pd.DataFrame:
+    """SERIES of every day, from the features stage's own definitions (NaN where undefined)."""
+    feats = compute_features(frame)
     with np.errstate(invalid="ignore", divide="ignore"):
         return pd.DataFrame(
             {
-                "btc_return": np.log(frame["btc_close"] / frame["btc_close"].shift(1)),
-                "btc_range": np.log(frame["btc_high"] / frame["btc_low"]),
+                "btc_return": feats["btc_ret"],
+                "btc_range": feats["btc_high_rel"] - feats["btc_low_rel"],  # log(High / Low)
                 "btc_volume": np.log1p(frame["btc_volume"]),
             },
             index=frame.index,

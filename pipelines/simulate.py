@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from pipelines.config import Params
+from pipelines.cut import last_common_day
 from pipelines.paths import ASSETS, Project
 from pipelines.simulate_workspace import (
     Plan,
@@ -69,12 +70,6 @@ def cut_at(assets: dict[str, pd.DataFrame], start: dt.date, day: dt.date) -> pd.
     from pipelines.version import align_assets
 
     return align_assets(**assets, start=start, cutoff=day)
-
-
-def last_common_day(assets: dict[str, pd.DataFrame]) -> dt.date:
-    """The last day every series has a row of its own."""
-    last: dt.date = min(pd.Timestamp(frame.index.max()).date() for frame in assets.values())
-    return last
 
 
 def check_plan(plan: Plan, assets: dict[str, pd.DataFrame], params: Params) -> None:
