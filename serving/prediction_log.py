@@ -9,22 +9,15 @@ Tables (created and upgraded by alembic migrations in serving/migrations, never 
 - live_scores: what `coinflow monitor score` computed, per version, alias, horizon, window and
   day (the API's /monitoring and gauges read it).
 
-Writes go through a bounded queue and one batch-writer thread: a request only enqueues a
-`Served` (references to the arrays it already has); the writer thread turns it into the stored
-record (forecast points, input-row hash, rows as JSON) and writes batches, at most one write per
-`linger_s` while requests keep coming. When the queue is full or the database is down, the
-request still answers; the record is dropped and counted, and the log reports itself degraded.
+A request hands its forecast over as a `Served` (references to the arrays it already has);
+serving/log_writer.py queues it and writes it from a separate process, off the request path.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
-import queue
-import threading
-import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,10 +26,7 @@ import sqlalchemy as sa
 if TYPE_CHECKING:
     import numpy as np
 
-log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
-YIELD_S = 0.0001  # the writer's pause between records: time for a waiting thread to take the GIL
-CHUNK = 4  # records per INSERT statement in the writer
 
 metadata = sa.MetaData()
 predictions = sa.Table(
@@ -110,14 +100,26 @@ def _sqlite_wal(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _json(value: Any) -> str:
+    import orjson
+
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
+
+
 def engine_for(url: str) -> sa.Engine:
-    """An engine for the log's URL (SQLite files get their folder, a busy timeout and WAL)."""
+    """An engine for the log's URL (SQLite files get their folder, a busy timeout and WAL).
+
+    JSON columns go through orjson: the same text as the json module (shortest round-trip
+    floats), in a fifth of its CPU: the writer spends most of a record's time encoding rows."""
+    import orjson
+
+    codec: dict[str, Any] = {"json_serializer": _json, "json_deserializer": orjson.loads}
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 5})
+        engine = sa.create_engine(url, connect_args={"timeout": 5}, **codec)
         sa.event.listen(engine, "connect", _sqlite_wal)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2, **codec)
 
 
 def migrate(engine: sa.Engine) -> None:
@@ -149,7 +151,7 @@ def new_id() -> str:
 @dataclass(frozen=True)
 class Served:
     """One forecast as the request path hands it to the log: ids and references to arrays it
-    already holds (never copied, never mutated). The writer thread builds the stored record."""
+    already holds (never copied, never mutated). The writer builds the stored record."""
 
     id: str
     created_at: dt.datetime
@@ -228,181 +230,20 @@ def _day_rows(prediction_id: str, record: dict[str, Any]) -> list[dict[str, Any]
 
 
 def finished(record: Record) -> dict[str, Any]:
-    """A record as stored: a `Served` is built here (in the writer thread), a dict is as is."""
+    """A record as stored: a `Served` is built here (in the writer process), a dict is as is."""
     return record.record() if isinstance(record, Served) else record
 
 
-def yield_gil() -> None:
-    """Let a request thread that waits for the GIL have it now. Without this, a busy writer keeps
-    the GIL up to the 5 ms switch interval each time a request thread releases it (every torch
-    op, every socket write): measured in-process, p99 request latency 7.5 ms without, 3.9 ms
-    with (2.9 ms with the log off)."""
-    time.sleep(YIELD_S)
-
-
-def write_records(engine: sa.Engine, records: list[dict[str, Any]], chunk: int = 0) -> None:
-    """Insert prediction records (and their forecast days) in one transaction; with `chunk`,
-    `chunk` records per statement, yielding the GIL between statements."""
-    step = chunk or len(records) or 1
+def write_records(engine: sa.Engine, records: list[dict[str, Any]]) -> None:
+    """Insert prediction records (and their forecast days) in one transaction."""
     with engine.begin() as connection:
-        for start in range(0, len(records), step):
-            part = records[start : start + step]
-            connection.execute(
-                predictions.insert(), [{k: v for k, v in r.items() if k in predictions.c}
-                                       for r in part]
-            )  # fmt: skip
-            days = [day for r in part for day in _day_rows(r["id"], r)]
-            if days:
-                connection.execute(forecast_days.insert(), days)
-            if chunk:
-                yield_gil()
-
-
-@dataclass
-class LogStatus:
-    """What the writer has done: written, dropped, the last error, the queue's depth."""
-
-    written: int = 0
-    dropped: int = 0
-    last_error: str | None = None
-    last_error_at: float | None = None
-    depth: int = 0
-    healthy: bool = True
-    reasons: list[str] = field(default_factory=list)
-
-
-class PredictionLog:
-    """A bounded queue in front of one batch-writer thread; `submit` never blocks.
-
-    An idle log writes a record at once; while records keep coming, it writes at most once per
-    `linger_s`, gathering what arrived meanwhile: a transaction per record costs the writer 2-3x
-    the CPU per record (measured on SQLite), CPU and GIL time the request threads then lose."""
-
-    def __init__(
-        self,
-        engine: sa.Engine,
-        capacity: int = 10_000,
-        batch: int = 200,
-        flush_s: float = 0.2,
-        linger_s: float = 0.05,
-    ) -> None:
-        self.engine = engine
-        self.batch, self.flush_s, self.linger_s = batch, flush_s, linger_s
-        self.queue: queue.Queue[Record] = queue.Queue(maxsize=capacity)
-        self.status = LogStatus()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._next_write = 0.0  # monotonic: no write before this while records keep coming
-        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
-
-    def start(self) -> PredictionLog:
-        self._thread.start()
-        return self
-
-    def submit(self, record: Record) -> bool:
-        """Enqueue one record; False (and counted as dropped) when the queue is full."""
-        try:
-            self.queue.put_nowait(record)
-        except queue.Full:
-            with self._lock:
-                self.status.dropped += 1
-            return False
-        return True
-
-    def _take(self) -> list[Record]:
-        records = []
-        try:
-            records.append(self.queue.get(timeout=self.flush_s))
-            # Busy: sleep out the rest of `linger_s`, then take what came. Sleeping, not waiting
-            # on the queue, so that each request's record does not wake this thread.
-            left = self._next_write - time.monotonic()
-            if left > 0:
-                self._stop.wait(left)
-            while len(records) < self.batch:
-                records.append(self.queue.get_nowait())
-        except queue.Empty:
-            pass
-        return records
-
-    def _finish(self, taken: list[Record]) -> list[dict[str, Any]]:
-        """The stored records of a batch; one that cannot be built is dropped and reported."""
-        out = []
-        for record in taken:
-            yield_gil()
-            try:
-                out.append(finished(record))
-            except Exception as exc:  # a bug, never a reason to stop logging the others
-                log.exception("prediction record not built")
-                with self._lock:
-                    self.status.dropped += 1
-                    self.status.last_error = short_error(exc)
-                    self.status.last_error_at = time.time()
-        return out
-
-    def _migrate(self) -> bool:
-        """Bring the schema up before the first write (retried: the database may be down)."""
-        delay = 0.5
-        while not self._stop.is_set():
-            try:
-                migrate(self.engine)
-                return True
-            except Exception as exc:
-                with self._lock:
-                    self.status.last_error = short_error(exc)
-                    self.status.last_error_at = time.time()
-                self._stop.wait(delay)
-                delay = min(delay * 2, 10.0)
-        return False
-
-    def _run(self) -> None:
-        if not self._migrate():
-            with self._lock:
-                self.status.dropped += self.queue.qsize()
-            return
-        with self._lock:
-            self.status.last_error = None
-        delay = 0.5
-        pending: list[dict[str, Any]] = []
-        while not (self._stop.is_set() and self.queue.empty() and not pending):
-            pending = pending or self._finish(self._take())
-            if not pending:
-                continue
-            self._next_write = time.monotonic() + self.linger_s
-            try:
-                write_records(self.engine, pending, chunk=CHUNK)
-            except Exception as exc:  # the database is down or refused: keep the batch, retry
-                with self._lock:
-                    self.status.last_error = short_error(exc)
-                    self.status.last_error_at = time.time()
-                if self._stop.is_set():
-                    with self._lock:
-                        self.status.dropped += len(pending)
-                    pending = []
-                    break
-                self._stop.wait(delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            with self._lock:
-                self.status.written += len(pending)
-                self.status.last_error = None
-            pending, delay = [], 0.5
-
-    def snapshot(self) -> LogStatus:
-        """The status now (degraded when writes fail or records were dropped recently)."""
-        with self._lock:
-            status = LogStatus(**{**self.status.__dict__, "reasons": []})
-        status.depth = self.queue.qsize()
-        if status.last_error:
-            status.reasons.append(f"prediction log not written: {status.last_error}")
-        if status.depth >= self.queue.maxsize:
-            status.reasons.append("prediction log queue full: new records are dropped")
-        status.healthy = not status.reasons
-        return status
-
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Flush what is queued (best effort within `timeout_s`) and stop the writer."""
-        self._stop.set()
-        self._thread.join(timeout=timeout_s)
+        connection.execute(
+            predictions.insert(), [{k: v for k, v in r.items() if k in predictions.c}
+                                   for r in records]
+        )  # fmt: skip
+        days = [day for r in records for day in _day_rows(r["id"], r)]
+        if days:
+            connection.execute(forecast_days.insert(), days)
 
 
 def read_predictions(engine: sa.Engine, prediction_id: str) -> dict[str, Any] | None:

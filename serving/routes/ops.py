@@ -19,7 +19,7 @@ from serving.schemas import HealthResponse, ReadyResponse, ReloadResponse
 from serving.settings import ServingSettings
 
 if TYPE_CHECKING:
-    from serving.prediction_log import PredictionLog
+    from serving.log_writer import PredictionLog
     from serving.startup import Startup
 
 router = APIRouter(tags=["operations"])

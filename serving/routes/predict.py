@@ -22,7 +22,8 @@ from serving.schemas import ALIAS_PATTERN, PredictRequest, PredictResponse, Row
 from serving.settings import ServingSettings
 
 if TYPE_CHECKING:
-    from serving.prediction_log import PredictionLog, Served
+    from serving.log_writer import PredictionLog
+    from serving.prediction_log import Served
 
 router = APIRouter(tags=["predict"])
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The prediction log's schema (alembic) and its queue + batch writer, on a real SQLite file."""
+"""The prediction log's schema (alembic) and its queue + writer process, on a real SQLite file."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from serving import prediction_log as plog
+from serving.log_writer import PredictionLog
 
 pytestmark = pytest.mark.unit
 
@@ -60,7 +61,7 @@ def test_migrations_create_exactly_the_declared_schema(tmp_path: Path) -> None:
 def test_every_record_is_written_under_load(tmp_path: Path) -> None:
     engine = plog.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
     plog.migrate(engine)
-    writer = plog.PredictionLog(engine, capacity=5000, batch=100, flush_s=0.05).start()
+    writer = PredictionLog(engine, capacity=5000, batch=100, flush_s=0.05).start()
     records = [record(i) for i in range(2000)]
     assert all(writer.submit(r) for r in records)
     writer.close(timeout_s=30)
@@ -74,16 +75,45 @@ def test_every_record_is_written_under_load(tmp_path: Path) -> None:
 def test_a_database_that_is_down_drops_and_says_so_without_blocking(tmp_path: Path) -> None:
     # Nothing listens on port 1: every connection is refused, as by a database that is down.
     engine = plog.engine_for("postgresql+psycopg2://postgres@127.0.0.1:1/coinflow")
-    writer = plog.PredictionLog(engine, capacity=50, batch=10, flush_s=0.01).start()
+    writer = PredictionLog(engine, capacity=50, batch=10, flush_s=0.01).start()
     accepted = [writer.submit(record(i)) for i in range(500)]  # put_nowait: never waits
-    assert accepted.count(False) >= 440  # the queue holds 50 (+ the batch in flight)
+    # The queue holds 50; none leaves it: the writer asks for a batch only once it has a schema.
+    assert accepted.count(True) == 50
     deadline = time.monotonic() + 10
     while writer.snapshot().last_error is None and time.monotonic() < deadline:
         time.sleep(0.05)
     status = writer.snapshot()
-    assert not status.healthy and status.dropped >= 440
-    assert any("not written" in r for r in status.reasons)
-    writer.close(timeout_s=5)
+    assert not status.healthy and status.dropped == 450
+    assert any("not written" in r and "127.0.0.1" in r for r in status.reasons), status.reasons
+    writer.close(timeout_s=1)  # gives up on the 50 queued: counted, nothing written anywhere
+    assert writer.snapshot().dropped == 500
+
+
+def test_a_writer_process_that_dies_is_restarted_and_the_log_says_so(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    engine = plog.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
+    writer = PredictionLog(engine, batch=10, flush_s=0.05, linger_s=0.01).start()
+    assert writer.submit(record(0))
+    wait_until(lambda: writer.snapshot().written == 1)
+    first = writer._process.pid
+    os.kill(first, signal.SIGKILL)  # as the OOM killer would
+    wait_until(lambda: not writer.snapshot().healthy)
+    status = writer.snapshot()
+    assert any("writer" in r and "exited" in r for r in status.reasons), status.reasons
+    assert writer.submit(record(1))  # queued meanwhile, written by the new process
+    wait_until(lambda: writer.snapshot().written == 2, timeout_s=20)
+    assert writer._process.pid != first and writer.snapshot().healthy
+    writer.close(timeout_s=10)
+    assert count(engine, plog.predictions) == 2
+
+
+def wait_until(condition: Any, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
 
 
 def served(n: int, from_request: bool = True) -> plog.Served:
@@ -102,7 +132,7 @@ def served(n: int, from_request: bool = True) -> plog.Served:
 
 def test_the_writer_builds_the_stored_record_of_a_served_forecast(tmp_path: Path) -> None:
     engine = plog.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
-    writer = plog.PredictionLog(engine, batch=10, flush_s=0.05, linger_s=0.01).start()
+    writer = PredictionLog(engine, batch=10, flush_s=0.05, linger_s=0.01).start()
     sent, shipped = served(0), served(1, from_request=False)
     broken = plog.Served(**{**served(2).__dict__, "quantiles": None})  # cannot be built
     assert all(writer.submit(r) for r in (sent, broken, shipped))
