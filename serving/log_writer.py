@@ -73,9 +73,9 @@ def _retry(conn: Connection, attempt: Callable[[], object]) -> bool:
 def _write_forever(url: str, conn: Connection) -> None:
     """The writer process: migrate (retried), then build and write each batch it is sent.
 
-    It answers every batch with one status message (written, dropped, the error or None, ready
-    for the next); a batch that cannot be written is kept and retried until it lands or the API
-    stops the log (then it is counted dropped)."""
+    It answers every batch with one status message (written, dropped, the error or None, and
+    `ready`: the batch is accounted for, send the next); a batch that cannot be written is kept
+    and retried until it lands or the API stops the log (then it is counted dropped)."""
     engine = engine_for(url)
     if not _retry(conn, lambda: migrate(engine)):
         return
@@ -92,7 +92,7 @@ def _write_forever(url: str, conn: Connection) -> None:
                               error_at=time.time())  # fmt: skip
         if pending:
             if not _retry(conn, functools.partial(write_records, engine, pending)):
-                conn.send({"dropped": status["dropped"] + len(pending), "ready": False})
+                conn.send({"dropped": status["dropped"] + len(pending), "ready": True})
                 return
             status.update(written=len(pending), error=None)  # written: the log is healthy again
         conn.send(status)
@@ -189,16 +189,19 @@ class PredictionLog:
             pass
         return records
 
-    def _restart(self, lost: int, delay: float) -> None:
-        """The writer process died: count the batch it held, start another one after `delay`."""
+    def _restart(self, lost: int, delay: float) -> bool:
+        """The writer process died: count the batch it held, start another one after `delay`
+        (False: the log is closing, none is started)."""
         code = self._process.exitcode
         with self._lock:
             self.status.dropped += lost
             self.status.last_error = f"the writer process exited (code {code}); restarting"
             self.status.last_error_at = time.time()
         log.error("prediction log writer exited (code %s); restarting in %.0f s", code, delay)
-        if not self._stop.wait(delay):
-            self._start_writer()
+        if self._stop.wait(delay):
+            return False
+        self._start_writer()
+        return True
 
     def _forward(self) -> None:
         """The forwarder thread: batches from the queue to the writer, one at a time."""
@@ -213,8 +216,10 @@ class PredictionLog:
                 if not self._await_ready():
                     if time.monotonic() >= self._deadline:
                         break
-                    self._restart(in_flight, delay)
+                    restarted = self._restart(in_flight, delay)  # counts the batch it held
                     in_flight, delay = 0, min(delay * 2, RESTART_S[1])
+                    if not restarted:
+                        break
                     continue
                 ready, in_flight, delay = True, 0, RESTART_S[0]
             records, unsent = unsent or self._take(), []
@@ -227,10 +232,11 @@ class PredictionLog:
             except (OSError, ValueError):  # the writer died while it waited: for the next one
                 unsent = records
             ready = False
-        self._finish(len(unsent))
+        self._finish(len(unsent), 0 if ready else in_flight)
 
-    def _finish(self, unsent: int) -> None:
-        """Stop the writer (it drops a batch it cannot write) and count what never left."""
+    def _finish(self, unsent: int, in_flight: int) -> None:
+        """Stop the writer (it drops a batch it cannot write) and count what never left, and
+        the batch in flight when the writer exits without accounting for it."""
         left = unsent
         with contextlib.suppress(queue.Empty):
             while True:
@@ -241,7 +247,9 @@ class PredictionLog:
         with contextlib.suppress(EOFError, OSError, ValueError):
             self._conn.send(STOP)
             while self._conn.poll(5.0):  # its last status, until it exits (EOF)
-                self._apply(self._conn.recv())
+                if self._apply(self._conn.recv()):
+                    in_flight = 0  # written or counted by the writer
+        self._drop(in_flight)
 
     def snapshot(self) -> LogStatus:
         """The status now (degraded when writes fail or records were dropped recently)."""

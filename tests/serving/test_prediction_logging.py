@@ -25,8 +25,10 @@ def log_engine(api: Server) -> sa.Engine:
 
 
 def logged(engine: sa.Engine, where: Any = None, n: int = 1) -> list[dict[str, Any]]:
-    """Wait (bounded) until at least `n` matching records are written; return them all."""
-    deadline = time.monotonic() + 10
+    """Wait (bounded) until at least `n` matching records are written; return them all. The
+    first record waits for the writer process to start (imports, migration): seconds when the
+    machine is loaded."""
+    deadline = time.monotonic() + 30
     query = plog.predictions.select().order_by(plog.predictions.c.created_at)
     if where is not None:
         query = query.where(where)

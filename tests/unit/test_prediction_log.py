@@ -105,7 +105,13 @@ def test_a_writer_process_that_dies_is_restarted_and_the_log_says_so(tmp_path: P
     assert writer.submit(record(1))  # queued meanwhile, written by the new process
     wait_until(lambda: writer.snapshot().written == 2, timeout_s=20)
     assert writer._process.pid != first and writer.snapshot().healthy
+    os.kill(writer._process.pid, signal.SIGKILL)  # again, and the API shuts down meanwhile
+    assert all(writer.submit(record(n)) for n in range(2, 12))
+    started = time.monotonic()
     writer.close(timeout_s=10)
+    assert time.monotonic() - started < 5  # no restart while closing, no wait for a dead writer
+    status = writer.snapshot()
+    assert (status.written, status.dropped) == (2, 10)  # every record written or counted
     assert count(engine, plog.predictions) == 2
 
 
