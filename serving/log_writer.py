@@ -4,7 +4,7 @@ A request only enqueues a `Served` (references to arrays it already has). One fo
 in the API takes what queued, at most one batch per `linger_s` while requests keep coming, and
 sends it (pickled, ~20 us a record) to a writer process, which builds the stored records (JSON
 of rows and forecast, the rows' hash) and inserts them. The process has its own interpreter and
-GIL: the ~0.5 ms of CPU a record costs to build and insert never holds up a request thread.
+GIL: the ~0.3 ms of CPU a record costs to build and insert never holds up a request thread.
 
 Flow control: the writer asks for each batch (it sends its status, `ready` once the last batch
 is committed), so at most one batch is in flight and the queue's depth is the backlog. When the
@@ -191,13 +191,11 @@ class PredictionLog:
 
     def _restart(self, lost: int, delay: float) -> bool:
         """The writer process died: count the batch it held, start another one after `delay`
-        (False: the log is closing, none is started)."""
-        code = self._process.exitcode
-        with self._lock:
-            self.status.dropped += lost
-            self.status.last_error = f"the writer process exited (code {code}); restarting"
-            self.status.last_error_at = time.time()
-        log.error("prediction log writer exited (code %s); restarting in %.0f s", code, delay)
+        (False: the log is closing, none is started). Until then `snapshot` says degraded: it
+        asks the process itself."""
+        self._drop(lost)
+        log.error("prediction log writer exited (code %s); restarting in %.0f s",
+                  self._process.exitcode, delay)  # fmt: skip
         if self._stop.wait(delay):
             return False
         self._start_writer()
