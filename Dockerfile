@@ -23,9 +23,13 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 
 WORKDIR /opt/coinflow
 COPY pyproject.toml README.md ./
+COPY forecasting/ forecasting/
+COPY core/ core/
 COPY pipelines/ pipelines/
 COPY registry/ registry/
 COPY serving/ serving/
+COPY simulation/ simulation/
+COPY cli/ cli/
 COPY ui/ ui/
 # pyproject.toml pins the Celery provider (CeleryExecutor, `airflow celery worker`) and
 # celery<5.7 (5.7 dropped celery.backends.database.retry, which the provider imports).

@@ -7,7 +7,7 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed-stamp
 export DVC_NO_ANALYTICS := 1
 export GIT_PYTHON_REFRESH := quiet
-# dvc.yaml stages call `python -m pipelines.<stage>`: make that the venv's python.
+# dvc.yaml stages call `coinflow <command>`: make that the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install demo test lint airflow

@@ -29,9 +29,11 @@ def naive_read(raw: Path) -> None:
 
 
 def chain(workdir: Path) -> dict[str, float]:
-    from pipelines import features, ingest, validate, version
-    from pipelines.config import load_params
-    from pipelines.paths import Project
+    from core.params import load_params
+    from core.paths import Project
+    from pipelines.data import ingest, version
+    from pipelines.gate import validate
+    from pipelines.training import features
 
     proj = Project(workdir)
     names = list(load_params(proj.params_file).data.versions)

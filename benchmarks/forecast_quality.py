@@ -26,19 +26,21 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def horizon_coverage(model: Any, ev: Any, horizon: int, stride: int) -> dict[float, list[float]]:
+def horizon_coverage(
+    model: Any, eval_set: Any, horizon: int, stride: int
+) -> dict[float, list[float]]:
     """Nominal coverage → share of origins whose day-h close fell in the band, h = 1..horizon."""
     import numpy as np
 
-    from pipelines.features import CLOSE
-    from pipelines.forecast import PATHS, forecast_quantiles, forecast_seed
-    from pipelines.quantiles import interval_pairs
+    from forecasting.features import CLOSE
+    from forecasting.forecast import PATHS, forecast_quantiles, forecast_seed
+    from forecasting.quantiles import interval_pairs
 
-    values = ev.values
-    dates = np.asarray(ev.rows.index.values, dtype="datetime64[D]")
+    values = eval_set.values
+    dates = np.asarray(eval_set.rows.index.values, dtype="datetime64[D]")
     pairs = interval_pairs(model.levels)
     hits: dict[float, list[list[bool]]] = {n: [] for n in (0.8, 0.95) if n in pairs}
-    for pos in ev.positions[::stride]:
+    for pos in eval_set.positions[::stride]:
         if pos + horizon >= len(values):
             break
         seed = forecast_seed("benchmark", int(pos))
@@ -62,11 +64,11 @@ def main() -> None:
     import numpy as np
 
     from benchmarks.workspace import build_workspace
-    from pipelines.config import load_params
-    from pipelines.model import NetQuantiles
-    from pipelines.paths import Project
-    from pipelines.quantiles import diebold_mariano
-    from pipelines.train import load_training_data, train_model
+    from core.params import load_params
+    from core.paths import Project
+    from forecasting.network import NetQuantiles
+    from forecasting.quantiles import diebold_mariano
+    from pipelines.training.train import load_training_data, train_model
     from registry.scoring import (
         calibrated_baseline,
         load_eval_set,
@@ -82,7 +84,7 @@ def main() -> None:
         if args.max_epochs:
             train = train.model_copy(update={"max_epochs": args.max_epochs})
         data = load_training_data(proj.features)
-        ev = load_eval_set(proj)
+        eval_set = load_eval_set(proj)
         started = time.perf_counter()
         net, fit = train_model(train, data)
         seconds = time.perf_counter() - started
@@ -90,17 +92,18 @@ def main() -> None:
             f"{train.cell} (params.yaml)": NetQuantiles(
                 net, data.scaler, train.lookback, fit.calibration
             ),
-            "persistence-empirical": calibrated_baseline(ev, "persistence"),
-            "ewma": calibrated_baseline(ev, "ewma"),
+            "persistence-empirical": calibrated_baseline(eval_set, "persistence"),
+            "ewma": calibrated_baseline(eval_set, "ewma"),
         }
         scores = {
-            name: score_quantiles(test_quantiles(m, ev), ev, version=None, kind=name)
+            name: score_quantiles(test_quantiles(m, eval_set), eval_set, version=None, kind=name)
             for name, m in models.items()
         }
         reference = scores["persistence-empirical"]
         print(
-            f"{ev.version} test window: {len(ev.dates)} days {ev.dates[0].date()} .. "
-            f"{ev.dates[-1].date()}; {train.cell} h{train.hidden_size}x{train.num_layers} "
+            f"{eval_set.version} test window: {len(eval_set.dates)} days "
+            f"{eval_set.dates[0].date()} .. "
+            f"{eval_set.dates[-1].date()}; {train.cell} h{train.hidden_size}x{train.num_layers} "
             f"lookback {train.lookback}: {len(fit.history)} epochs (best {fit.best_epoch}) "
             f"in {seconds:.0f} s"
         )
@@ -126,7 +129,7 @@ def main() -> None:
         days = " ".join(f"{f'd{h}':>6}" for h in range(1, args.horizon + 1))
         print(f"{'model':24} {'band':>5} {days}")
         for name, model in models.items():
-            by_h = horizon_coverage(model, ev, args.horizon, args.stride)
+            by_h = horizon_coverage(model, eval_set, args.horizon, args.stride)
             for nominal, shares in by_h.items():
                 cells = " ".join(f"{x:6.1%}" for x in shares)
                 print(f"{name:24} {nominal:5.0%} {cells}")

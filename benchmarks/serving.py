@@ -142,13 +142,13 @@ def scratch_registry(root: Path, name: str) -> tuple[str, int, int]:
     import mlflow
     import pandas as pd
 
-    from pipelines.config import load_params
-    from pipelines.features import write_features
-    from pipelines.files import file_md5
-    from pipelines.paths import Project
-    from pipelines.tracked import tracked_training
-    from pipelines.tracking import TrackingSettings, configure_mlflow
-    from pipelines.train import load_training_data
+    from core.files import file_md5
+    from core.params import load_params
+    from core.paths import Project
+    from core.tracking import TrackingSettings, configure_mlflow
+    from pipelines.training.features import write_features
+    from pipelines.training.tracked_run import tracked_training
+    from pipelines.training.train import load_training_data
     from registry.lineage import version_tags_from_run
     from registry.register import baseline_run
     from registry.scoring import load_eval_set
@@ -190,8 +190,8 @@ def scratch_registry(root: Path, name: str) -> tuple[str, int, int]:
     numbers = []
     for run_id, kind in ((outcome.run_id, "torch"), (persistence, "persistence")):
         tags = version_tags_from_run(client.get_run(run_id), kind)
-        mv = mlflow.register_model(f"runs:/{run_id}/model", name, tags=tags)
-        numbers.append(int(mv.version))
+        model_version = mlflow.register_model(f"runs:/{run_id}/model", name, tags=tags)
+        numbers.append(int(model_version.version))
     client.set_registered_model_alias(name, "champion", str(numbers[1]))
     return uri, numbers[0], numbers[1]
 
@@ -202,7 +202,7 @@ def payload_rows(uri: str, name: str, version: int) -> tuple[list[dict[str, Any]
 
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    py = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+    py = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model().model
     frame = py.recent_rows.tail(py.rows_needed)
     return list(frame.to_dict(orient="records")), str(py.kind)
 
@@ -247,8 +247,16 @@ def main() -> None:
 
 
 def ours_cmd(port: int) -> list[str]:
-    return [sys.executable, "-m", "pipelines.cli", "serve", "--port", str(port),
-            "--log-level", "warning"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "cli.main",
+        "serve",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
 
 
 def bench_version(
@@ -260,9 +268,21 @@ def bench_version(
 
     rows, kind = payload_rows(uri, args.model, version)
     logged, unlogged, theirs_port = free_port(), free_port(), free_port()
-    theirs_cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m",
-                  f"models:/{args.model}/{version}", "--env-manager", "local",
-                  "-h", "127.0.0.1", "-p", str(theirs_port)]  # fmt: skip
+    theirs_cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        f"models:/{args.model}/{version}",
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(theirs_port),
+    ]
     ours_body = json.dumps({"horizon": 1, "rows": rows}).encode()
     columns = list(rows[0])
     theirs_body = json.dumps(
@@ -351,8 +371,11 @@ def report(results: list[Result]) -> None:
     labels = sorted({r.name.split(" coinflow")[0].split(" mlflow")[0] for r in results})
     for label in labels:
         for concurrency in sorted({r.concurrency for r in results}):
-            at = {r.name.replace(" (noisy)", ""): r for r in results
-                  if r.concurrency == concurrency and r.name.startswith(label + " ")}  # fmt: skip
+            at = {
+                r.name.replace(" (noisy)", ""): r
+                for r in results
+                if r.concurrency == concurrency and r.name.startswith(label + " ")
+            }
             theirs = at[f"{label} mlflow models serve"]
             for mode in ("log on", "log off"):
                 ours = at[f"{label} coinflow, {mode}"]

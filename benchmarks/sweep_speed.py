@@ -43,7 +43,7 @@ def timed_sweep(
     cmd = [
         sys.executable,
         "-m",
-        "pipelines.cli",
+        "cli.main",
         "sweep",
         "--n-trials",
         str(n_trials),
@@ -82,8 +82,8 @@ def main() -> None:
     import optuna
 
     from benchmarks.workspace import build_workspace
-    from pipelines.config import load_params
-    from pipelines.sweep_storage import open_storage
+    from core.params import load_params
+    from pipelines.sweep.storage import open_storage
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--n-trials", type=int, default=50)

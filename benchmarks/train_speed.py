@@ -6,8 +6,8 @@ same seed and thread count. The loops:
 
 - lecture: a per-sample `Dataset.__getitem__` through `DataLoader(batch_size=32, shuffle=True)`,
   the plain `nn.RNN` forward (the whole reverse pass), fp32, params.yaml's lr;
-- coinflow fp32: pipelines.train.fit (whole tensors, params.yaml's batch, the exact truncation
-  of the dead reverse pass);
+- coinflow fp32: pipelines.training.train.fit (whole tensors, params.yaml's batch, the exact
+  truncation of the dead reverse pass);
 - coinflow bf16: the same with bf16 autocast, batch 1024 and lr scaled by sqrt(1024 / batch).
 
 Every loop runs the same epochs (no early stopping); per-epoch time includes the validation
@@ -58,7 +58,7 @@ class Curve:
 def val_loss(net: Any, data: Any, params: Any) -> float:
     import torch
 
-    from pipelines.quantiles import pinball_torch
+    from forecasting.quantiles import pinball_torch
 
     x, y = data.tensors("val", params.lookback)
     net.eval()
@@ -73,8 +73,9 @@ def lecture_loop(data: Any, params: Any, epochs: int) -> Curve:
     import torch
     from torch.utils.data import DataLoader, Dataset
 
-    from pipelines.model import Forecaster, ModelConfig
-    from pipelines.quantiles import pinball_torch
+    from forecasting.network import Forecaster
+    from forecasting.quantiles import pinball_torch
+    from pipelines.training.train import model_config
 
     class Windows(Dataset[tuple[Any, Any]]):
         def __init__(self, rows: Any) -> None:
@@ -89,7 +90,7 @@ def lecture_loop(data: Any, params: Any, epochs: int) -> Curve:
             return torch.tensor(x, dtype=torch.float32), torch.tensor(data.y[end])
 
     torch.manual_seed(params.seed)
-    net = Forecaster(ModelConfig.from_train(params, data.x.shape[1]))
+    net = Forecaster(model_config(params, data.x.shape[1]))
     levels = torch.tensor(params.levels, dtype=torch.float32)
     train = DataLoader(
         Windows(data.end_rows("train", params.lookback)), batch_size=32, shuffle=True
@@ -109,15 +110,15 @@ def lecture_loop(data: Any, params: Any, epochs: int) -> Curve:
 
 
 def our_loop(data: Any, params: Any, epochs: int) -> Curve:
-    """pipelines.train.fit, same epochs, no early stopping."""
+    """pipelines.training.train.fit, same epochs, no early stopping."""
     import torch
 
-    from pipelines.model import Forecaster, ModelConfig
-    from pipelines.train import fit
+    from forecasting.network import Forecaster
+    from pipelines.training.train import fit, model_config
 
     run = params.model_copy(update={"max_epochs": epochs, "patience": epochs})
     torch.manual_seed(run.seed)
-    net = Forecaster(ModelConfig.from_train(run, data.x.shape[1]))
+    net = Forecaster(model_config(run, data.x.shape[1]))
     curve = Curve([], [])
     started = time.perf_counter()
 
@@ -147,7 +148,7 @@ def mean_predictor_loss(data: Any, params: Any) -> float:
     import numpy as np
     import torch
 
-    from pipelines.quantiles import pinball_torch
+    from forecasting.quantiles import pinball_torch
 
     _, y_train = data.tensors("train", params.lookback)
     _, y_val = data.tensors("val", params.lookback)
@@ -212,8 +213,8 @@ def main() -> None:
     import torch
 
     from benchmarks.workspace import build_workspace
-    from pipelines.config import load_params
-    from pipelines.train import load_training_data
+    from core.params import load_params
+    from pipelines.training.train import load_training_data
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=30)

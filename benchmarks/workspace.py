@@ -14,9 +14,9 @@ def build_workspace(root: Path, overrides: dict[str, dict[str, Any]] | None = No
     """Features of the selected version built from data/versions into root (GE gate bypassed)."""
     import pandas as pd
 
-    from pipelines.config import load_params
-    from pipelines.features import write_features
-    from pipelines.files import file_md5
+    from core.files import file_md5
+    from core.params import load_params
+    from pipelines.training.features import write_features
 
     versions = REPO / "data" / "versions"
     raw = yaml.safe_load((REPO / "params.yaml").read_text())

@@ -28,7 +28,7 @@ TAGS = ["coinflow", "mlops"]
 
 def workdir() -> Path:
     """Project root the stages run in: $COINFLOW_WORKDIR, else the folder above dags/ (the
-    same root pipelines.paths anchors every path at; no task depends on its cwd)."""
+    same root core.paths anchors every path at; no task depends on its cwd)."""
     return Path(os.environ.get("COINFLOW_WORKDIR") or Path(__file__).resolve().parents[1])
 
 
@@ -80,8 +80,8 @@ def announced(events: Iterable[Any]) -> dict[str, str] | None:
 
 def stage_params(data_version: str | None = None) -> Any:
     """params.yaml of the workdir, with data.version set to `data_version` when given."""
-    from pipelines.config import load_params
-    from pipelines.paths import project
+    from core.params import load_params
+    from core.paths import project
 
     params = load_params(project(workdir()).params_file)
     if data_version is None:
@@ -96,7 +96,7 @@ def ensure_raw(proj: Any) -> None:
     import subprocess
     import sys
 
-    from pipelines.paths import ASSETS
+    from core.paths import ASSETS
 
     if all((proj.raw / f"{asset}.csv").is_file() for asset in ASSETS):
         return

@@ -55,9 +55,9 @@ def coinflow_fetch() -> None:
         """Merge the source's exports into data/raw (`coinflow data fetch`), then parse them."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from pipelines import fetch as fetching
-        from pipelines import ingest
-        from pipelines.paths import project
+        from core.paths import project
+        from pipelines.data import fetch as fetching
+        from pipelines.data import ingest
 
         proj = project(workdir())
         ensure_raw(proj)
@@ -88,9 +88,9 @@ def coinflow_fetch() -> None:
     @task.short_circuit
     def has_new_day(added: dict[str, int]) -> bool:
         """True when the data holds a complete day past the newest version; else skip the rest."""
-        from pipelines.config import load_params
-        from pipelines.cut import last_complete_day
-        from pipelines.paths import project
+        from core.params import load_params
+        from core.paths import project
+        from pipelines.data.cut import last_complete_day
 
         proj = project(workdir())
         newest = max(load_params(proj.params_file).data.versions.values())
@@ -101,10 +101,10 @@ def coinflow_fetch() -> None:
     @task
     def cut_version() -> str:
         """Cut the next version (`coinflow data cut --use`) and write every version's file."""
-        from pipelines import cut as cutting
-        from pipelines import version as stage
-        from pipelines.config import load_params
-        from pipelines.paths import project
+        from core.params import load_params
+        from core.paths import project
+        from pipelines.data import cut as cutting
+        from pipelines.data import version as stage
 
         proj = project(workdir())
         versions = load_params(proj.params_file).data.versions
@@ -125,10 +125,10 @@ def coinflow_fetch() -> None:
         """The Great Expectations gate over every version: a failure stops the run, no retry."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from pipelines import validate as stage
-        from pipelines.files import file_md5
-        from pipelines.gate_record import passed
-        from pipelines.paths import project
+        from core.files import file_md5
+        from core.gate_record import passed
+        from core.paths import project
+        from pipelines.gate import validate as stage
 
         proj = project(workdir())
         try:
@@ -143,7 +143,7 @@ def coinflow_fetch() -> None:
     @task
     def monitor_score(gate: dict[str, str]) -> dict[str, str]:
         """`coinflow monitor score` against the new closes, when the prediction log is set."""
-        from serving import monitor_cli
+        from serving.monitoring import cli as monitor_cli
         from serving.settings import ServingSettings
 
         settings = ServingSettings()

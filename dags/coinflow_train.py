@@ -8,7 +8,7 @@ folder above dags/), COINFLOW_OPTUNA_STORAGE (the study; a Postgres URL when wor
 several hosts), MLFLOW_TRACKING_URI, COINFLOW_DAG_RETRIES (default 2).
 
 Idempotent per content: the study is named after the sweep/train/feature params, the budget,
-the data md5 and the tracking store (pipelines.sweep.default_study_name), so a re-run for the
+the data md5 and the tracking store (pipelines.sweep.study.default_study_name), so a re-run for the
 same version md5 finds that study's finished sweep run and reuses it (no trial runs again; an
 interrupted sweep resumes its budget instead); registering is once per best run id, and
 promotion is skipped when that version is already champion or was already judged against the
@@ -47,7 +47,7 @@ def finished_sweep(experiment_id: str, study_name: str, md5: str) -> Any:
     """The FINISHED sweep parent run of this study on this data md5, or None."""
     import mlflow
 
-    from pipelines import tags
+    from core import tags
 
     runs = mlflow.MlflowClient().search_runs(
         [experiment_id],
@@ -60,8 +60,8 @@ def finished_sweep(experiment_id: str, study_name: str, md5: str) -> Any:
 
 def _handle(job: dict[str, Any]) -> Any:
     """The sweep a worker job refers to; the storage URL comes from env, never from XCom."""
-    from pipelines.sweep import SweepHandle
-    from pipelines.tracking import TrackingSettings
+    from core.tracking import TrackingSettings
+    from pipelines.sweep.study import SweepHandle
 
     return SweepHandle(
         job["study_name"], TrackingSettings().coinflow_optuna_storage, job["parent_run_id"]
@@ -70,14 +70,14 @@ def _handle(job: dict[str, Any]) -> Any:
 
 def _registry(data_version: str) -> tuple[Any, Any, Any]:
     """(registry, evaluation rows, promotion policy) for the registry tasks."""
-    from pipelines.paths import project
+    from core.paths import project
     from registry.policy import Policy
     from registry.scoring import load_eval_set
     from registry.store import open_registry
 
     params = stage_params(data_version).registry
-    reg = open_registry(params.model_name)
-    return reg, load_eval_set(project(workdir())), Policy.from_params(params)
+    registry = open_registry(params.model_name)
+    return registry, load_eval_set(project(workdir())), Policy.from_params(params)
 
 
 _DEFAULTS = param_defaults(workdir())
@@ -135,9 +135,9 @@ def coinflow_train() -> None:
         """Features of the version, refused unless the gate passed the content announced."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from pipelines import features as stage
-        from pipelines.files import file_md5
-        from pipelines.paths import project
+        from core.files import file_md5
+        from core.paths import project
+        from pipelines.training import features as stage
 
         proj = project(workdir())
         path = proj.version_file(chosen["data_version"])
@@ -154,9 +154,9 @@ def coinflow_train() -> None:
     def open_sweep(feats: dict[str, str]) -> list[dict[str, Any]]:
         """Create (or resume) the study of this content and its parent MLflow run, one job per
         worker; a single `reused` job when that study's sweep already finished."""
-        from pipelines import sweep
-        from pipelines.sweep_storage import check_parallel
-        from pipelines.tracking import TrackingSettings, configure_mlflow, store_key
+        from core.tracking import TrackingSettings, configure_mlflow, store_key
+        from pipelines.sweep import study as sweep
+        from pipelines.sweep.storage import check_parallel
 
         params_ = get_current_context()["params"]
         n_trials, workers = int(params_["n_trials"]), int(params_["workers"])
@@ -167,8 +167,9 @@ def coinflow_train() -> None:
         name = sweep.default_study_name(params, n_trials, feats["md5"], store_key())
         done = finished_sweep(experiment, name, feats["md5"])
         if done is not None:
-            log.info("%s on md5 %s: finished sweep run %s reused", name, feats["md5"],
-                     done.info.run_id)  # fmt: skip
+            log.info(
+                "%s on md5 %s: finished sweep run %s reused", name, feats["md5"], done.info.run_id
+            )
             ref = {"study_name": name, "parent_run_id": done.info.run_id, "reused": True}
             return [{**ref, "data_version": feats["data_version"], "worker": 0}]
         handle = sweep.open_sweep(params, study_name=name, storage=storage, n_trials=n_trials)
@@ -186,8 +187,8 @@ def coinflow_train() -> None:
         if job["reused"]:
             log.info("sweep %s already finished: no trial to run", job["study_name"])
             return 0
-        from pipelines import sweep
-        from pipelines.tracking import configure_mlflow
+        from core.tracking import configure_mlflow
+        from pipelines.sweep import study as sweep
 
         params = stage_params(job["data_version"])
         configure_mlflow()
@@ -198,8 +199,9 @@ def coinflow_train() -> None:
         """Log the best trial's pyfunc and end the parent run; returns the best run's reference."""
         import mlflow
 
-        from pipelines import sweep, tags
-        from pipelines.tracking import configure_mlflow
+        from core import tags
+        from core.tracking import configure_mlflow
+        from pipelines.sweep import study as sweep
 
         job = jobs[0]
         configure_mlflow()
@@ -231,15 +233,15 @@ def coinflow_train() -> None:
     @task
     def register(best: dict[str, Any]) -> dict[str, Any]:
         """Register the best run (once per run id) as challenger; seed a persistence champion."""
-        from pipelines.paths import project
+        from core.paths import project
         from registry.flow import register_candidate
 
-        reg, ev, policy = _registry(best["data_version"])
+        registry, eval_set, policy = _registry(best["data_version"])
         number, champion = register_candidate(
-            reg, best["best_run_id"], ev, project(workdir()), policy
+            registry, best["best_run_id"], eval_set, project(workdir()), policy
         )
         return {
-            "model_name": reg.name,
+            "model_name": registry.name,
             "version": number,
             "champion": champion,
             "data_version": best["data_version"],
@@ -250,9 +252,9 @@ def coinflow_train() -> None:
         """Promote the challenger iff it beats the champion; a no-op when already decided."""
         from registry.flow import promote_candidate
 
-        reg, ev, policy = _registry(registered["data_version"])
-        summary = promote_candidate(reg, registered["version"], ev, policy)
-        log.info("%s v%d: %s", reg.name, registered["version"], summary["reason"])
+        registry, eval_set, policy = _registry(registered["data_version"])
+        summary = promote_candidate(registry, registered["version"], eval_set, policy)
+        log.info("%s v%d: %s", registry.name, registered["version"], summary["reason"])
         return {**registered, **{k: summary[k] for k in ("promoted", "champion_after", "reason")}}
 
     @task
@@ -260,17 +262,19 @@ def coinflow_train() -> None:
         """Load models:/<name>@champion and forecast one day from its recent rows."""
         import math
 
-        from registry.store import CHAMPION, get_version, load_python_model, open_registry
+        from registry.store import CHAMPION, get_version, load_packaged, open_registry
 
-        reg = open_registry(decision["model_name"])
-        version = int(get_version(reg, CHAMPION).version)
-        py = load_python_model(reg, version)
+        registry = open_registry(decision["model_name"])
+        version = int(get_version(registry, CHAMPION).version)
+        py = load_packaged(registry, version)
         dates, closes = py.forecast(*py.recent_arrays(), 1)
         day, close = str(dates[0]), float(closes[0, py.median])
         if not (math.isfinite(close) and close > 0):
-            raise ValueError(f"{reg.name} v{version} forecast a close of {close} for {day}")
-        log.info("%s@champion v%d (%s) forecasts %s: $%.2f", reg.name, version, py.kind, day, close)
-        return {"model_uri": f"models:/{reg.name}/{version}", "date": day, "close": close}
+            raise ValueError(f"{registry.name} v{version} forecast a close of {close} for {day}")
+        log.info(
+            "%s@champion v%d (%s) forecasts %s: $%.2f", registry.name, version, py.kind, day, close
+        )
+        return {"model_uri": f"models:/{registry.name}/{version}", "date": day, "close": close}
 
     # At parse time each call returns an XComArg standing in for the value its task will return.
     chosen: Any = dataset()

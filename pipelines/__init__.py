@@ -1,1 +1,2 @@
-"""coinflow pipeline stages: ingest → version → validate → features → train → sweep."""
+"""coinflow pipeline stages, one subpackage per concern in dvc.yaml order (data, gate, training,
+sweep)."""

@@ -1,1 +1,1 @@
-"""coinflow model registry: models-from-code pyfuncs, promotion, rollback and lineage."""
+"""coinflow model registry: register, score, promote, aliases, lock, lineage, decision records."""

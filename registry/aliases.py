@@ -20,11 +20,12 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipelines import tags
+from core import tags
+from registry.description import OUTCOME, decision_markdown
 from registry.errors import ConcurrentPromotionError, NothingToDoError
 from registry.lock import RegistryLock
 from registry.policy import Decision, Policy, PromotionOutcome
-from registry.report import OUTCOME, decision_markdown
+from registry.records import begin_record, read_record, record_runs
 from registry.store import (
     CHALLENGER,
     CHAMPION,
@@ -32,12 +33,9 @@ from registry.store import (
     Registry,
     actor,
     aliases,
-    begin_record,
     get_version,
-    load_python_model,
+    load_packaged,
     now_iso,
-    read_record,
-    record_runs,
 )
 
 if TYPE_CHECKING:
@@ -46,12 +44,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _verify(reg: Registry, expected: dict[str, int | None]) -> None:
-    now = aliases(reg)
+def _verify(registry: Registry, expected: dict[str, int | None]) -> None:
+    now = aliases(registry)
     wrong = {a: now.get(a) for a, v in expected.items() if now.get(a) != v}
     if wrong:
         raise ConcurrentPromotionError(
-            f"aliases of {reg.name} are {wrong} right after moving "
+            f"aliases of {registry.name} are {wrong} right after moving "
             f"them to {expected}: someone moved them without the lock"
         )
 
@@ -65,58 +63,62 @@ def expected_aliases(record: dict[str, Any]) -> dict[str, int | None]:
     return expected
 
 
-def _apply(reg: Registry, record: dict[str, Any], record_run: str) -> None:
+def _apply(registry: Registry, record: dict[str, Any], record_run: str) -> None:
     """Steps 3-4: move the aliases the record names, describe the version, finish the record."""
     version, action = int(record["version"]), str(record["action"])
     before, after = record.get("champion_before"), record.get("champion_after")
     if after != before:
         if before is not None:
-            reg.client.set_registered_model_alias(reg.name, PREVIOUS, str(before))
-        reg.client.set_registered_model_alias(reg.name, CHAMPION, str(after))
-        if aliases(reg).get(CHALLENGER) == after:
-            reg.client.delete_registered_model_alias(reg.name, CHALLENGER)
-    _describe(reg, version, action, record, record_run)
+            registry.client.set_registered_model_alias(registry.name, PREVIOUS, str(before))
+        registry.client.set_registered_model_alias(registry.name, CHAMPION, str(after))
+        if aliases(registry).get(CHALLENGER) == after:
+            registry.client.delete_registered_model_alias(registry.name, CHALLENGER)
+    _describe(registry, version, action, record, record_run)
 
 
-def _describe(reg: Registry, version: int, action: str, record: dict[str, Any], run: str) -> None:
-    reg.client.update_model_version(
-        reg.name, str(version), description=decision_markdown(record, run)
+def _describe(
+    registry: Registry, version: int, action: str, record: dict[str, Any], run: str
+) -> None:
+    registry.client.update_model_version(
+        registry.name, str(version), description=decision_markdown(record, run)
     )
-    reg.client.set_model_version_tag(reg.name, str(version), tags.DECISION, OUTCOME[action])
-    reg.client.set_terminated(run, "FINISHED")
-    reg.client.set_model_version_tag(reg.name, str(version), tags.DECISION_RUN, run)
+    registry.client.set_model_version_tag(
+        registry.name, str(version), tags.DECISION, OUTCOME[action]
+    )
+    registry.client.set_terminated(run, "FINISHED")
+    registry.client.set_model_version_tag(registry.name, str(version), tags.DECISION_RUN, run)
 
 
 def apply_record(
-    reg: Registry, lock: RegistryLock, record: dict[str, Any]
+    registry: Registry, lock: RegistryLock, record: dict[str, Any]
 ) -> tuple[str, dict[str, Any]]:
     """Under the lock: write the record, apply it, verify; returns (record run id, record)."""
     record = {**record, "decided_at": now_iso(), "actor": actor()}
-    run = begin_record(reg, str(record["action"]), int(record["version"]), record)
+    run = begin_record(registry, str(record["action"]), int(record["version"]), record)
     lock.verify()
-    _apply(reg, record, run)
-    _verify(reg, expected_aliases(record))
+    _apply(registry, record, run)
+    _verify(registry, expected_aliases(record))
     return run, record
 
 
-def repair_records(reg: Registry) -> list[str]:
+def repair_records(registry: Registry) -> list[str]:
     """Finish or fail the records a dead process left RUNNING (call under the lock)."""
     repaired = []
-    for run in reversed(record_runs(reg, status="RUNNING")):  # oldest first
+    for run in reversed(record_runs(registry, status="RUNNING")):  # oldest first
         run_id = run.info.run_id
         try:
-            record = read_record(reg, run_id)
+            record = read_record(registry, run_id)
         except Exception:  # killed before its JSON was written: nothing was applied
             record = {}
         if record.get("action") == "alert":  # moves nothing: a written alert is complete
-            reg.client.set_terminated(run_id, "FINISHED")
+            registry.client.set_terminated(run_id, "FINISHED")
             repaired.append(run_id)
             continue
-        now = aliases(reg)
+        now = aliases(registry)
         applied = bool(record) and all(now.get(a) == v for a, v in expected_aliases(record).items())
         if applied:
-            _describe(reg, int(record["version"]), str(record["action"]), record, run_id)
-            reg.client.set_tag(run_id, "coinflow.repaired", "completed after its writer died")
+            _describe(registry, int(record["version"]), str(record["action"]), record, run_id)
+            registry.client.set_tag(run_id, tags.REPAIRED, "completed after its writer died")
             log.warning(
                 "record %s (%s) completed: its writer died after moving aliases",
                 run_id,
@@ -124,25 +126,25 @@ def repair_records(reg: Registry) -> list[str]:
             )
         else:
             reason = "interrupted before its aliases moved: this decision never took effect"
-            reg.client.set_tag(run_id, tags.FAILURE, reason)
-            reg.client.set_terminated(run_id, "FAILED")
+            registry.client.set_tag(run_id, tags.FAILURE, reason)
+            registry.client.set_terminated(run_id, "FAILED")
             log.warning("record %s failed: %s", run_id, reason)
         repaired.append(run_id)
     return repaired
 
 
-def repair_pending(reg: Registry) -> list[str]:
+def repair_pending(registry: Registry) -> list[str]:
     """repair_records under the lock, only when a record was left RUNNING (one search else):
     every entry point runs it, so "nothing to do" never leaves a dead writer's record behind."""
-    if not record_runs(reg, status="RUNNING", limit=1):
+    if not record_runs(registry, status="RUNNING", limit=1):
         return []
-    with RegistryLock(reg.client, reg.name):
-        return repair_records(reg)
+    with RegistryLock(registry.client, registry.name):
+        return repair_records(registry)
 
 
 def commit_decision(
-    reg: Registry,
-    ev: EvalSet,
+    registry: Registry,
+    eval_set: EvalSet,
     policy: Policy,
     decision: Decision,
     version: int,
@@ -153,23 +155,23 @@ def commit_decision(
 
     Returns None (nothing written) when the champion moved since it was scored.
     """
-    with RegistryLock(reg.client, reg.name) as lock:
-        repair_records(reg)
-        if aliases(reg).get(CHAMPION) != champion_seen:
+    with RegistryLock(registry.client, registry.name) as lock:
+        repair_records(registry)
+        if aliases(registry).get(CHAMPION) != champion_seen:
             return None
         record = {
             "action": "promote" if decision.promote else "refuse",
-            "model_name": reg.name,
+            "model_name": registry.name,
             "version": version,
-            "run_id": get_version(reg, version).run_id,
+            "run_id": get_version(registry, version).run_id,
             "attempt": attempt,
             "champion_before": champion_seen,
             "champion_after": version if decision.promote else champion_seen,
             "policy": policy.describe(),
-            "eval": ev.describe(),
+            "eval": eval_set.describe(),
             **decision.to_dict(),
         }
-        run, record = apply_record(reg, lock, record)
+        run, record = apply_record(registry, lock, record)
     return PromotionOutcome(
         decision, version, champion_seen, record["champion_after"], attempt, run
     )
@@ -184,57 +186,59 @@ class RollbackOutcome:
     record_run_id: str
 
 
-def rollback(reg: Registry, reason: str = "manual rollback") -> RollbackOutcome:
+def rollback(registry: Registry, reason: str = "manual rollback") -> RollbackOutcome:
     """Champion back to previous-champion (which must still load); the two aliases swap."""
     from registry.lineage import require_lineage_tags
 
-    seen = aliases(reg)
+    seen = aliases(registry)
     if CHAMPION not in seen or PREVIOUS not in seen:
         missing = CHAMPION if CHAMPION not in seen else PREVIOUS
-        raise NothingToDoError(f"{reg.name} has no {missing!r} alias: nothing to roll back to")
+        raise NothingToDoError(f"{registry.name} has no {missing!r} alias: nothing to roll back to")
     current, previous = seen[CHAMPION], seen[PREVIOUS]
     if current == previous:
-        raise NothingToDoError(f"{reg.name} champion and previous-champion are both v{current}")
-    require_lineage_tags(reg.name, previous, dict(get_version(reg, previous).tags))
-    load_python_model(reg, previous)  # refuse to restore a version that no longer loads
-    with RegistryLock(reg.client, reg.name) as lock:
-        repair_records(reg)
-        now = aliases(reg)
+        raise NothingToDoError(
+            f"{registry.name} champion and previous-champion are both v{current}"
+        )
+    require_lineage_tags(registry.name, previous, dict(get_version(registry, previous).tags))
+    load_packaged(registry, previous)  # refuse to restore a version that no longer loads
+    with RegistryLock(registry.client, registry.name) as lock:
+        repair_records(registry)
+        now = aliases(registry)
         if (now.get(CHAMPION), now.get(PREVIOUS)) != (current, previous):
             raise ConcurrentPromotionError(
-                f"aliases of {reg.name} moved during the rollback "
+                f"aliases of {registry.name} moved during the rollback "
                 f"(now {now}); nothing was changed, run it again"
             )
         record = {
             "action": "rollback",
-            "model_name": reg.name,
+            "model_name": registry.name,
             "version": previous,
             "champion_before": current,
             "champion_after": previous,
             "reason": reason,
         }
-        run, _ = apply_record(reg, lock, record)
-    log.info("%s: champion rolled back v%d -> v%d", reg.name, current, previous)
+        run, _ = apply_record(registry, lock, record)
+    log.info("%s: champion rolled back v%d -> v%d", registry.name, current, previous)
     return RollbackOutcome(current, previous, run)
 
 
-def record_alert(reg: Registry, version: int, alert: dict[str, Any]) -> str:
+def record_alert(registry: Registry, version: int, alert: dict[str, Any]) -> str:
     """A monitoring alert on `version`, in the same audit trail as promotions (a finished
     `promotion` record run with action `alert`) and as its `coinflow.live.alert` tag. Alerts
     move no alias and leave the version's decision pointer on its last promotion decision."""
     record = {
         **alert,
         "action": "alert",
-        "model_name": reg.name,
+        "model_name": registry.name,
         "version": version,
         "champion_before": version,
         "champion_after": version,
         "decided_at": now_iso(),
         "actor": actor(),
     }
-    run = begin_record(reg, "alert", version, record)
-    reg.client.set_terminated(run, "FINISHED")
+    run = begin_record(registry, "alert", version, record)
+    registry.client.set_terminated(run, "FINISHED")
     text = f"{record['decided_at']}: {alert.get('reason', '')}"[:5000]
-    reg.client.set_model_version_tag(reg.name, str(version), tags.LIVE_ALERT, text)
-    log.warning("%s v%d: monitoring alert: %s", reg.name, version, alert.get("reason"))
+    registry.client.set_model_version_tag(registry.name, str(version), tags.LIVE_ALERT, text)
+    log.warning("%s v%d: monitoring alert: %s", registry.name, version, alert.get("reason"))
     return run

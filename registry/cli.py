@@ -8,7 +8,6 @@ import typer
 
 if TYPE_CHECKING:
     from registry.store import Registry
-
 app = typer.Typer(
     help="Model registry: champion/challenger promotion, rollback, lineage.", no_args_is_help=True
 )
@@ -20,7 +19,7 @@ Name = Annotated[
 
 
 def _open(name: str | None) -> Registry:
-    from pipelines.config import load_params
+    from core.params import load_params
     from registry.store import open_registry
 
     return open_registry(name or load_params().registry.model_name)
@@ -29,24 +28,24 @@ def _open(name: str | None) -> Registry:
 @app.command("status")
 def status(name: Name = None) -> None:
     """Versions, aliases and key metrics of the registered model."""
-    from pipelines.console import refusals
+    from core.console import refusals
     from registry.report import status_table
     from registry.store import aliases, versions
 
     with refusals("status"):
-        reg = _open(name)
-        found = versions(reg)
+        registry = _open(name)
+        found = versions(registry)
         if not found:
-            typer.echo(f"{reg.name}: no versions registered yet (run `dvc repro promote`)")
+            typer.echo(f"{registry.name}: no versions registered yet (run `dvc repro promote`)")
             return
-        typer.echo(status_table(reg.name, aliases(reg), found))
+        typer.echo(status_table(registry.name, aliases(registry), found))
 
 
 @app.command("release")
 def release() -> None:
     """Register the sweep's best run (metrics/sweep.json) as challenger and promote it if it wins
     (the dvc `promote` stage; writes metrics/promotion.json)."""
-    from pipelines.console import refusals
+    from core.console import refusals
     from registry.flow import release as run_release
 
     with refusals("release"):
@@ -62,8 +61,8 @@ def promote(
     name: Name = None,
 ) -> None:
     """Re-score a version and the champion on the newest test split; move `champion` if better."""
-    from pipelines.config import load_params
-    from pipelines.console import refusals
+    from core.console import refusals
+    from core.params import load_params
     from registry.policy import Policy
     from registry.promote import promote as run_promotion
     from registry.register import ensure_champion
@@ -72,14 +71,14 @@ def promote(
 
     with refusals("promotion"):
         params = load_params()
-        reg = _open(name)
-        ev = load_eval_set()
-        ensure_champion(reg, ev)
-        outcome = run_promotion(reg, ev, Policy.from_params(params.registry), version)
-        described = ev.describe()
+        registry = _open(name)
+        eval_set = load_eval_set()
+        ensure_champion(registry, eval_set)
+        outcome = run_promotion(registry, eval_set, Policy.from_params(params.registry), version)
+        described = eval_set.describe()
         typer.echo(
-            f"{reg.name} v{outcome.version} re-scored on {ev.version} test split "
-            f"({len(ev.dates)} days, {described['first_day']} -> {described['last_day']})"
+            f"{registry.name} v{outcome.version} re-scored on {eval_set.version} test split "
+            f"({len(eval_set.dates)} days, {described['first_day']} -> {described['last_day']})"
         )
         typer.echo(decision_table(outcome))
 
@@ -90,14 +89,14 @@ def rollback(
     reason: Annotated[str, typer.Option(help="recorded with the rollback")] = "manual rollback",
 ) -> None:
     """Champion back to previous-champion (recorded); the two aliases swap."""
-    from pipelines.console import refusals
+    from core.console import refusals
     from registry.aliases import rollback as run_rollback
 
     with refusals("rollback"):
-        reg = _open(name)
-        outcome = run_rollback(reg, reason)
+        registry = _open(name)
+        outcome = run_rollback(registry, reason)
         typer.echo(
-            f"{reg.name}: champion v{outcome.from_version} -> v{outcome.to_version} "
+            f"{registry.name}: champion v{outcome.from_version} -> v{outcome.to_version} "
             f"(previous-champion now v{outcome.from_version}); record run "
             f"{outcome.record_run_id}"
         )
@@ -109,13 +108,13 @@ def lineage(
     name: Name = None,
 ) -> None:
     """Version → run → sweep → data version/hash → git sha → GE result → decision."""
-    from pipelines.console import refusals
+    from core.console import refusals
     from registry.lineage import read_lineage
     from registry.report import lineage_table
     from registry.store import aliases, get_version
 
     with refusals("lineage"):
-        reg = _open(name)
-        mv = get_version(reg, ref)
-        held = sorted(a for a, v in aliases(reg).items() if v == int(mv.version))
-        typer.echo(lineage_table(read_lineage(reg, mv, held)))
+        registry = _open(name)
+        model_version = get_version(registry, ref)
+        held = sorted(a for a, v in aliases(registry).items() if v == int(model_version.version))
+        typer.echo(lineage_table(read_lineage(registry, model_version, held)))

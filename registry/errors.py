@@ -5,8 +5,10 @@ The API maps these to HTTP statuses in one place (serving.problems); the CLI pri
 
 from __future__ import annotations
 
+from core.errors import CoinflowError
 
-class RegistryError(Exception):
+
+class RegistryError(CoinflowError):
     """A registry request was refused; the registry's aliases are as they were."""
 
 
@@ -31,15 +33,14 @@ class LineageError(RegistryError):
 
 
 class ModelLoadError(RegistryError):
-    """A version's pyfunc could not be loaded (missing or corrupt artifacts)."""
+    """A version could not be loaded: missing or corrupt artifacts, or its own kernel failed to
+    import; carries the version and its kernel fingerprint when known."""
 
-
-class ModelCodeMismatchError(ModelLoadError):
-    """A version was built with other model code than this process runs: it is not served."""
-
-    def __init__(self, message: str, registered: str, running: str) -> None:
+    def __init__(
+        self, message: str, version: int | None = None, fingerprint: str | None = None
+    ) -> None:
         super().__init__(message)
-        self.registered, self.running = registered, running
+        self.version, self.fingerprint = version, fingerprint
 
 
 class NothingToDoError(RegistryError):

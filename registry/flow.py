@@ -11,17 +11,18 @@ from typing import TYPE_CHECKING, Any
 
 from registry.errors import RegistryError
 from registry.policy import Policy
-from registry.store import CHALLENGER, CHAMPION, Registry, aliases, latest_decision
+from registry.records import latest_decision
+from registry.store import CHALLENGER, CHAMPION, Registry, aliases
 
 if TYPE_CHECKING:
-    from pipelines.paths import Project
+    from core.paths import Project
     from registry.scoring import EvalSet
 
 log = logging.getLogger(__name__)
 
 
 def register_candidate(
-    reg: Registry, run_id: str, ev: EvalSet, proj: Project, policy: Policy
+    registry: Registry, run_id: str, eval_set: EvalSet, proj: Project, policy: Policy
 ) -> tuple[int, int]:
     """Register `run_id` (once), after making sure the registry holds its baselines: persistence
     with empirical quantiles as the first champion, the EWMA-volatility model judged like any
@@ -29,12 +30,14 @@ def register_candidate(
     (version, champion)."""
     from registry.register import ensure_champion, register_baseline, register_run
 
-    ensure_champion(reg, ev, proj)  # an empty registry: persistence is v1
-    promote_candidate(reg, register_baseline(reg, ev, "ewma", proj), ev, policy)
-    champion = int(aliases(reg)[CHAMPION])
-    version = register_run(reg, run_id, alias=None)
-    if version != champion and aliases(reg).get(CHALLENGER) != version:
-        reg.client.set_registered_model_alias(reg.name, CHALLENGER, str(version))
+    ensure_champion(registry, eval_set, proj)  # an empty registry: persistence is v1
+    promote_candidate(
+        registry, register_baseline(registry, eval_set, "ewma", proj), eval_set, policy
+    )
+    champion = int(aliases(registry)[CHAMPION])
+    version = register_run(registry, run_id, alias=None)
+    if version != champion and aliases(registry).get(CHALLENGER) != version:
+        registry.client.set_registered_model_alias(registry.name, CHALLENGER, str(version))
     return version, champion
 
 
@@ -56,11 +59,13 @@ def _summary_from_record(version: int, record: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def promote_candidate(reg: Registry, version: int, ev: EvalSet, policy: Policy) -> dict[str, Any]:
+def promote_candidate(
+    registry: Registry, version: int, eval_set: EvalSet, policy: Policy
+) -> dict[str, Any]:
     """Judge `version` against the champion unless that is already done; the decision summary."""
     from registry.promote import promote
 
-    champion = aliases(reg).get(CHAMPION)
+    champion = aliases(registry).get(CHAMPION)
     if champion == version:
         return {
             "promoted": False,
@@ -69,16 +74,16 @@ def promote_candidate(reg: Registry, version: int, ev: EvalSet, policy: Policy) 
             "champion_after": version,
             "reason": f"v{version} is already the champion",
         }
-    judged = latest_decision(reg, version)
+    judged = latest_decision(registry, version)
     if (
         judged is not None
         and judged.get("action") in ("promote", "refuse")
         and judged.get("champion_before") == champion
-        and (judged.get("eval") or {}).get("dvc_md5") == ev.md5
+        and (judged.get("eval") or {}).get("dvc_md5") == eval_set.md5
     ):
-        log.info("%s v%d: already judged against champion v%s", reg.name, version, champion)
+        log.info("%s v%d: already judged against champion v%s", registry.name, version, champion)
         return _summary_from_record(version, judged)
-    return promote(reg, ev, policy, version).summary()
+    return promote(registry, eval_set, policy, version).summary()
 
 
 def release(proj: Project | None = None) -> dict[str, Any]:
@@ -86,9 +91,9 @@ def release(proj: Project | None = None) -> dict[str, Any]:
     metrics/promotion.json."""
     import json
 
-    from pipelines.config import load_params
-    from pipelines.files import write_json
-    from pipelines.paths import project
+    from core.files import write_json
+    from core.params import load_params
+    from core.paths import project
     from registry.scoring import load_eval_set
     from registry.store import open_registry
 
@@ -97,11 +102,11 @@ def release(proj: Project | None = None) -> dict[str, Any]:
     sweep = json.loads(sweep_json.read_text()) if sweep_json.is_file() else {}
     if not sweep.get("best_run_id"):
         raise RegistryError(f"{sweep_json} is missing or names no best_run_id: run the sweep")
-    reg = open_registry(params.registry.model_name)
-    ev = load_eval_set(proj)
+    registry = open_registry(params.registry.model_name)
+    eval_set = load_eval_set(proj)
     policy = Policy.from_params(params.registry)
-    version, _ = register_candidate(reg, sweep["best_run_id"], ev, proj, policy)
-    summary = promote_candidate(reg, version, ev, policy)
+    version, _ = register_candidate(registry, sweep["best_run_id"], eval_set, proj, policy)
+    summary = promote_candidate(registry, version, eval_set, policy)
     write_json(proj.metrics_file("promotion"), summary)
-    log.info("%s v%d: %s", reg.name, version, summary["reason"])
+    log.info("%s v%d: %s", registry.name, version, summary["reason"])
     return summary

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pipelines import tags
-from pipelines.paths import Project, project
+from core import tags
+from core.paths import Project, project
 from registry.errors import LineageError, RegistryUnavailableError, UnknownVersionError
-from registry.store import Registry, iso_ms, latest_decision, mlflow_call, run_tags
+from registry.records import latest_decision
+from registry.store import Registry, iso_ms, mlflow_call, run_tags
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -24,7 +25,7 @@ def version_tags_from_run(run: Run, kind: str) -> dict[str, str]:
     if missing:
         raise LineageError(
             f"run {run.info.run_id} lacks lineage tags {missing}: only runs logged "
-            "by pipelines.tracked (or the persistence baseline) can be registered"
+            "by pipelines.training.tracked_run (or the persistence baseline) can be registered"
         )
     out = {tags.KIND: kind, **{t: run_tags_[t] for t in tags.RUN_LINEAGE}}
     for metric, tag in (("test_mase", tags.TEST_MASE), ("test_crps", tags.TEST_CRPS)):
@@ -73,12 +74,12 @@ class Lineage:
     decision: dict[str, Any] | None = None
 
 
-def _run_summary(reg: Registry, run_id: str | None) -> tuple[dict[str, str], Run | None]:
+def _run_summary(registry: Registry, run_id: str | None) -> tuple[dict[str, str], Run | None]:
     if not run_id:
         return {}, None
     try:
         run = mlflow_call(
-            f"reading run {run_id}", lambda: reg.client.get_run(run_id), UnknownVersionError
+            f"reading run {run_id}", lambda: registry.client.get_run(run_id), UnknownVersionError
         )
     except (UnknownVersionError, RegistryUnavailableError) as exc:  # the rest still shows
         return {"id": run_id, "error": str(exc)[:160]}, None
@@ -93,7 +94,7 @@ def _run_summary(reg: Registry, run_id: str | None) -> tuple[dict[str, str], Run
 
 
 def _data_on_disk(version: str, md5: str, proj: Project) -> str:
-    from pipelines.files import file_md5
+    from core.files import file_md5
 
     path = proj.version_file(version)
     shown = path.relative_to(proj.root)
@@ -104,7 +105,7 @@ def _data_on_disk(version: str, md5: str, proj: Project) -> str:
 
 
 def _ge_record(version: str, md5: str, proj: Project) -> str:
-    from pipelines.gate_record import validation_record
+    from core.gate_record import validation_record
 
     path = proj.metrics_file("validation").relative_to(proj.root)
     record = validation_record(version, proj)
@@ -119,18 +120,18 @@ def _ge_record(version: str, md5: str, proj: Project) -> str:
 
 
 def read_lineage(
-    reg: Registry, model_version: ModelVersion, held: list[str], proj: Project | None = None
+    registry: Registry, model_version: ModelVersion, held: list[str], proj: Project | None = None
 ) -> Lineage:
     """Follow a version to its run, sweep parent, data file, GE record and latest decision."""
     proj = proj or project()
     version_tags = dict(model_version.tags or {})
-    require_lineage_tags(reg.name, model_version.version, version_tags)
-    run, run_entity = _run_summary(reg, model_version.run_id)
-    parent = run_tags(reg, model_version.run_id).get(tags.PARENT_RUN_ID)
-    sweep, _ = _run_summary(reg, parent)
+    require_lineage_tags(registry.name, model_version.version, version_tags)
+    run, run_entity = _run_summary(registry, model_version.run_id)
+    parent = run_tags(registry, model_version.run_id).get(tags.PARENT_RUN_ID)
+    sweep, _ = _run_summary(registry, parent)
     data_version, md5 = version_tags[tags.DATA_VERSION], version_tags[tags.DVC_MD5]
     return Lineage(
-        name=reg.name,
+        name=registry.name,
         version=int(model_version.version),
         aliases=held,
         tags=version_tags,
@@ -142,7 +143,7 @@ def read_lineage(
         sweep=sweep,
         data_on_disk=_data_on_disk(data_version, md5, proj),
         ge_record=_ge_record(data_version, md5, proj),
-        decision=latest_decision(reg, model_version.version),
+        decision=latest_decision(registry, model_version.version),
     )
 
 

@@ -23,8 +23,8 @@ import uuid
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from pipelines import tags
-from pipelines.liveness import process_alive, process_identity
+from core import tags
+from core.liveness import process_alive, process_identity
 from registry.errors import ConcurrentPromotionError, LockTimeoutError
 
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from pipelines.config import RegistryParams
-from pipelines.quantiles import DieboldMariano, diebold_mariano
+from core.params import RegistryParams
+from forecasting.quantiles import DieboldMariano, diebold_mariano
 
 NAN = float("nan")
 

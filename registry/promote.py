@@ -23,21 +23,20 @@ from registry.policy import ModelScore, Policy, PromotionOutcome, should_promote
 if TYPE_CHECKING:
     from registry.scoring import EvalSet
     from registry.store import Registry
-
 log = logging.getLogger(__name__)
 
 
-def score_version(reg: Registry, version: int, ev: EvalSet) -> ModelScore:
+def score_version(registry: Registry, version: int, eval_set: EvalSet) -> ModelScore:
     """Load one registered version and score it on the evaluation rows."""
     from registry.scoring import score_model
-    from registry.store import load_python_model
+    from registry.store import load_packaged
 
-    return score_model(load_python_model(reg, version), ev, version)
+    return score_model(load_packaged(registry, version), eval_set, version)
 
 
 def promote(
-    reg: Registry,
-    ev: EvalSet,
+    registry: Registry,
+    eval_set: EvalSet,
     policy: Policy,
     version: int | str | None = None,
     *,
@@ -50,27 +49,27 @@ def promote(
     from registry.scoring import baseline_score
     from registry.store import CHALLENGER, CHAMPION, aliases, get_version
 
-    repair_pending(reg)  # a promotion killed mid-way is completed (or failed) before anything
-    if version is None and CHALLENGER not in aliases(reg):
+    repair_pending(registry)  # a promotion killed mid-way is completed (or failed) before anything
+    if version is None and CHALLENGER not in aliases(registry):
         raise NothingToDoError(
-            f"{reg.name} has no {CHALLENGER!r} alias: register a sweep's best "
+            f"{registry.name} has no {CHALLENGER!r} alias: register a sweep's best "
             "run first, or pass --version N"
         )
-    mv = get_version(reg, CHALLENGER if version is None else version)
-    number = int(mv.version)
-    check_lineage(reg.name, number, dict(mv.tags))
-    if aliases(reg).get(CHAMPION) == number:
-        raise NothingToDoError(f"{reg.name} v{number} is already the champion")
-    challenger = score_version(reg, number, ev)
-    baseline = baseline_score(ev)
+    model_version = get_version(registry, CHALLENGER if version is None else version)
+    number = int(model_version.version)
+    check_lineage(registry.name, number, dict(model_version.tags))
+    if aliases(registry).get(CHAMPION) == number:
+        raise NothingToDoError(f"{registry.name} v{number} is already the champion")
+    challenger = score_version(registry, number, eval_set)
+    baseline = baseline_score(eval_set)
     scored: dict[int, ModelScore] = {number: challenger}
     for attempt in range(1, max_attempts + 1):
-        before = aliases(reg).get(CHAMPION)
+        before = aliases(registry).get(CHAMPION)
         if before == number:  # a concurrent promotion of this very version won
-            raise NothingToDoError(f"{reg.name} v{number} became the champion meanwhile")
+            raise NothingToDoError(f"{registry.name} v{number} became the champion meanwhile")
         if before is not None and before not in scored:
             try:
-                scored[before] = score_version(reg, before, ev)
+                scored[before] = score_version(registry, before, eval_set)
             except ModelLoadError as exc:
                 raise RegistryError(
                     f"the current champion fails to load, so nothing can be "
@@ -81,11 +80,11 @@ def promote(
         decision = should_promote(challenger, champion, baseline, policy)
         if on_scored is not None:
             on_scored(attempt)
-        outcome = commit_decision(reg, ev, policy, decision, number, before, attempt)
+        outcome = commit_decision(registry, eval_set, policy, decision, number, before, attempt)
         if outcome is not None:
             return outcome
         log.warning("champion moved while v%d was scored (attempt %d): re-scoring", number, attempt)
     raise ConcurrentPromotionError(
-        f"the champion of {reg.name} changed {max_attempts} times "
+        f"the champion of {registry.name} changed {max_attempts} times "
         f"while v{number} was being scored; run the promotion again"
     )

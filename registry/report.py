@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pipelines import tags
+from core import tags
+from registry.description import OUTCOME, fmt
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -16,15 +16,6 @@ if TYPE_CHECKING:
     from registry.policy import PromotionOutcome
 
 VALUE_WIDTH = 78
-# A decision record's action → the word a version's `coinflow.decision` tag and tables show.
-OUTCOME = {
-    "promote": "promoted",
-    "refuse": "refused",
-    "first-champion": "first-champion",
-    "code-upgrade": "first-champion",
-    "rollback": "restored",
-    "alert": "alerted",
-}
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -55,17 +46,6 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def fmt(value: Any, digits: int = 4) -> str:
-    """A score for a table: fixed decimals, '' when missing, 'nan' kept visible."""
-    if value in (None, ""):
-        return ""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    return f"{number:.{digits}f}" if math.isfinite(number) else str(number)
-
-
 def status_table(name: str, alias_map: dict[str, int], versions: Sequence[ModelVersion]) -> str:
     """`coinflow registry status`: one row per version with aliases, lineage and the decision."""
     from registry.store import iso_ms
@@ -75,19 +55,19 @@ def status_table(name: str, alias_map: dict[str, int], versions: Sequence[ModelV
         by_version.setdefault(version, []).append(alias)
     head = ", ".join(f"{a} v{v}" for a, v in sorted(alias_map.items())) or "no aliases"
     rows = []
-    for mv in versions:
-        t = mv.tags or {}
+    for model_version in versions:
+        t = model_version.tags or {}
         rows.append(
             [
-                f"v{mv.version}",
-                ",".join(by_version.get(int(mv.version), [])) or "-",
+                f"v{model_version.version}",
+                ",".join(by_version.get(int(model_version.version), [])) or "-",
                 t.get(tags.KIND, "?"),
                 t.get(tags.DATA_VERSION, "?"),
                 fmt(t.get(tags.TEST_MASE)),
                 fmt(t.get(tags.TEST_CRPS), 2),
                 t.get(tags.DECISION, ""),
-                (mv.run_id or "?")[:8],
-                (iso_ms(mv.creation_timestamp) or "")[:16],
+                (model_version.run_id or "?")[:8],
+                (iso_ms(model_version.creation_timestamp) or "")[:16],
             ]
         )
     table = format_table(
@@ -187,8 +167,8 @@ def lineage_table(lin: Lineage) -> str:
             *_wrap("reason", str(d.get("reason", ""))),
         ]
         if d.get("challenger"):
-            ev = d.get("eval") or {}
-            body.append(["re-scored on", f"{ev.get('data_version', '?')}: {_scores_line(d)}"])
+            eval_set = d.get("eval") or {}
+            body.append(["re-scored on", f"{eval_set.get('data_version', '?')}: {_scores_line(d)}"])
         if d.get("action") in ("promote", "rollback") and d.get("champion_before") is not None:
             body.append(["replaced", f"v{d['champion_before']}"])
         body.append(["record run", str(d.get("record_run_id", ""))])
@@ -235,39 +215,3 @@ def decision_table(outcome: PromotionOutcome) -> str:
             f"record:   run {outcome.record_run_id} (promotion/decision-*.json)",
         ]
     )
-
-
-def decision_markdown(record: dict[str, Any], record_run: str) -> str:
-    """A version's MLflow description: its latest decision, readable in the registry UI."""
-    action = str(record.get("action", "?"))
-    lines = [f"### Latest decision: {action}", ""]
-    lines.append(
-        f"*{record.get('decided_at', '?')}* by `{record.get('actor', '?')}`; record run "
-        f"`{record_run}` (`promotion/decision-*.json`)."
-    )
-    lines += ["", f"**Reason.** {record.get('reason', '')}"]
-    if record.get("rule"):
-        lines += ["", f"**Rule.** {record['rule']}"]
-    roles = [(r, record.get(r)) for r in ("challenger", "champion", "baseline") if record.get(r)]
-    if roles:
-        ev = record.get("eval") or {}
-        lines += [
-            "",
-            f"**Scores** on {ev.get('data_version', '?')} test days "
-            f"{ev.get('first_day', '?')} → {ev.get('last_day', '?')} "
-            f"({ev.get('rows', '?')} days):",
-            "",
-            "| role | version | kind | MASE | MAE $ | RMSE $ |",
-            "|---|---|---|---|---|---|",
-        ]
-        for role, s in roles:
-            assert isinstance(s, dict)
-            version = "-" if s.get("version") is None else f"v{s['version']}"
-            lines.append(
-                f"| {role} | {version} | {s.get('kind', '')} | {fmt(s.get('mase'))} | "
-                f"{fmt(s.get('mae'), 2)} | {fmt(s.get('rmse'), 2)} |"
-            )
-    before, after = record.get("champion_before"), record.get("champion_after")
-    if before != after:
-        lines += ["", f"Champion v{before} → v{after}."]
-    return "\n".join(lines)

@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from pipelines.features import CLOSE
-from pipelines.forecast import InputRowsError, QuantileModel
-from pipelines.paths import Project, project
+from core.paths import Project, project
+from forecasting.features import CLOSE
+from forecasting.forecast import InputRowsError, QuantileModel
 from registry.errors import EvalDataError
 from registry.policy import ModelScore
 
 if TYPE_CHECKING:
-    from pipelines.baselines import EmpiricalQuantiles, EwmaQuantiles
-    from pipelines.config import BaselineParams
-    from registry.pyfunc import CoinflowModel
+    from core.params import BaselineParams
+    from forecasting.baselines import EmpiricalQuantiles, EwmaQuantiles
+    from forecasting.packaged import PackagedModel
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,10 @@ class EvalSet:
 
 def load_eval_set(proj: Project | None = None) -> EvalSet:
     """Test split of the features stage's version, with that version's raw rows (md5-checked)."""
-    from pipelines.config import load_params
-    from pipelines.features import INPUT_COLUMNS
-    from pipelines.files import file_md5
-    from pipelines.train import load_training_data
+    from core.files import file_md5
+    from core.params import load_params
+    from forecasting.features import INPUT_COLUMNS
+    from pipelines.training.train import load_training_data
 
     proj = proj or project()
     if not (proj.features / "meta.json").is_file():
@@ -99,38 +99,39 @@ def load_eval_set(proj: Project | None = None) -> EvalSet:
     )
 
 
-def test_quantiles(model: QuantileModel, ev: EvalSet, positions: np.ndarray | None = None
-                   ) -> np.ndarray:  # fmt: skip
+def test_quantiles(
+    model: QuantileModel, eval_set: EvalSet, positions: np.ndarray | None = None
+) -> np.ndarray:
     """A model's next-day log-return quantiles on the test days (or other row positions)."""
-    from pipelines.forecast import windows_at
+    from forecasting.forecast import windows_at
 
-    at = ev.positions if positions is None else positions
+    at = eval_set.positions if positions is None else positions
     try:
-        return model.return_quantiles(windows_at(ev.values, at, model.rows_needed))
+        return model.return_quantiles(windows_at(eval_set.values, at, model.rows_needed))
     except InputRowsError as exc:
-        raise EvalDataError(f"cannot score on {ev.version}'s days: {exc}") from exc
+        raise EvalDataError(f"cannot score on {eval_set.version}'s days: {exc}") from exc
 
 
-def windowed_quantiles(py: CoinflowModel, ev: EvalSet) -> np.ndarray:
-    """Any pyfunc through MLflow's predict(), one test day at a time (slow; the batched path
-    must agree with it, which the tests check)."""
-    from pipelines.forecast import input_frame
-    from registry.pyfunc import quantile_columns
+def windowed_quantiles(py: PackagedModel, eval_set: EvalSet) -> np.ndarray:
+    """Any version through its DataFrame face (what MLflow's pyfunc predict() runs), one test day
+    at a time (slow; the batched path must agree with it, which the tests check)."""
+    from forecasting.forecast import input_frame
+    from forecasting.packaged import quantile_columns
 
     needed, out = py.rows_needed, []
-    for i, pos in enumerate(ev.positions):
-        window = input_frame(ev.rows.iloc[pos - needed + 1 : pos + 1].reset_index())
-        closes = py.predict(None, window, params={"horizon": 1})[quantile_columns(py.levels)]
-        out.append(np.log(closes.to_numpy(dtype="float64")[0] / ev.close[i]))
+    for i, pos in enumerate(eval_set.positions):
+        window = input_frame(eval_set.rows.iloc[pos - needed + 1 : pos + 1].reset_index())
+        closes = py.predict_frame(window, horizon=1)[quantile_columns(py.levels)]
+        out.append(np.log(closes.to_numpy(dtype="float64")[0] / eval_set.close[i]))
     return np.vstack(out)
 
 
-def score_quantiles(quant: np.ndarray, ev: EvalSet, **identity: Any) -> ModelScore:
+def score_quantiles(quant: np.ndarray, eval_set: EvalSet, **identity: Any) -> ModelScore:
     """The ModelScore of test-day quantiles (identity: version, kind, trained_on)."""
-    from pipelines.metrics import daily_crps
-    from pipelines.metrics import score_quantiles as usd_scores
+    from forecasting.scores import daily_crps
+    from forecasting.scores import score_quantiles as usd_scores
 
-    s = usd_scores(quant, ev.close, ev.next_close, ev.levels)
+    s = usd_scores(quant, eval_set.close, eval_set.next_close, eval_set.levels)
     return ModelScore(
         mase=s["mase"],
         mae=s["mae"],
@@ -141,42 +142,50 @@ def score_quantiles(quant: np.ndarray, ev: EvalSet, **identity: Any) -> ModelSco
         coverage_95=s.get("coverage_95", float("nan")),
         width_80=s.get("width_80", float("nan")),
         width_95=s.get("width_95", float("nan")),
-        daily=tuple(daily_crps(quant, ev.close, ev.next_close, ev.levels).tolist()),
+        daily=tuple(
+            daily_crps(quant, eval_set.close, eval_set.next_close, eval_set.levels).tolist()
+        ),
         **identity,
     )
 
 
-def score_model(py: CoinflowModel, ev: EvalSet, version: int | None = None) -> ModelScore:
+def score_model(py: PackagedModel, eval_set: EvalSet, version: int | None = None) -> ModelScore:
     """A loaded pyfunc scored on the evaluation rows."""
     return score_quantiles(
-        test_quantiles(py, ev),
-        ev,
+        test_quantiles(py, eval_set),
+        eval_set,
         version=version,
         kind=py.kind,
         trained_on=str(py.config.get("data_version", "")),
     )
 
 
-def calibrated_baseline(ev: EvalSet, kind: str) -> EmpiricalQuantiles | EwmaQuantiles:
+def calibrated_baseline(eval_set: EvalSet, kind: str) -> EmpiricalQuantiles | EwmaQuantiles:
     """A baseline (persistence | ewma) with conformal offsets fitted on the validation days."""
     import dataclasses
 
-    from pipelines.baselines import EmpiricalQuantiles, EwmaQuantiles
-    from pipelines.quantiles import conformal_offsets
+    from forecasting.baselines import EmpiricalQuantiles, EwmaQuantiles
+    from forecasting.quantiles import conformal_offsets
 
     raw: EmpiricalQuantiles | EwmaQuantiles = (
-        EmpiricalQuantiles(ev.levels, ev.baselines.window)
+        EmpiricalQuantiles(eval_set.levels, eval_set.baselines.window)
         if kind == "persistence"
-        else EwmaQuantiles(ev.levels, ev.baselines.window, ev.baselines.ewma_decay)
+        else EwmaQuantiles(
+            eval_set.levels, eval_set.baselines.window, eval_set.baselines.ewma_decay
+        )
     )
-    close = ev.values[:, CLOSE]
-    target = np.log(close[ev.val_positions + 1] / close[ev.val_positions])
-    offsets = conformal_offsets(test_quantiles(raw, ev, ev.val_positions), target, ev.levels)
+    close = eval_set.values[:, CLOSE]
+    target = np.log(close[eval_set.val_positions + 1] / close[eval_set.val_positions])
+    offsets = conformal_offsets(
+        test_quantiles(raw, eval_set, eval_set.val_positions), target, eval_set.levels
+    )
     return dataclasses.replace(raw, offsets=offsets)
 
 
-def baseline_score(ev: EvalSet) -> ModelScore:
+def baseline_score(eval_set: EvalSet) -> ModelScore:
     """The reference baseline on the same rows: persistence with calibrated empirical quantiles
     (its median is persistence: MASE 1, the anchor every model's MASE is measured against)."""
-    model = calibrated_baseline(ev, "persistence")
-    return score_quantiles(test_quantiles(model, ev), ev, version=None, kind="persistence")
+    model = calibrated_baseline(eval_set, "persistence")
+    return score_quantiles(
+        test_quantiles(model, eval_set), eval_set, version=None, kind="persistence"
+    )

@@ -13,9 +13,9 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from registry.errors import RegistryError
-from serving.metrics import Metrics, MetricsMiddleware
 from serving.middleware import BodyLimitMiddleware
 from serving.problems import PROBLEM_TYPE, install_problem_handlers
+from serving.prometheus import Metrics, MetricsMiddleware
 from serving.settings import ServingSettings
 from serving.startup import Startup
 

@@ -18,7 +18,7 @@ from registry.errors import (
 )
 from registry.store import iso_ms
 from serving.predictor import LoadedModel, build_loaded_model
-from serving.registry import RegistryClient
+from serving.registry_client import RegistryClient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,11 +55,13 @@ class ModelCache:
         self.status = RegistryStatus()
         self._models: OrderedDict[int, LoadedModel] = OrderedDict()
         self._served: dict[str, int] = {}  # aliases requests use → loaded versions
-        self._known: dict[str, int] = {}  # the registry's whole alias map, last seen
+        self._known: dict[str, int] = {}  # the registry's whole alias map, as last served
+        self._seen: dict[str, int] = {}  # the registry's alias map, as last read
         self._lock = threading.Lock()  # guards the three dicts above
         self._loading: dict[int, threading.Lock] = {}
         self._refresh_lock = threading.Lock()
         self._probing = threading.Lock()  # held by the one running probe
+        self._load_errors: dict[int, str] = {}  # version → why it last failed to load
         self._on_change = on_change
 
     # --- registry contact bookkeeping -------------------------------------------------------
@@ -103,18 +105,49 @@ class ModelCache:
         with gate:
             model = self.cached(version)
             if model is None:
-                model = self._load(version)
+                model = self._load_once(version)
                 self._insert(model)
         with self._lock:
             self._loading.pop(version, None)
         return model
 
+    def _load_once(self, version: int) -> LoadedModel:
+        """_load, remembering why a version failed (logged once per version and reason)."""
+        try:
+            model = self._load(version)
+        except ModelLoadError as exc:
+            with self._lock:
+                first = self._load_errors.get(version) != str(exc)
+                self._load_errors[version] = str(exc)
+            if first:
+                log.error("version %s cannot be served: %s", version, exc)
+            raise
+        with self._lock:
+            self._load_errors.pop(version, None)
+        return model
+
+    def load_error(self, version: int) -> str | None:
+        """Why `version` last failed to load (None: it never failed, or loaded since)."""
+        with self._lock:
+            return self._load_errors.get(version)
+
+    def known_aliases(self) -> dict[str, int]:
+        """The registry's whole alias map, as last read (even if a version failed to load)."""
+        with self._lock:
+            return dict(self._seen)
+
+    def _read_aliases(self) -> dict[str, int]:
+        aliases = self.registry_call(self.registry.aliases)
+        with self._lock:
+            self._seen = dict(aliases)
+        return aliases
+
     def _load(self, version: int) -> LoadedModel:
-        mv = self.registry_call(lambda: self.registry.version(version))
+        model_version = self.registry_call(lambda: self.registry.version(version))
         py = self.registry_call(lambda: self.registry.load(version))
         try:
             model = build_loaded_model(
-                self.registry.name, mv, py, self.registry.run_tags(mv.run_id)
+                self.registry.name, model_version, py, self.registry.run_tags(model_version.run_id)
             )
         except Exception as exc:
             raise ModelLoadError(
@@ -150,7 +183,7 @@ class ModelCache:
             model = self.cached(version)
             if model is not None:
                 return model
-        aliases = self.registry_call(self.registry.aliases)
+        aliases = self._read_aliases()
         if alias not in aliases:
             raise AliasNotSetError(
                 f"alias {alias!r} is not set on registered model {self.registry.name!r} "
@@ -186,7 +219,7 @@ class ModelCache:
     def refresh(self) -> dict[str, dict[str, int | None]]:
         """Re-resolve the default and every served alias; load moved versions, then swap."""
         with self._refresh_lock:
-            aliases = self.registry_call(self.registry.aliases)
+            aliases = self._read_aliases()
             changed: dict[str, dict[str, int | None]] = {}
             tracked = set(self.served()) | {self.default_alias}
             for alias in sorted(tracked):

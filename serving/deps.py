@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import Request
 
 from serving.cache import ModelCache
-from serving.metrics import Metrics
 from serving.problems import StartingError
+from serving.prometheus import Metrics
 from serving.settings import ServingSettings
 
 

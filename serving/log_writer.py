@@ -88,8 +88,9 @@ def _write_forever(url: str, conn: Connection) -> None:
                 pending.append(finished(record))
             except Exception as exc:  # a bug, never a reason to stop logging the others
                 log.exception("prediction record not built")
-                status.update(dropped=status["dropped"] + 1, error=short_error(exc),
-                              error_at=time.time())  # fmt: skip
+                status.update(
+                    dropped=status["dropped"] + 1, error=short_error(exc), error_at=time.time()
+                )
         if pending:
             if not _retry(conn, functools.partial(write_records, engine, pending)):
                 conn.send({"dropped": status["dropped"] + len(pending), "ready": True})
@@ -194,8 +195,11 @@ class PredictionLog:
         (False: the log is closing, none is started). Until then `snapshot` says degraded: it
         asks the process itself."""
         self._drop(lost)
-        log.error("prediction log writer exited (code %s); restarting in %.0f s",
-                  self._process.exitcode, delay)  # fmt: skip
+        log.error(
+            "prediction log writer exited (code %s); restarting in %.0f s",
+            self._process.exitcode,
+            delay,
+        )
         if self._stop.wait(delay):
             return False
         self._start_writer()

@@ -84,7 +84,7 @@ live_scores = sa.Table(
 
 def short_error(exc: BaseException) -> str:
     """One line naming a database error, credentials redacted."""
-    from pipelines.tracking import redact
+    from core.tracking import redact
 
     text = (str(exc).splitlines() or [""])[0][:200]
     return redact(f"{type(exc).__name__}: {text}")
@@ -173,8 +173,8 @@ class Served:
         each day's quantiles, the sha256 of the rows used, and those rows when they were sent."""
         import numpy as np
 
-        from pipelines.features import INPUT_COLUMNS
-        from pipelines.quantiles import interval_pairs
+        from forecasting.features import INPUT_COLUMNS
+        from forecasting.quantiles import interval_pairs
         from serving.predictor import forecast_points
 
         forecast = forecast_points(
@@ -185,8 +185,10 @@ class Served:
         days = np.datetime_as_string(self.dates, unit="D").tolist()
         rows = None
         if self.from_request:  # what pydantic's Row.model_dump(mode="json") gives, ~10x faster
-            rows = [{"date": d, **dict(zip(INPUT_COLUMNS, v, strict=True))}
-                    for d, v in zip(days, self.values.tolist(), strict=True)]  # fmt: skip
+            rows = [
+                {"date": d, **dict(zip(INPUT_COLUMNS, v, strict=True))}
+                for d, v in zip(days, self.values.tolist(), strict=True)
+            ]
         return {
             "id": self.id,
             "created_at": self.created_at,
@@ -238,9 +240,9 @@ def write_records(engine: sa.Engine, records: list[dict[str, Any]]) -> None:
     """Insert prediction records (and their forecast days) in one transaction."""
     with engine.begin() as connection:
         connection.execute(
-            predictions.insert(), [{k: v for k, v in r.items() if k in predictions.c}
-                                   for r in records]
-        )  # fmt: skip
+            predictions.insert(),
+            [{k: v for k, v in r.items() if k in predictions.c} for r in records],
+        )
         days = [day for r in records for day in _day_rows(r["id"], r)]
         if days:
             connection.execute(forecast_days.insert(), days)

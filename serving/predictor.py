@@ -1,4 +1,4 @@
-"""A loaded model version: its pyfunc's array forecast, its latest rows and its lineage."""
+"""A loaded model version: its kernel's array forecast, its latest rows and its lineage."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipelines import tags
-from pipelines.features import CLOSE
-from pipelines.forecast import InputRowsError, check_arrays
+from core import tags
+from forecasting.features import CLOSE
+from forecasting.forecast import InputRowsError, check_arrays
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
-    from registry.pyfunc import CoinflowModel
+    from forecasting.packaged import PackagedModel
 
 
 def points(dates: np.ndarray, closes: np.ndarray) -> list[dict[str, object]]:
@@ -31,14 +31,16 @@ def forecast_points(
     dates: np.ndarray, quantiles: np.ndarray, levels: tuple[float, ...], shown: list[float]
 ) -> list[dict[str, object]]:
     """Per forecast day: the median close and the bounds of each shown central interval (USD)."""
-    from pipelines.quantiles import interval_pairs, median_index
+    from forecasting.quantiles import interval_pairs, median_index
 
     pairs = interval_pairs(levels)
     med = median_index(levels)
     out = []
     for day, row in zip(np.datetime_as_string(dates, unit="D").tolist(), quantiles, strict=True):
-        bands = [{"level": lvl, "lower": float(row[pairs[lvl][0]]),
-                  "upper": float(row[pairs[lvl][1]])} for lvl in shown]  # fmt: skip
+        bands = [
+            {"level": lvl, "lower": float(row[pairs[lvl][0]]), "upper": float(row[pairs[lvl][1]])}
+            for lvl in shown
+        ]
         out.append({"date": day, "close": float(row[med]), "intervals": bands})
     return out
 
@@ -52,7 +54,7 @@ class LoadedModel:
     kind: str
     rows_needed: int
     lineage: dict[str, Any]
-    py: CoinflowModel
+    py: PackagedModel
     recent_dates: np.ndarray
     recent_values: np.ndarray
     _history: dict[int, list[dict[str, object]]] = field(default_factory=dict, repr=False)
@@ -66,7 +68,7 @@ class LoadedModel:
     @property
     def intervals(self) -> list[float]:
         """Nominal coverage of every central interval the model forecasts, widest first."""
-        from pipelines.quantiles import interval_pairs
+        from forecasting.quantiles import interval_pairs
 
         return list(interval_pairs(self.levels))
 
@@ -106,10 +108,10 @@ class LoadedModel:
 
 
 def build_loaded_model(
-    name: str, mv: ModelVersion, py: CoinflowModel, run_tags: dict[str, str]
+    name: str, model_version: ModelVersion, py: PackagedModel, run_tags: dict[str, str]
 ) -> LoadedModel:
     """Wrap an unwrapped pyfunc; checks its shipped rows and warms it up with one forecast."""
-    version_tags = dict(mv.tags or {})
+    version_tags = dict(model_version.tags or {})
     config = py.config
     dates, values = py.recent_arrays()
     check_arrays(dates, values, py.rows_needed)
@@ -119,13 +121,14 @@ def build_loaded_model(
 
     lineage = {
         "model_name": name,
-        "version": int(mv.version),
-        "run_id": mv.run_id,
+        "version": int(model_version.version),
+        "run_id": model_version.run_id,
         "data_version": pick("data_version", tags.DATA_VERSION),
         "dvc_md5": pick("dvc_md5", tags.DVC_MD5),
         "git_sha": pick("git_sha", tags.GIT_SHA),
         "trained_at": config.get("trained_at"),
-        "code_fingerprint": pick("code_fingerprint", tags.CODE),
+        # The kernel this version's answers are computed with: the one it shipped (core.kernels).
+        "code_fingerprint": version_tags.get(tags.CODE) or config.get("code_fingerprint"),
         "kind": py.kind,
         "rows_needed": py.rows_needed,
         "levels": list(py.levels),
@@ -134,6 +137,8 @@ def build_loaded_model(
             "scores": dict(config.get("scores", {})),
         },
     }
-    model = LoadedModel(name, int(mv.version), py.kind, py.rows_needed, lineage, py, dates, values)
+    model = LoadedModel(
+        name, int(model_version.version), py.kind, py.rows_needed, lineage, py, dates, values
+    )
     model.predict(None, None, 1)  # first call pays torch's lazy set-up, not a user request
     return model

@@ -13,7 +13,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from registry.errors import (
     AliasNotSetError,
-    ModelCodeMismatchError,
     ModelLoadError,
     NotFoundError,
     RegistryError,
@@ -34,8 +33,8 @@ class Problem(BaseModel):
     status: int
     detail: str
     errors: list[dict[str, Any]] | None = None
-    registered_fingerprint: str | None = None
-    running_fingerprint: str | None = None
+    version: int | None = None  # model-load-failed: the version that would not load
+    fingerprint: str | None = None  #   and the kernel it shipped
 
 
 class ServingError(Exception):
@@ -80,9 +79,9 @@ REGISTRY_PROBLEMS: list[tuple[type[RegistryError], int, str, str]] = [
     (AliasNotSetError, 404, "alias-not-set", "Alias not set"),
     (UnknownVersionError, 404, "unknown-version", "Model version not found"),
     (NotFoundError, 404, "not-found", "Not found"),
-    (ModelCodeMismatchError, 409, "model-code-mismatch", "Model built with other code"),
     (RegistryUnavailableError, 503, "registry-unavailable", "Model registry unreachable"),
-    (ModelLoadError, 503, "model-load-failed", "Model could not be loaded"),
+    # A version that will not load stays broken: a 500, not a retry-later 503.
+    (ModelLoadError, 500, "model-load-failed", "Model could not be loaded"),
     (RegistryError, 500, "registry-error", "Registry request refused"),
 ]
 
@@ -90,8 +89,8 @@ REGISTRY_PROBLEMS: list[tuple[type[RegistryError], int, str, str]] = [
 def registry_problem(exc: RegistryError) -> tuple[int, str, str, dict[str, Any]]:
     """(status, slug, title, extension members) of a registry error."""
     extra: dict[str, Any] = {}
-    if isinstance(exc, ModelCodeMismatchError):
-        extra = {"registered_fingerprint": exc.registered, "running_fingerprint": exc.running}
+    if isinstance(exc, ModelLoadError):
+        extra = {"version": exc.version, "fingerprint": exc.fingerprint}
     for cls, status, slug, title in REGISTRY_PROBLEMS:
         if isinstance(exc, cls):
             return status, slug, title, extra

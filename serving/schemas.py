@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipelines.forecast import MAX_HORIZON
-from pipelines.rules import MAX_PRICE, MAX_VOLUME, RULES, OhlcRules, ohlc_slacks
+from core.rules import MAX_PRICE, MAX_VOLUME, RULES, OhlcRules, ohlc_slacks
+from forecasting.forecast import MAX_HORIZON
 
 MAX_ROWS = 1000
 ALIAS_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -22,13 +22,13 @@ Price = Annotated[float, Field(gt=0, le=MAX_PRICE, strict=True, description="USD
 @lru_cache(maxsize=1)
 def ohlc_rules() -> OhlcRules:
     """The data gate's OHLC rules (params.yaml `validate`): request rows obey the same ones."""
-    from pipelines.config import load_params
+    from core.params import load_params
 
     return load_params().validate_.ohlc
 
 
 class Row(BaseModel):
-    """One day of raw inputs (pipelines.features.INPUT_COLUMNS): USD prices, BTC volume."""
+    """One day of raw inputs (forecasting.features.INPUT_COLUMNS): USD prices, BTC volume."""
 
     model_config = ConfigDict(allow_inf_nan=False, extra="ignore")
 
@@ -230,6 +230,14 @@ class HealthResponse(BaseModel):
 
     status: Literal["ok"]
     uptime_s: float
+
+
+class LimitsResponse(BaseModel):
+    """The bounds a /predict request must keep (clients read them here, never hard-code them)."""
+
+    max_horizon: int = Field(description="the largest `horizon` (days ahead)")
+    max_rows: int = Field(description="the most `rows` one request may send")
+    history_days: int = Field(description="actual closes returned with each forecast")
 
 
 class RegistryState(BaseModel):

@@ -6,20 +6,20 @@ import os
 
 from pydantic import Field, SecretStr
 
-from pipelines.tracking import MlflowSettings
+from core.tracking import MlflowSettings
 from serving.schemas import ALIAS_PATTERN
 
 
 def _prediction_log_url() -> str:
     """Embedded default: a SQLite file at the project root (docker-compose sets Postgres)."""
-    from pipelines.paths import project
+    from core.paths import project
 
     return f"sqlite:///{project().root / 'predictions.db'}"
 
 
 def _model_name() -> str:
     """params.yaml's registry.model_name: the model the pipeline registers."""
-    from pipelines.config import load_params
+    from core.params import load_params
 
     return load_params().registry.model_name
 

@@ -12,7 +12,7 @@ from registry.errors import RegistryError
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from serving.metrics import Metrics
+    from serving.prometheus import Metrics
     from serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
@@ -23,11 +23,11 @@ def build_state(app: FastAPI, settings: ServingSettings) -> None:
     import mlflow
     import torch
 
-    # The model wrappers run on this deploy's code, imported before any version loads; a
-    # version built with other model code is refused (registry.store.check_code).
-    import registry.pyfunc  # noqa: F401
+    # The running kernel, imported before any version loads (a version whose kernel differs
+    # is served by its own shipped copy: core.kernels).
+    import forecasting.packaged  # noqa: F401
     from serving.cache import ModelCache
-    from serving.registry import RegistryClient
+    from serving.registry_client import RegistryClient
 
     torch.set_num_threads(1)  # one small forecast per request: threads only contend
     settings.apply_mlflow_client_limits()

@@ -72,8 +72,8 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture(scope="session")
 def real_versions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """data/versions built from the real raw CSVs (data/raw, `dvc pull`) into a private dir."""
-    from pipelines import ingest, version
-    from pipelines.config import load_params
+    from core.params import load_params
+    from pipelines.data import ingest, version
 
     raw = REPO / "data" / "raw"
     if not (raw / "btc.csv").is_file():
@@ -94,9 +94,9 @@ def features_v03(real_versions: Path, tmp_path_factory: pytest.TempPathFactory) 
     """data/features for v0.3 (GE gate bypassed: tests of the gate live in tests/data)."""
     import pandas as pd
 
-    from pipelines.config import load_params
-    from pipelines.features import write_features
-    from pipelines.files import file_md5
+    from core.files import file_md5
+    from core.params import load_params
+    from pipelines.training.features import write_features
 
     root = tmp_path_factory.mktemp("features")
     path = real_versions / "v0.3.parquet"
@@ -122,10 +122,10 @@ def learnable_workspace(real_versions: Path, tmp_path_factory: pytest.TempPathFa
     import numpy as np
     import pandas as pd
 
-    from pipelines.config import load_params
-    from pipelines.features import write_features
-    from pipelines.files import file_md5
-    from pipelines.validate import outcome_record, validate_version
+    from core.files import file_md5
+    from core.params import load_params
+    from pipelines.gate.validate import outcome_record, validate_version
+    from pipelines.training.features import write_features
 
     params = load_params(REPO / "params.yaml")
     frame = pd.read_parquet(real_versions / "v0.3.parquet")

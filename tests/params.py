@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import TrainParams, load_params
-from pipelines.model import ModelConfig
+from core.params import TrainParams, load_params
+from forecasting.network import ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

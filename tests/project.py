@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.paths import Project
+from core.paths import Project
 
 REPO = Path(__file__).resolve().parents[1]
 

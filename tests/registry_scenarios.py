@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.paths import Project
+from core.paths import Project
 from registry.policy import Policy
 
 POLICY = Policy(margin=0.01, max_mase=1.0)  # params.yaml's registry block
@@ -31,9 +31,9 @@ def train_runs(ws: Path) -> TrainedRuns:
     """Two tiny RNNs trained on syn-ar1 (a fake sweep parent for the good one), pyfuncs logged."""
     import mlflow
 
-    from pipelines.tracked import tracked_training
-    from pipelines.tracking import configure_mlflow
-    from pipelines.train import load_training_data
+    from core.tracking import configure_mlflow
+    from pipelines.training.tracked_run import tracked_training
+    from pipelines.training.train import load_training_data
     from tests.params import train_params
 
     experiment_id = configure_mlflow()
@@ -88,14 +88,14 @@ def _promote_worker(name: str, ws: str, version: int, barrier: Any, results: Any
     from registry.store import open_registry
 
     try:
-        reg = open_registry(name)
-        ev = load_eval_set(Project(Path(ws)))
+        registry = open_registry(name)
+        eval_set = load_eval_set(Project(Path(ws)))
 
         def on_scored(attempt: int) -> None:
             if attempt == 1:  # both processes scored against the same champion: now race
                 barrier.wait(timeout=120)
 
-        out = promote(reg, ev, POLICY, version, on_scored=on_scored)
+        out = promote(registry, eval_set, POLICY, version, on_scored=on_scored)
         results.put(
             {
                 "version": version,
@@ -144,7 +144,8 @@ def check_race(
     assert second["before"] == first["after"]  # compare-and-set saw the first commit
     aliases = {a: int(v) for a, v in client.get_registered_model(name).aliases.items()}
     assert aliases["champion"] == good
-    from registry.store import Registry, latest_decision
+    from registry.records import latest_decision
+    from registry.store import Registry
 
     decided = latest_decision(Registry(name, client), good)
     assert decided is not None and aliases["previous-champion"] == decided["champion_before"]
@@ -200,10 +201,10 @@ def _killed_promote(name: str, ws: str, version: int, kill_at: int, results: Any
 
     for method in WRITES:
         setattr(MlflowClient, method, injected(getattr(MlflowClient, method)))
-    reg = open_registry(name)
-    ev = load_eval_set(Project(Path(ws)))
+    registry = open_registry(name)
+    eval_set = load_eval_set(Project(Path(ws)))
     count["writes"] = 0  # count the promotion's own writes only
-    out = promote(reg, ev, POLICY, version)
+    out = promote(registry, eval_set, POLICY, version)
     results.put({"completed": True, "writes": count["writes"], "promoted": out.decision.promote})
 
 

@@ -8,7 +8,6 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from pipelines.forecast import MAX_HORIZON
 from ui import plots, shaping
 from ui.client import ApiClient, ApiClientError, ApiError
 from ui.settings import UiSettings
@@ -52,6 +51,13 @@ class Handlers:
             rows,
             figure,
         )
+
+    def horizon_limit(self) -> Any:
+        """The horizon slider's maximum, from the API's bounds (unchanged while it is down)."""
+        try:
+            return gr.Slider(maximum=self.client.limits().max_horizon)
+        except ApiClientError:
+            return gr.skip()
 
     def forecast(self, choice: str | None, horizon: float) -> tuple[Any, Any, str]:
         """Plot, lineage panel and status for one forecast; on failure keep the last result."""
@@ -143,9 +149,9 @@ def build_app(client: ApiClient, mlflow_ui_url: str | None = None) -> gr.Blocks:
                     elem_id="model-picker",
                     scale=3,
                 )
-                horizon = gr.Slider(
+                horizon = gr.Slider(  # its maximum comes from the API (GET /limits) on load
                     1,
-                    MAX_HORIZON,
+                    DEFAULT_HORIZON,
                     value=DEFAULT_HORIZON,
                     step=1,
                     label="Horizon (days)",
@@ -185,6 +191,7 @@ def build_app(client: ApiClient, mlflow_ui_url: str | None = None) -> gr.Blocks:
             live_plot = gr.Plot(label="live scores over time", format="png", elem_id="live-plot")
         model_outputs = [picker, status, table, bars]
         demo.load(handlers.refresh_models, inputs=picker, outputs=model_outputs)
+        demo.load(handlers.horizon_limit, outputs=horizon)
         demo.load(handlers.refresh_sweep, outputs=[sweep_note, trials, scatter])
         refresh.click(handlers.refresh_models, inputs=picker, outputs=model_outputs)
         go.click(handlers.forecast, inputs=[picker, horizon], outputs=[plot, lineage, status])

@@ -8,11 +8,17 @@ from typing import Any, Literal, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from pipelines.forecast import MAX_HORIZON
-
 
 class _Response(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+
+class Limits(_Response):
+    """The bounds the API sets on a forecast request (`GET /limits`)."""
+
+    max_horizon: int
+    max_rows: int
+    history_days: int
 
 
 class Point(_Response):
@@ -223,6 +229,7 @@ class ApiClient:
         self._http = httpx.Client(
             base_url=self.base_url, timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0))
         )
+        self._limits: Limits | None = None
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -266,10 +273,17 @@ class ApiClient:
         """Registered versions, aliases and their test metrics (`GET /models`)."""
         return self._call("GET", "/models", Models)
 
+    def limits(self) -> Limits:
+        """The API's request bounds (`GET /limits`), read once and kept."""
+        if self._limits is None:
+            self._limits = self._call("GET", "/limits", Limits)
+        return self._limits
+
     def predict(self, ref: ModelRef, horizon: int) -> Forecast:
         """Forecast `horizon` days ahead with the model named by `ref` (`POST /predict`)."""
-        if not 1 <= horizon <= MAX_HORIZON:
-            raise ApiError(f"horizon must be between 1 and {MAX_HORIZON} days, got {horizon}")
+        most = self.limits().max_horizon
+        if not 1 <= horizon <= most:
+            raise ApiError(f"horizon must be between 1 and {most} days, got {horizon}")
         return self._call(
             "POST", "/predict", Forecast, params=ref.query(), json={"horizon": horizon}
         )

@@ -127,8 +127,9 @@ def live_figure(series: list[LiveSeries], window: str, marks: Sequence[LiveMark]
     for s in series:
         days = mdates.date2num(s.days)
         mase_ax.plot(days, [m if m is not None else float("nan") for m in s.mase], label=s.label)
-        cov_ax.plot(days, [c if c is not None else float("nan") for c in s.coverage_80],
-                    label=s.label)  # fmt: skip
+        cov_ax.plot(
+            days, [c if c is not None else float("nan") for c in s.coverage_80], label=s.label
+        )
     mase_ax.axhline(1.0, color=ACTUAL, lw=1, ls="--", label="persistence")
     cov_ax.axhline(0.8, color=ACTUAL, lw=1, ls="--", label="nominal 80%")
     same_day: dict[float, int] = {}
@@ -140,9 +141,18 @@ def live_figure(series: list[LiveSeries], window: str, marks: Sequence[LiveMark]
         # x in data, y in axes fraction: the label sits at the top whatever the MASE range;
         # moves on the same day get their labels side by side.
         nth = same_day[day] = same_day.get(day, -1) + 1
-        mase_ax.annotate(mark.label, (day, 1.0), xycoords=("data", "axes fraction"),
-                         xytext=(3 + 11 * nth, -3), textcoords="offset points", rotation=90,
-                         va="top", ha="left", fontsize="small", color=color)  # fmt: skip
+        mase_ax.annotate(
+            mark.label,
+            (day, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3 + 11 * nth, -3),
+            textcoords="offset points",
+            rotation=90,
+            va="top",
+            ha="left",
+            fontsize="small",
+            color=color,
+        )
     mase_ax.set_title(f"live next-day MASE over the trailing {window} (lower is better)")
     cov_ax.set_title(f"share of days inside the 80% interval, trailing {window}")
     cov_ax.yaxis.set_major_formatter("{x:.0%}")

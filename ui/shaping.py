@@ -48,8 +48,17 @@ TRIAL_HEADERS = [
 ]
 
 
-LIVE_HEADERS = ["version", "role", "window", "as of", "scored days", "live MASE", "80% covers",
-                "95% covers", "CRPS (USD)"]  # fmt: skip
+LIVE_HEADERS = [
+    "version",
+    "role",
+    "window",
+    "as of",
+    "scored days",
+    "live MASE",
+    "80% covers",
+    "95% covers",
+    "CRPS (USD)",
+]
 LIVE_WINDOW = "30d"  # the window the Live tab plots
 MOVE_WORDS = {  # a champion move's action → how the Live plot labels it
     "promote": "v{v} promoted",
@@ -298,10 +307,19 @@ def live_rows(monitoring: Monitoring) -> list[list[object]]:
         key=lambda s: (-s.version, s.role, order.get(s.window, len(order))),
     )
     return [
-        [s.version, s.role, s.window, s.day[:10], s.n, significant(s.mase), share(s.coverage_80),
-         share(s.coverage_95), usd(s.crps)]
+        [
+            s.version,
+            s.role,
+            s.window,
+            s.day[:10],
+            s.n,
+            significant(s.mase),
+            share(s.coverage_80),
+            share(s.coverage_95),
+            usd(s.crps),
+        ]
         for s in rows
-    ]  # fmt: skip
+    ]
 
 
 @dataclass(frozen=True)

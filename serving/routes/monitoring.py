@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from serving.deps import get_settings
+from serving.monitoring.live_scores import SCORE_COLUMNS
 from serving.problems import LogOffError, LogUnavailableError, problem_responses
 from serving.schemas import MonitoringResponse
 from serving.settings import ServingSettings
@@ -16,15 +17,17 @@ if TYPE_CHECKING:
     from serving.cache import ModelCache
 
 router = APIRouter(tags=["monitoring"])
-FIELDS = ("version", "role", "window", "day", "n", "mae", "persistence_mae", "mase",
-          "coverage_80", "coverage_95", "crps")  # fmt: skip
+# the table's keys and scores, as live_scores writes them (its pinball column is not served)
+FIELDS = ("version", "role", "window", "day", *(c for c in SCORE_COLUMNS if c != "pinball"))
 
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:
     import math
 
-    return {k: (None if isinstance(row[k], float) and not math.isfinite(row[k]) else row[k])
-            for k in FIELDS}  # fmt: skip
+    return {
+        k: (None if isinstance(row[k], float) and not math.isfinite(row[k]) else row[k])
+        for k in FIELDS
+    }
 
 
 def read_moves(cache: ModelCache | None) -> tuple[list[dict[str, Any]], str | None]:
@@ -55,16 +58,16 @@ def monitoring(
     import pandas as pd
     import sqlalchemy as sa
 
-    from serving.monitor import read_scores
+    from serving.monitoring.monitor import read_scores
     from serving.prediction_log import short_error
 
-    plog = request.app.state.prediction_log
-    if plog is None:
+    prediction_log = request.app.state.prediction_log
+    if prediction_log is None:
         raise LogOffError("set COINFLOW_PREDICTION_LOG_URL: forecasts are not being logged")
     name = settings.coinflow_model_name
     body: dict[str, Any] = {"model_name": name, "computed_at": None, "latest": [], "series": []}
     try:
-        frame = read_scores(plog.engine, name)
+        frame = read_scores(prediction_log.engine, name)
     except sa.exc.OperationalError as exc:
         if "no such table" not in str(exc):  # else nothing scored yet: the writer has not migrated
             raise LogUnavailableError(f"the prediction log database: {short_error(exc)}") from exc

@@ -11,11 +11,12 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from forecasting.forecast import MAX_HORIZON
 from serving.cache import ModelCache
 from serving.deps import get_cache, get_metrics, get_settings
-from serving.metrics import Metrics
 from serving.problems import ForbiddenError, UnauthorizedError, problem_responses
-from serving.schemas import HealthResponse, ReadyResponse, ReloadResponse
+from serving.prometheus import Metrics
+from serving.schemas import MAX_ROWS, HealthResponse, LimitsResponse, ReadyResponse, ReloadResponse
 from serving.settings import ServingSettings
 
 if TYPE_CHECKING:
@@ -32,13 +33,41 @@ async def health(request: Request) -> dict[str, object]:
     return {"status": "ok", "uptime_s": round(time.time() - request.app.state.started_at, 3)}
 
 
+@router.get("/limits", response_model=LimitsResponse)
+def limits(settings: Annotated[ServingSettings, Depends(get_settings)]) -> dict[str, int]:
+    """The bounds of a /predict request: horizon, rows, returned history."""
+    return {
+        "max_horizon": MAX_HORIZON,
+        "max_rows": MAX_ROWS,
+        "history_days": settings.coinflow_history_days,
+    }
+
+
 def log_state(log: PredictionLog | None) -> dict[str, object] | None:
     """The prediction log writer's state for /ready (None: logging is off)."""
     if log is None:
         return None
     s = log.snapshot()
-    return {"written": s.written, "dropped": s.dropped, "depth": s.depth,
-            "healthy": s.healthy, "last_error": s.last_error, "reasons": s.reasons}  # fmt: skip
+    return {
+        "written": s.written,
+        "dropped": s.dropped,
+        "depth": s.depth,
+        "healthy": s.healthy,
+        "last_error": s.last_error,
+        "reasons": s.reasons,
+    }
+
+
+def unserved_reason(cache: ModelCache, alias: str, startup: Startup) -> str:
+    """Why an alias has no model loaded: the registry is silent, the alias is unset, or the
+    version it names failed to load (and why)."""
+    if not cache.status.reachable:
+        return "the registry has not answered yet"
+    target = cache.known_aliases().get(alias)
+    if target is None:
+        return "the alias is not set in the registry"
+    error = cache.load_error(target) or startup.error
+    return f"v{target} failed to load: {error}" if error else f"v{target} is loading"
 
 
 def readiness(
@@ -75,11 +104,7 @@ def readiness(
     if version is None:
         reasons.append(
             f"no model loaded for alias {alias!r} of {cache.registry.name!r}: "
-            + (
-                "the alias is not set in the registry"
-                if cache.status.reachable
-                else "the registry has not answered yet"
-            )
+            + unserved_reason(cache, alias, startup)
         )
     if not cache.status.reachable:
         reasons.append(

@@ -11,13 +11,13 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.background import BackgroundTask
 
-from pipelines.features import CLOSE, INPUT_COLUMNS
-from pipelines.forecast import InputRowsError
+from forecasting.features import CLOSE, INPUT_COLUMNS
+from forecasting.forecast import InputRowsError
 from serving.cache import ModelCache
 from serving.deps import get_cache, get_metrics, get_settings
-from serving.metrics import Metrics
 from serving.predictor import LoadedModel, forecast_points, points
 from serving.problems import BadInputError, problem_responses
+from serving.prometheus import Metrics
 from serving.schemas import ALIAS_PATTERN, PredictRequest, PredictResponse, Row
 from serving.settings import ServingSettings
 
@@ -42,8 +42,9 @@ def shown_levels(model: LoadedModel, asked: list[float] | None) -> list[float]:
         return have
     unknown = [lvl for lvl in asked if not any(abs(lvl - h) < 1e-9 for h in have)]
     if unknown:
-        raise BadInputError(f"levels {unknown} are not among version {model.version}'s "
-                            f"intervals {have}")  # fmt: skip
+        raise BadInputError(
+            f"levels {unknown} are not among version {model.version}'s intervals {have}"
+        )
     return [h for h in have if any(abs(lvl - h) < 1e-9 for lvl in asked)]
 
 
@@ -64,15 +65,26 @@ def log_record(
     dates, values = inputs if inputs is not None else (model.recent_dates, model.recent_values)
     need = model.rows_needed
     return Served(
-        prediction_id, dt.datetime.now(dt.UTC), model.name, model.version, alias, shadow,
-        model.levels, out[0], out[1], dates[-need:], values[-need:], inputs is not None,
-        model.lineage.get("dvc_md5"), model.lineage.get("code_fingerprint"),
-    )  # fmt: skip
+        prediction_id,
+        dt.datetime.now(dt.UTC),
+        model.name,
+        model.version,
+        alias,
+        shadow,
+        model.levels,
+        out[0],
+        out[1],
+        dates[-need:],
+        values[-need:],
+        inputs is not None,
+        model.lineage.get("dvc_md5"),
+        model.lineage.get("code_fingerprint"),
+    )
 
 
 def shadow_forecast(
     cache: ModelCache,
-    plog: PredictionLog,
+    prediction_log: PredictionLog,
     alias: str,
     served: int,
     horizon: int,
@@ -97,8 +109,9 @@ def shadow_forecast(
             if inputs is None
             else model.predict(inputs[0], inputs[1], horizon)
         )
-        plog.submit(log_record(model, out, prediction_id=new_id(), alias=alias, shadow=True,
-                               inputs=inputs))  # fmt: skip
+        prediction_log.submit(
+            log_record(model, out, prediction_id=new_id(), alias=alias, shadow=True, inputs=inputs)
+        )
     except Exception as exc:
         failures.inc()
         log.warning("shadow forecast with @%s failed: %s", alias, exc)
@@ -153,22 +166,31 @@ def predict(
     except InputRowsError as exc:
         raise BadInputError(str(exc)) from exc
     metrics.predictions.labels(str(model.version)).inc()
-    plog: PredictionLog | None = http.app.state.prediction_log
+    prediction_log: PredictionLog | None = http.app.state.prediction_log
     prediction_id, background = None, None
-    if plog is not None:
+    if prediction_log is not None:
         from serving.prediction_log import new_id
 
         prediction_id = new_id()
         # The alias asked for (the default one when neither ?version nor ?alias was given).
         asked = None if version is not None else alias or settings.coinflow_default_alias
-        plog.submit(log_record(model, out, prediction_id=prediction_id, alias=asked,
-                               shadow=False, inputs=inputs))  # fmt: skip
+        prediction_log.submit(
+            log_record(
+                model, out, prediction_id=prediction_id, alias=asked, shadow=False, inputs=inputs
+            )
+        )
         shadow = settings.coinflow_shadow_alias
         if shadow:
             background = BackgroundTask(
-                shadow_forecast, cache, plog, shadow, model.version, request.horizon,
-                inputs, metrics.shadow_failures,
-            )  # fmt: skip
+                shadow_forecast,
+                cache,
+                prediction_log,
+                shadow,
+                model.version,
+                request.horizon,
+                inputs,
+                metrics.shadow_failures,
+            )
     answer = {
         "prediction_id": prediction_id,
         "forecasts": forecast_points(*out, model.levels, shown),

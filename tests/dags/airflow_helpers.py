@@ -173,7 +173,7 @@ def mlflow_client(state: Path) -> Any:
 
 def version_md5(workdir: Path, version: str) -> str:
     """Content hash of a dataset version file in a workspace (what DVC records)."""
-    from pipelines.files import file_md5
+    from core.files import file_md5
 
     return file_md5(workdir / "data" / "versions" / f"{version}.parquet")
 

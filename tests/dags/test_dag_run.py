@@ -54,10 +54,13 @@ class Deployment:
         )
 
     def run(self, dag_id: str, day: str, log: str, **env: Path) -> dict[str, Any]:
-        result = run_dag_test(self.env(**env), dag_id, CONF if "train" in dag_id else {}, day,
-                              self.root / log)  # fmt: skip
-        print(f"dag.test {dag_id} ({log}): {result['state']} in {result['seconds']} s: "
-              f"{result['tasks']}")  # fmt: skip
+        result = run_dag_test(
+            self.env(**env), dag_id, CONF if "train" in dag_id else {}, day, self.root / log
+        )
+        print(
+            f"dag.test {dag_id} ({log}): {result['state']} in {result['seconds']} s: "
+            f"{result['tasks']}"
+        )
         return result
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import ingest, version
-from pipelines.config import load_params
-from pipelines.paths import ASSETS, WORKDIR_ENV, Project
+from core.params import load_params
+from core.paths import ASSETS, WORKDIR_ENV, Project
+from pipelines.data import ingest, version
 
 REPO = Path(__file__).resolve().parents[2]
 

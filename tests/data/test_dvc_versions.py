@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.files import file_md5
+from core.files import file_md5
 from tests.repo_copy import pulled_copy, run
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]

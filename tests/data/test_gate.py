@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import features, ingest, validate, version
-from pipelines.paths import project
+from core.paths import project
+from pipelines.data import ingest, version
+from pipelines.gate import validate
+from pipelines.training import features
 
 pytestmark = pytest.mark.data
 

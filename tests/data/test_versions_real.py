@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import features, validate
-from pipelines.config import load_params
-from pipelines.files import file_md5
-from pipelines.paths import Project, project
-from pipelines.version import describe_version
+from core.files import file_md5
+from core.params import load_params
+from core.paths import Project, project
+from pipelines.data.version import describe_version
+from pipelines.gate import validate
+from pipelines.training import features
 
 pytestmark = pytest.mark.data
 

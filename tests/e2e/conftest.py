@@ -75,9 +75,9 @@ def e2e_registry(
     import mlflow
     from mlflow import MlflowClient
 
-    from pipelines.tracked import tracked_training
-    from pipelines.tracking import TrackingSettings, configure_mlflow, lineage_tags
-    from pipelines.train import load_training_data
+    from core.tracking import TrackingSettings, configure_mlflow, lineage_tags
+    from pipelines.training.tracked_run import tracked_training
+    from pipelines.training.train import load_training_data
     from registry.register import baseline_run
     from registry.scoring import load_eval_set
     from registry.store import Registry
@@ -114,8 +114,8 @@ def e2e_registry(
         assert outcome.status == "FINISHED", outcome
         lineage = lineage_tags(data.version, data.md5, proj)
         # The persistence baseline exactly as the promote flow logs it.
-        reg = Registry(MODEL_NAME, MlflowClient(), experiment_id)
-        persistence_run = baseline_run(reg, load_eval_set(proj), "persistence", proj)
+        registry = Registry(MODEL_NAME, MlflowClient(), experiment_id)
+        persistence_run = baseline_run(registry, load_eval_set(proj), "persistence", proj)
         torch_v = _register(MODEL_NAME, outcome.run_id, "torch", "champion")
         persistence_v = _register(MODEL_NAME, persistence_run, "persistence", "challenger")
         # Leave no global MLflow state behind for later tests in this process.
@@ -153,7 +153,7 @@ def servers(
 ) -> Iterator[tuple[ChildServer, ChildServer]]:
     """`coinflow serve` over the e2e registry and `coinflow ui` pointed at it, started together."""
     logs = tmp_path_factory.mktemp("e2e_logs")
-    cli = [sys.executable, "-m", "pipelines.cli"]
+    cli = [sys.executable, "-m", "cli.main"]
     api_port, ui_port = free_port(), free_port()
     # cwd is a tmp dir: no repository .env can change the children's settings
     api = ChildServer(
@@ -208,21 +208,33 @@ def live_history(e2e_registry: E2eRegistry) -> Iterator[list[str]]:
 
     from registry.aliases import rollback
     from registry.store import Registry
-    from serving import monitor
-    from serving import prediction_log as plog
+    from serving import prediction_log
+    from serving.monitoring import monitor
 
     today = dt.datetime.now(dt.UTC).date()
     scores = pd.DataFrame(
         [
-            {"version": v, "role": role, "step": 1, "window": "30d", "day": day, "n": 10 + i,
-             "mae": 800.0, "persistence_mae": 815.0, "mase": mase + i / 100,
-             "coverage_80": 0.8, "coverage_95": 0.95, "pinball": 150.0, "crps": 600.0}
+            {
+                "version": v,
+                "role": role,
+                "step": 1,
+                "window": "30d",
+                "day": day,
+                "n": 10 + i,
+                "mae": 800.0,
+                "persistence_mae": 815.0,
+                "mase": mase + i / 100,
+                "coverage_80": 0.8,
+                "coverage_95": 0.95,
+                "pinball": 150.0,
+                "crps": 600.0,
+            }
             for v, role, mase in ((1, "champion", 0.98), (2, "shadow", 1.0))
             for i, day in enumerate(today - dt.timedelta(days=d) for d in range(5, -1, -1))
         ]
-    )  # fmt: skip
-    engine = plog.engine_for(e2e_registry.log_url)
-    plog.migrate(engine)
+    )
+    engine = prediction_log.engine_for(e2e_registry.log_url)
+    prediction_log.migrate(engine)
     monitor.write_scores(engine, e2e_registry.name, scores)
     engine.dispose()
     with pytest.MonkeyPatch.context() as mp:
@@ -232,12 +244,12 @@ def live_history(e2e_registry: E2eRegistry) -> Iterator[list[str]]:
         client = MlflowClient()
         experiment = client.get_experiment_by_name("coinflow-e2e")
         assert experiment is not None
-        reg = Registry(e2e_registry.name, client, experiment.experiment_id)
-        client.set_registered_model_alias(reg.name, "previous-champion", "2")
-        rollback(reg, reason="e2e: the Live tab marks it")
-        rollback(reg, reason="e2e: and back")
-        client.set_registered_model_alias(reg.name, "challenger", "2")  # a rollback clears it
-        client.delete_registered_model_alias(reg.name, "previous-champion")
+        registry = Registry(e2e_registry.name, client, experiment.experiment_id)
+        client.set_registered_model_alias(registry.name, "previous-champion", "2")
+        rollback(registry, reason="e2e: the Live tab marks it")
+        rollback(registry, reason="e2e: and back")
+        client.set_registered_model_alias(registry.name, "challenger", "2")  # a rollback clears it
+        client.delete_registered_model_alias(registry.name, "previous-champion")
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
         mlflow.set_registry_uri(None)  # type: ignore[arg-type]
     yield [f"rolled back to v2 on {today}", f"rolled back to v1 on {today}"]

@@ -21,10 +21,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipelines.config import MonitorParams
-from pipelines.forecast import input_frame
-from serving import monitor
-from serving import prediction_log as plog
+from core.params import MonitorParams
+from forecasting.forecast import input_frame
+from serving import prediction_log
+from serving.monitoring import monitor
 from tests.serving.serving_helpers import Server, Store, clean_env, running_api
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -50,8 +50,12 @@ def store(
     with log.open("w") as out:
         proc = subprocess.run(
             [sys.executable, str(BUILDER), str(root), str(features_v03), str(real_versions), MODEL],
-            cwd=root, env=clean_env(), stdout=out, stderr=subprocess.STDOUT, timeout=300,
-        )  # fmt: skip
+            cwd=root,
+            env=clean_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=300,
+        )
     if proc.returncode != 0:
         pytest.fail(f"building the registry failed:\n{log.read_text()[-4000:]}")
     manifest = json.loads((root / "manifest.json").read_text())
@@ -81,7 +85,7 @@ def requests_rows(real_versions: Path, rows_needed: int) -> dict[dt.date, list[d
 def written(engine: sa.Engine, n: int, timeout_s: float = 20.0) -> int:
     """Wait (bounded) until `n` predictions are in the database; how many there are."""
     deadline = time.monotonic() + timeout_s
-    count = sa.select(sa.func.count()).select_from(plog.predictions)
+    count = sa.select(sa.func.count()).select_from(prediction_log.predictions)
     while True:
         try:
             with engine.connect() as connection:
@@ -104,7 +108,7 @@ def test_the_prediction_log_on_postgres(
     from alembic.migration import MigrationContext
     from typer.testing import CliRunner
 
-    from pipelines.cli import app
+    from cli.main import app
     from registry.store import open_registry
 
     assert fresh_pg_db.startswith("postgresql+psycopg2://")
@@ -126,25 +130,34 @@ def test_the_prediction_log_on_postgres(
     assert len(ids) == len(ORIGINS) and {a["lineage"]["version"] for a in answers.values()} == {1}
 
     # The API's writer migrated the empty database to exactly the declared schema.
-    engine = plog.engine_for(fresh_pg_db)
+    engine = prediction_log.engine_for(fresh_pg_db)
     try:
         assert written(engine, len(ORIGINS)) == len(ORIGINS)
         time.sleep(0.5)  # nothing beyond N arrives late
         with engine.connect() as connection:
-            assert compare_metadata(MigrationContext.configure(connection), plog.metadata) == []
-            stored = {r["id"]: dict(r) for r in connection.execute(plog.predictions.select())
-                      .mappings()}  # fmt: skip
+            assert (
+                compare_metadata(MigrationContext.configure(connection), prediction_log.metadata)
+                == []
+            )
+            stored = {
+                r["id"]: dict(r)
+                for r in connection.execute(prediction_log.predictions.select()).mappings()
+            }
             days = connection.execute(
-                sa.select(sa.func.count()).select_from(plog.forecast_days)
+                sa.select(sa.func.count()).select_from(prediction_log.forecast_days)
             ).scalar_one()
         assert set(stored) == ids and days == len(ORIGINS) * HORIZON
         for origin, answer in answers.items():
             record = stored[answer["prediction_id"]]
             assert (record["origin"], record["alias"], record["rows_source"]) == (
-                origin, "champion", "request")  # fmt: skip
+                origin,
+                "champion",
+                "request",
+            )
             assert record["rows"] == rows[origin]
             assert [p["close"] for p in record["forecast"]] == [
-                p["close"] for p in answer["forecasts"]]  # fmt: skip
+                p["close"] for p in answer["forecasts"]
+            ]
         ready = httpx.get(f"{api.url}/ready").json()["prediction_log"]
         assert (ready["written"], ready["dropped"], ready["healthy"]) == (len(ORIGINS), 0, True)
 
@@ -154,8 +167,8 @@ def test_the_prediction_log_on_postgres(
         monkeypatch.setenv("COINFLOW_EXPERIMENT", "serving-tests")
         monkeypatch.setenv("COINFLOW_PREDICTION_LOG_URL", fresh_pg_db)
         monkeypatch.setenv("COINFLOW_MODEL_NAME", MODEL)
-        reg = open_registry(MODEL)
-        report = monitor.score(engine, reg, real_versions / "v0.3.parquet", PARAMS)
+        registry = open_registry(MODEL)
+        report = monitor.score(engine, registry, real_versions / "v0.3.parquet", PARAMS)
         assert report.versions == [1] and report.scored_days == len(ORIGINS) + HORIZON - 1
         close = monitor.realized_closes(real_versions / "v0.3.parquet")
         nxt = np.array([close[o + dt.timedelta(days=1)] for o in ORIGINS])
@@ -183,13 +196,14 @@ def test_the_prediction_log_on_postgres(
         from registry.aliases import record_alert, rollback
 
         assert monitoring["alias_moves"] == [] and monitoring["alias_moves_error"] is None
-        reg.client.set_registered_model_alias(MODEL, "previous-champion", "2")
-        record_alert(reg, 1, {"reason": "integration test"})
-        back = rollback(reg, reason="integration test")
+        registry.client.set_registered_model_alias(MODEL, "previous-champion", "2")
+        record_alert(registry, 1, {"reason": "integration test"})
+        back = rollback(registry, reason="integration test")
         moved = httpx.get(f"{api.url}/monitoring").json()
         assert moved["alias_moves_error"] is None
         assert [(m["action"], m["version"], m["record_run_id"]) for m in moved["alias_moves"]] == [
-            ("rollback", 2, back.record_run_id)]  # fmt: skip
+            ("rollback", 2, back.record_run_id)
+        ]
         at = dt.datetime.fromisoformat(moved["alias_moves"][0]["at"])
         assert abs(at - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=5)
     finally:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.paths import Project
+from core.paths import Project
 from registry.errors import NothingToDoError
 from tests.integration.conftest import StartServer
 from tests.registry_scenarios import POLICY, check_race, race_promotions, train_runs
@@ -33,38 +33,39 @@ def test_promotion_lifecycle_on_mlflow_server(server_store: str, learnable_works
     from registry.aliases import rollback
     from registry.lineage import read_lineage
     from registry.promote import promote
+    from registry.records import read_record
     from registry.register import ensure_champion, register_run
     from registry.scoring import load_eval_set
-    from registry.store import aliases, get_version, open_registry, read_record
+    from registry.store import aliases, get_version, open_registry
 
     ws = learnable_workspace
     runs = train_runs(ws)  # two models logged through the server's artifact proxy
-    ev = load_eval_set(Project(ws))
-    reg = open_registry("btc-forecaster")
-    assert reg.client.tracking_uri == server_store
+    eval_set = load_eval_set(Project(ws))
+    registry = open_registry("btc-forecaster")
+    assert registry.client.tracking_uri == server_store
 
-    persistence = ensure_champion(reg, ev, Project(ws))
-    good = register_run(reg, runs.good)
-    out = promote(reg, ev, POLICY)
+    persistence = ensure_champion(registry, eval_set, Project(ws))
+    good = register_run(registry, runs.good)
+    out = promote(registry, eval_set, POLICY)
     assert out.decision.promote and out.champion_after == good
-    assert aliases(reg) == {"champion": good, "previous-champion": persistence}
-    assert read_record(reg, out.record_run_id)["champion"]["version"] == persistence
-    lineage = read_lineage(reg, get_version(reg, "champion"), ["champion"], Project(ws))
+    assert aliases(registry) == {"champion": good, "previous-champion": persistence}
+    assert read_record(registry, out.record_run_id)["champion"]["version"] == persistence
+    lineage = read_lineage(registry, get_version(registry, "champion"), ["champion"], Project(ws))
     assert lineage.sweep["id"] == runs.parent and lineage.run["status"] == "FINISHED"
     assert lineage.data_on_disk.startswith("matches")
 
-    medium = register_run(reg, runs.medium)
-    refused = promote(reg, ev, POLICY)
+    medium = register_run(registry, runs.medium)
+    refused = promote(registry, eval_set, POLICY)
     assert not refused.decision.promote and refused.champion_after == good
-    assert aliases(reg) == {
+    assert aliases(registry) == {
         "champion": good,
         "previous-champion": persistence,
         "challenger": medium,
     }
 
-    back = rollback(reg, "integration test")
+    back = rollback(registry, "integration test")
     assert (back.from_version, back.to_version) == (good, persistence)
-    assert aliases(reg) == {
+    assert aliases(registry) == {
         "champion": persistence,
         "previous-champion": good,
         "challenger": medium,
@@ -74,7 +75,7 @@ def test_promotion_lifecycle_on_mlflow_server(server_store: str, learnable_works
 
     # Two promoter processes, both scored against the persistence champion, race to commit.
     race = open_registry("btc-race")
-    seed = ensure_champion(race, ev, Project(ws))
+    seed = ensure_champion(race, eval_set, Project(ws))
     race_good, race_medium = register_run(race, runs.good), register_run(race, runs.medium)
     out_race = race_promotions(race.name, ws, (race_good, race_medium))
     check_race(race.client, race.name, out_race, seed, race_good, race_medium)

@@ -23,14 +23,17 @@ MONITOR = {"window": "30d", "min_days": 20, "max_mase": 1.1, "coverage_tol": 0.1
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One short replay (1 trial of 2 epochs per sweep: the loop is under test, not the model)."""
-    from pipelines.config import load_params
-    from pipelines.paths import project
-    from pipelines.simulate import Plan, simulate
+    from core.params import load_params
+    from core.paths import project
+    from simulation.replay import Plan, simulate
 
     params = load_params(REPO / "params.yaml").monitor
     assert (params.window_days, params.min_days, params.max_mase, params.coverage_tol) == (
-        30, MONITOR["min_days"], MONITOR["max_mase"], MONITOR["coverage_tol"],
-    )  # fmt: skip
+        30,
+        MONITOR["min_days"],
+        MONITOR["max_mase"],
+        MONITOR["coverage_tol"],
+    )
     workdir = tmp_path_factory.mktemp("simulate") / "workspace"
     return simulate(Plan(START, END, retrain_every=30, trials=1, epochs=2), project(REPO), workdir)
 
@@ -38,7 +41,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def btc() -> pd.Series:
     """BTC closes straight from the raw export (not through the replay's code)."""
-    from pipelines.ingest import load_prices
+    from pipelines.data.ingest import load_prices
 
     return load_prices(REPO / "data" / "raw" / "btc.csv")["close"]
 
@@ -49,8 +52,10 @@ def test_every_day_is_forecast_and_every_known_day_scored(report: dict[str, Any]
     assert [d["origin"] for d in days] == [
         (START + dt.timedelta(days=i)).isoformat() for i in range(60)
     ]
-    assert all(d["day"] == (dt.date.fromisoformat(d["origin"]) + dt.timedelta(days=1)).isoformat()
-               for d in days)  # fmt: skip
+    assert all(
+        d["day"] == (dt.date.fromisoformat(d["origin"]) + dt.timedelta(days=1)).isoformat()
+        for d in days
+    )
     # The last forecast's close (2024-03-01) arrives after the replay: unscored.
     assert s["scored_days"] == 59 and days[-1]["actual"] is None
     assert all(d["actual"] is not None for d in days[:-1])
@@ -106,9 +111,11 @@ def test_alerts_follow_the_monitor_rule(report: dict[str, Any]) -> None:
         # The truth of `day` arrived that morning: the champion was judged on its scores to day.
         seen = by_day[(alert["day"], alert["version"])]
         assert seen["n"] >= MONITOR["min_days"]
-        assert (seen["mase"] > MONITOR["max_mase"]
-                or abs(seen["coverage_80"] - 0.8) > MONITOR["coverage_tol"]
-                or abs(seen["coverage_95"] - 0.95) > MONITOR["coverage_tol"])  # fmt: skip
+        assert (
+            seen["mase"] > MONITOR["max_mase"]
+            or abs(seen["coverage_80"] - 0.8) > MONITOR["coverage_tol"]
+            or abs(seen["coverage_95"] - 0.95) > MONITOR["coverage_tol"]
+        )
     assert report["summary"]["rollbacks"] == 0  # params.yaml: auto_rollback false
 
 
@@ -117,19 +124,19 @@ def test_forecasts_went_through_the_api_and_saw_only_the_past(
 ) -> None:
     import sqlalchemy as sa
 
-    from serving import prediction_log as plog
+    from serving import prediction_log
 
     workdir = Path(report["workdir"])
     engine = sa.create_engine(f"sqlite:///{workdir / 'predictions.db'}")
     with engine.connect() as connection:
         rows = connection.execute(
             sa.select(
-                plog.predictions.c.origin,
-                plog.predictions.c.alias,
-                plog.predictions.c.rows_source,
-                plog.predictions.c.rows,
-                plog.predictions.c.version,
-            )  # fmt: skip
+                prediction_log.predictions.c.origin,
+                prediction_log.predictions.c.alias,
+                prediction_log.predictions.c.rows_source,
+                prediction_log.predictions.c.rows,
+                prediction_log.predictions.c.version,
+            )
         ).all()
     champion = [r for r in rows if r.alias == "champion"]
     assert len(champion) == 60 and {r.rows_source for r in rows} == {"request"}
@@ -141,7 +148,7 @@ def test_forecasts_went_through_the_api_and_saw_only_the_past(
 
 
 def test_cut_at_a_day_never_sees_later_rows(btc: pd.Series) -> None:
-    from pipelines.simulate import cut_at, load_assets
+    from simulation.replay import cut_at, load_assets
 
     assets = load_assets(REPO / "data" / "raw")
     start, day = dt.date(2016, 1, 1), dt.date(2024, 1, 31)
@@ -159,8 +166,20 @@ def test_report_files_and_mlflow_run(report: dict[str, Any]) -> None:
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     on_disk = json.loads(json_path.read_text())
     assert on_disk == json.loads(json.dumps(report, default=str))
-    for key in ("plan", "summary", "events", "moves", "retrains", "versions_served", "served",
-                "days", "rolling_30d", "monitor_30d", "mlflow", "artifacts"):  # fmt: skip
+    for key in (
+        "plan",
+        "summary",
+        "events",
+        "moves",
+        "retrains",
+        "versions_served",
+        "served",
+        "days",
+        "rolling_30d",
+        "monitor_30d",
+        "mlflow",
+        "artifacts",
+    ):
         assert key in on_disk, key
     uri = report["mlflow"]["tracking_uri"]
     assert uri == f"sqlite:///{workdir / 'mlruns.db'}"  # the replay's own store, not the user's
@@ -189,7 +208,7 @@ def test_report_files_and_mlflow_run(report: dict[str, Any]) -> None:
 def test_impossible_replays_are_refused_and_write_nothing(
     args: list[str], says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipelines.cli import app
+    from cli.main import app
 
     monkeypatch.setenv("COINFLOW_WORKDIR", str(REPO))  # the project whose data is replayed
     workdir = tmp_path / "never"
@@ -200,7 +219,7 @@ def test_impossible_replays_are_refused_and_write_nothing(
 
 
 def test_a_used_workspace_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.cli import app
+    from cli.main import app
 
     monkeypatch.setenv("COINFLOW_WORKDIR", str(REPO))
     (tmp_path / "mlruns.db").write_text("another replay's store")

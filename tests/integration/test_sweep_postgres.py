@@ -55,14 +55,14 @@ def test_two_processes_share_a_postgres_study(project: Path, fresh_pg_db: str) -
     import optuna
     from optuna.trial import TrialState
 
-    from pipelines.sweep_worker import experiment_id
-    from pipelines.tracking import configure_mlflow
+    from core.tracking import configure_mlflow
+    from pipelines.sweep.worker import experiment_id
 
     configure_mlflow()  # create the MLflow store once, before two processes write to it
     cmd = [
         sys.executable,
         "-m",
-        "pipelines.cli",
+        "cli.main",
         "sweep",
         "--storage",
         fresh_pg_db,

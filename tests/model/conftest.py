@@ -34,7 +34,7 @@ TINY_SWEEP = {
 
 def make_workspace(root: Path, features: Path, versions: Path, *, ge_success: bool = True) -> Path:
     """params.yaml (tiny train/sweep blocks), data/features, data/versions, metrics/validation."""
-    from pipelines.files import file_md5
+    from core.files import file_md5
 
     (root / "data").mkdir(parents=True)
     (root / "data" / "features").symlink_to(features)

@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-from pipelines.config import TrainParams
-from pipelines.features import Scaler, Split
-from pipelines.model import Forecaster
-from pipelines.quantiles import median_index, monotone_quantiles
-from pipelines.train import TrainingData, check_params, train_model
+from core.params import TrainParams
+from forecasting.features import Scaler, Split
+from forecasting.network import Forecaster
+from forecasting.quantiles import median_index, monotone_quantiles
+from pipelines.training.train import TrainingData, check_params, train_model
 from tests.params import model_config, train_params
 
 
@@ -109,7 +109,7 @@ def test_bad_architecture_is_refused_by_name(change: dict[str, object], message:
 def test_bad_params_fail_before_training(monkeypatch: pytest.MonkeyPatch) -> None:
     data = synthetic_data()
     started = []
-    monkeypatch.setattr("pipelines.train.fit", lambda *a, **k: started.append(1))
+    monkeypatch.setattr("pipelines.training.train.fit", lambda *a, **k: started.append(1))
     with pytest.raises(ValueError, match="lookback 72 is not shorter than the 72 training rows"):
         train_model(train_params(lookback=72), data)
     with pytest.raises(ValueError, match="hidden_size must be >= 1"):
@@ -138,9 +138,9 @@ def test_same_seed_same_weights_and_losses() -> None:
 def test_diverged_run_ends_failed_and_the_process_goes_on(workspace: Path) -> None:
     import mlflow
 
-    from pipelines.tracked import tracked_training
-    from pipelines.tracking import configure_mlflow
-    from pipelines.train import load_training_data
+    from core.tracking import configure_mlflow
+    from pipelines.training.tracked_run import tracked_training
+    from pipelines.training.train import load_training_data
 
     configure_mlflow()
     data = load_training_data(workspace / "data" / "features")

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.paths import Project
+from core.paths import Project
 from registry.errors import (
     LineageError,
     LockTimeoutError,
@@ -27,8 +27,9 @@ from registry.errors import (
 )
 from registry.policy import Policy
 from registry.promote import promote
+from registry.records import latest_decision
 from registry.scoring import EvalSet, load_eval_set
-from registry.store import Registry, aliases, latest_decision
+from registry.store import Registry, aliases
 from tests.registry_scenarios import (
     POLICY,
     TrainedRuns,
@@ -63,179 +64,183 @@ def runs(store: str, learnable_workspace: Path) -> TrainedRuns:
 
 
 @pytest.fixture(scope="module")
-def ev(learnable_workspace: Path) -> EvalSet:
+def eval_set(learnable_workspace: Path) -> EvalSet:
     return load_eval_set(Project(learnable_workspace))
 
 
 @pytest.fixture
-def reg(runs: TrainedRuns, request: pytest.FixtureRequest) -> Registry:
+def registry(runs: TrainedRuns, request: pytest.FixtureRequest) -> Registry:
     """A registered model of its own for each test (versions point at the shared runs)."""
     from registry.store import open_registry
 
     return open_registry("btc-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40])
 
 
-def seed(reg: Registry, ev: EvalSet, ws: Path) -> int:
+def seed(registry: Registry, eval_set: EvalSet, ws: Path) -> int:
     from registry.register import ensure_champion
 
-    return ensure_champion(reg, ev, Project(ws))
+    return ensure_champion(registry, eval_set, Project(ws))
 
 
 def test_register_seed_and_promote(
-    reg: Registry, ev: EvalSet, runs: TrainedRuns, learnable_workspace: Path
+    registry: Registry, eval_set: EvalSet, runs: TrainedRuns, learnable_workspace: Path
 ) -> None:
     from registry.register import register_run
 
-    good = register_run(reg, runs.good)
-    assert register_run(reg, runs.good) == good  # idempotent
-    mv = reg.client.get_model_version(reg.name, str(good))
-    tags = mv.tags
-    assert mv.run_id == runs.good  # the run, and through it the sweep parent and params
-    run = reg.client.get_run(mv.run_id)
+    good = register_run(registry, runs.good)
+    assert register_run(registry, runs.good) == good  # idempotent
+    model_version = registry.client.get_model_version(registry.name, str(good))
+    tags = model_version.tags
+    assert model_version.run_id == runs.good  # the run, and through it the sweep parent and params
+    run = registry.client.get_run(model_version.run_id)
     assert run.data.tags["mlflow.parentRunId"] == runs.parent
-    assert tags["coinflow.data_version"] == "syn-ar1" and tags["coinflow.dvc_md5"] == ev.md5
+    assert tags["coinflow.data_version"] == "syn-ar1" and tags["coinflow.dvc_md5"] == eval_set.md5
     assert tags["coinflow.ge_status"] == "success" and tags["coinflow.git_sha"]
     assert run.data.params["hidden_size"] == "8"
     assert len(tags) <= 8  # a few searchable tags, not a wall of them
-    assert aliases(reg) == {"challenger": good}
+    assert aliases(registry) == {"challenger": good}
 
-    persistence = seed(reg, ev, learnable_workspace)
-    assert aliases(reg) == {"challenger": good, "champion": persistence}
+    persistence = seed(registry, eval_set, learnable_workspace)
+    assert aliases(registry) == {"challenger": good, "champion": persistence}
     assert (
-        reg.client.get_model_version(reg.name, str(persistence)).tags["coinflow.kind"]
+        registry.client.get_model_version(registry.name, str(persistence)).tags["coinflow.kind"]
         == "persistence"
     )
 
-    out = promote(reg, ev, POLICY)
+    out = promote(registry, eval_set, POLICY)
     assert out.decision.promote, out.decision.reason
     assert (out.champion_before, out.champion_after, out.attempts) == (persistence, good, 1)
-    assert aliases(reg) == {"champion": good, "previous-champion": persistence}
+    assert aliases(registry) == {"champion": good, "previous-champion": persistence}
     # Fair re-score: same rows as the training run's own test split, persistence exactly 1.
     assert out.decision.champion is not None and out.decision.champion.mase == 1.0
     assert out.decision.baseline.mase == 1.0
     assert out.decision.challenger.mase == pytest.approx(
         float(tags["coinflow.test_mase"]), abs=1e-4
     )
-    decided = latest_decision(reg, good)
+    decided = latest_decision(registry, good)
     assert decided is not None and decided["promoted"] is True
     assert decided["champion_before"] == persistence  # the version it replaced
     assert decided["rule"] == POLICY.rule
-    described = reg.client.get_model_version(reg.name, str(good))
+    described = registry.client.get_model_version(registry.name, str(good))
     assert described.tags["coinflow.decision"] == "promoted"
     assert POLICY.rule in described.description and "| challenger |" in described.description
-    from registry.store import read_record
+    from registry.records import read_record
 
-    record = read_record(reg, out.record_run_id)
+    record = read_record(registry, out.record_run_id)
     assert record["promoted"] and record["champion"]["version"] == persistence
     assert record["challenger"]["mase"] == pytest.approx(out.decision.challenger.mase)
     assert record["eval"]["data_version"] == "syn-ar1" and record["reason"]
 
 
 def test_worse_challenger_is_refused_and_aliases_stay(
-    reg: Registry, ev: EvalSet, runs: TrainedRuns, learnable_workspace: Path
+    registry: Registry, eval_set: EvalSet, runs: TrainedRuns, learnable_workspace: Path
 ) -> None:
     from registry.register import register_run
 
-    seed(reg, ev, learnable_workspace)
-    good = register_run(reg, runs.good)
-    assert promote(reg, ev, POLICY).decision.promote
-    medium = register_run(reg, runs.medium)
-    before = aliases(reg)
-    out = promote(reg, ev, POLICY)
+    seed(registry, eval_set, learnable_workspace)
+    good = register_run(registry, runs.good)
+    assert promote(registry, eval_set, POLICY).decision.promote
+    medium = register_run(registry, runs.medium)
+    before = aliases(registry)
+    out = promote(registry, eval_set, POLICY)
     assert not out.decision.promote
     assert "not below champion" in out.decision.reason
-    assert aliases(reg) == before
+    assert aliases(registry) == before
     assert (before["champion"], before["challenger"]) == (good, medium)
-    decided = latest_decision(reg, medium)
+    decided = latest_decision(registry, medium)
     assert decided is not None and decided["promoted"] is False
     assert decided["champion_before"] == good
 
 
 def test_rollback_restores_previous_champion(
-    reg: Registry, ev: EvalSet, runs: TrainedRuns, learnable_workspace: Path
+    registry: Registry, eval_set: EvalSet, runs: TrainedRuns, learnable_workspace: Path
 ) -> None:
     from registry.aliases import rollback
     from registry.register import register_run
 
-    persistence = seed(reg, ev, learnable_workspace)
+    persistence = seed(registry, eval_set, learnable_workspace)
     with pytest.raises(NothingToDoError, match="previous-champion"):
-        rollback(reg)
-    good = register_run(reg, runs.good)
-    promote(reg, ev, POLICY)
-    out = rollback(reg, "test: good model misbehaves")
+        rollback(registry)
+    good = register_run(registry, runs.good)
+    promote(registry, eval_set, POLICY)
+    out = rollback(registry, "test: good model misbehaves")
     assert (out.from_version, out.to_version) == (good, persistence)
-    assert aliases(reg) == {"champion": persistence, "previous-champion": good}
-    decided = latest_decision(reg, persistence)
+    assert aliases(registry) == {"champion": persistence, "previous-champion": good}
+    decided = latest_decision(registry, persistence)
     assert decided is not None and decided["action"] == "rollback"
     assert decided["champion_before"] == good
     assert decided["reason"] == "test: good model misbehaves"
-    run = reg.client.get_run(out.record_run_id)
+    run = registry.client.get_run(out.record_run_id)
     assert run.data.tags["coinflow.action"] == "rollback"
 
 
 def test_bad_input_is_refused_with_aliases_untouched(
-    reg: Registry, ev: EvalSet, runs: TrainedRuns, learnable_workspace: Path
+    registry: Registry, eval_set: EvalSet, runs: TrainedRuns, learnable_workspace: Path
 ) -> None:
     from registry.register import register_run
 
-    seed(reg, ev, learnable_workspace)
-    good = register_run(reg, runs.good)
-    promote(reg, ev, POLICY)
-    source = reg.client.get_model_version(reg.name, str(good)).source
-    by_hand = int(reg.client.create_model_version(reg.name, source, runs.good).version)
-    broken = register_run(reg, broken_copy_run(runs.good))
-    before = aliases(reg)
+    seed(registry, eval_set, learnable_workspace)
+    good = register_run(registry, runs.good)
+    promote(registry, eval_set, POLICY)
+    source = registry.client.get_model_version(registry.name, str(good)).source
+    by_hand = int(registry.client.create_model_version(registry.name, source, runs.good).version)
+    broken = register_run(registry, broken_copy_run(runs.good))
+    before = aliases(registry)
     assert before["challenger"] == broken
     with pytest.raises(NothingToDoError, match=f"v{good} is already the champion"):
-        promote(reg, ev, POLICY, good)
+        promote(registry, eval_set, POLICY, good)
     with pytest.raises(UnknownVersionError, match="has no version 99"):
-        promote(reg, ev, POLICY, 99)
+        promote(registry, eval_set, POLICY, 99)
     with pytest.raises(LineageError, match=r"lacks lineage tags \['coinflow.kind'"):
-        promote(reg, ev, POLICY, by_hand)
+        promote(registry, eval_set, POLICY, by_hand)
     with pytest.raises(ModelLoadError, match=f"v{broken} failed to load"):
-        promote(reg, ev, POLICY, broken)
+        promote(registry, eval_set, POLICY, broken)
     with pytest.raises(LineageError, match=f"run {runs.parent} lacks lineage tags"):
-        register_run(reg, runs.parent)  # the sweep parent: no lineage, no model
-    good_tags = reg.client.get_run(runs.good).data.tags
-    lineage_only = reg.client.create_run(
+        register_run(registry, runs.parent)  # the sweep parent: no lineage, no model
+    good_tags = registry.client.get_run(runs.good).data.tags
+    lineage_only = registry.client.create_run(
         runs.experiment_id, tags={k: v for k, v in good_tags.items() if k.startswith("coinflow.")}
     )
-    reg.client.set_terminated(lineage_only.info.run_id)
+    registry.client.set_terminated(lineage_only.info.run_id)
     with pytest.raises(ModelLoadError, match="has no `model` pyfunc"):
-        register_run(reg, lineage_only.info.run_id)
-    assert aliases(reg) == before
+        register_run(registry, lineage_only.info.run_id)
+    assert aliases(registry) == before
     for version in (by_hand, broken):
-        tags = reg.client.get_model_version(reg.name, str(version)).tags
+        tags = registry.client.get_model_version(registry.name, str(version)).tags
         assert not any(k.startswith("coinflow.decision") for k in tags)
-        assert latest_decision(reg, version) is None
+        assert latest_decision(registry, version) is None
 
 
 def test_ge_failed_data_is_refused(
-    reg: Registry, ev: EvalSet, runs: TrainedRuns, learnable_workspace: Path
+    registry: Registry, eval_set: EvalSet, runs: TrainedRuns, learnable_workspace: Path
 ) -> None:
     from registry.register import register_run
 
-    seed(reg, ev, learnable_workspace)
-    version = register_run(reg, runs.medium)
-    reg.client.set_model_version_tag(reg.name, str(version), "coinflow.ge_status", "failed")
-    before = aliases(reg)
+    seed(registry, eval_set, learnable_workspace)
+    version = register_run(registry, runs.medium)
+    registry.client.set_model_version_tag(
+        registry.name, str(version), "coinflow.ge_status", "failed"
+    )
+    before = aliases(registry)
     with pytest.raises(LineageError, match="did not pass the Great Expectations gate"):
-        promote(reg, ev, POLICY, version)
-    assert aliases(reg) == before
+        promote(registry, eval_set, POLICY, version)
+    assert aliases(registry) == before
 
 
-def test_batched_scores_equal_pyfunc_predict(reg: Registry, ev: EvalSet, runs: TrainedRuns) -> None:
+def test_batched_scores_equal_pyfunc_predict(
+    registry: Registry, eval_set: EvalSet, runs: TrainedRuns
+) -> None:
     from registry.register import register_run
     from registry.scoring import test_quantiles, windowed_quantiles
-    from registry.store import load_python_model
+    from registry.store import load_packaged
 
-    py = load_python_model(reg, register_run(reg, runs.good))
+    py = load_packaged(registry, register_run(registry, runs.good))
     part = dataclasses.replace(
-        ev,
-        dates=ev.dates[:25],
-        close=ev.close[:25],
-        next_close=ev.next_close[:25],
-        positions=ev.positions[:25],
+        eval_set,
+        dates=eval_set.dates[:25],
+        close=eval_set.close[:25],
+        next_close=eval_set.next_close[:25],
+        positions=eval_set.positions[:25],
     )
     batched = test_quantiles(py, part)  # torch float32, one batch
     one_by_one = windowed_quantiles(py, part)  # MLflow predict(), NumPy float64 per day
@@ -245,18 +250,18 @@ def test_batched_scores_equal_pyfunc_predict(reg: Registry, ev: EvalSet, runs: T
 
 
 def test_concurrent_promotions_end_consistent(
-    reg: Registry, ev: EvalSet, runs: TrainedRuns, learnable_workspace: Path
+    registry: Registry, eval_set: EvalSet, runs: TrainedRuns, learnable_workspace: Path
 ) -> None:
     from registry.register import register_run
 
-    persistence = seed(reg, ev, learnable_workspace)
-    good, medium = register_run(reg, runs.good), register_run(reg, runs.medium)
-    out = race_promotions(reg.name, learnable_workspace, (good, medium))
-    check_race(reg.client, reg.name, out, persistence, good, medium)
+    persistence = seed(registry, eval_set, learnable_workspace)
+    good, medium = register_run(registry, runs.good), register_run(registry, runs.medium)
+    out = race_promotions(registry.name, learnable_workspace, (good, medium))
+    check_race(registry.client, registry.name, out, persistence, good, medium)
 
 
 def test_a_promotion_killed_at_any_write_leaves_a_complete_or_absent_record(
-    reg: Registry, ev: EvalSet, runs: TrainedRuns, learnable_workspace: Path
+    registry: Registry, eval_set: EvalSet, runs: TrainedRuns, learnable_workspace: Path
 ) -> None:
     """Kill the promoting process at its 1st, 2nd, ... write to the store (from the 6th on,
     spread out) while it holds the lock, until a promotion completes before the kill point:
@@ -265,56 +270,58 @@ def test_a_promotion_killed_at_any_write_leaves_a_complete_or_absent_record(
     import time
 
     from registry.aliases import expected_aliases, rollback
+    from registry.records import record_runs
     from registry.register import register_run
-    from registry.store import record_runs
     from tests.registry_scenarios import killed_promotion
 
-    persistence = seed(reg, ev, learnable_workspace)
-    good = register_run(reg, runs.good)
+    persistence = seed(registry, eval_set, learnable_workspace)
+    good = register_run(registry, runs.good)
     kill_at, killed = 1, 0
     while True:
-        report = killed_promotion(reg.name, learnable_workspace, good, kill_at)
+        report = killed_promotion(registry.name, learnable_workspace, good, kill_at)
         started = time.monotonic()
         try:  # the next promotion, as a user would run it
-            promote(reg, ev, POLICY, good)
+            promote(registry, eval_set, POLICY, good)
         except NothingToDoError:  # killed after the aliases moved: repaired, nothing left to do
             pass
         assert time.monotonic() - started < 30  # the dead holder's lock was taken over
-        now = aliases(reg)
+        now = aliases(registry)
         assert now["champion"] == good, (kill_at, now)
-        assert not record_runs(reg, status="RUNNING"), kill_at  # none left unfinished
+        assert not record_runs(registry, status="RUNNING"), kill_at  # none left unfinished
         for version in (good, persistence):
-            decided = latest_decision(reg, version)
+            decided = latest_decision(registry, version)
             if decided is not None:  # a pointer always leads to a complete, applied record
                 assert decided["action"] and decided["decided_at"] and decided["reason"]
                 assert decided["record_run_id"]
-        final = latest_decision(reg, good)
+        final = latest_decision(registry, good)
         assert final is not None and final["promoted"] is True, kill_at
         assert {a: now.get(a) for a in expected_aliases(final)} == expected_aliases(final)
         if report is not None:  # the whole promotion ran before the kill point: all covered
             assert report["completed"] and kill_at > report["writes"]
             break
         killed += 1
-        rollback(reg, reason=f"fault-injection reset after write {kill_at}")
-        assert aliases(reg)["champion"] == persistence
+        rollback(registry, reason=f"fault-injection reset after write {kill_at}")
+        assert aliases(registry)["champion"] == persistence
         kill_at += 1 if kill_at < 6 else kill_at // 3  # every early write, then spread out
     assert killed >= 6, killed
 
 
-def test_lock_is_exclusive_and_expires(reg: Registry) -> None:
-    from pipelines.tags import LOCK_EXPIRES as EXPIRES_TAG
+def test_lock_is_exclusive_and_expires(registry: Registry) -> None:
+    from core.tags import LOCK_EXPIRES as EXPIRES_TAG
     from registry.lock import RegistryLock, lock_name
 
-    with RegistryLock(reg.client, reg.name) as held:
-        waiter = RegistryLock(reg.client, reg.name, timeout_s=0.5, poll_s=0.1)
+    with RegistryLock(registry.client, registry.name) as held:
+        waiter = RegistryLock(registry.client, registry.name, timeout_s=0.5, poll_s=0.1)
         with pytest.raises(LockTimeoutError, match=f"pid {os.getpid()} since"):
             waiter.acquire()
         held.verify()
-    assert not reg.client.search_registered_models(f"name = '{lock_name(reg.name)}'")
+    assert not registry.client.search_registered_models(f"name = '{lock_name(registry.name)}'")
     # A holder that died: its lock expired, the next promoter breaks it.
-    RegistryLock(reg.client, reg.name, ttl_s=60).acquire()
-    reg.client.set_registered_model_tag(lock_name(reg.name), EXPIRES_TAG, f"{time.time() - 1}")
-    with RegistryLock(reg.client, reg.name, timeout_s=5) as breaker:
+    RegistryLock(registry.client, registry.name, ttl_s=60).acquire()
+    registry.client.set_registered_model_tag(
+        lock_name(registry.name), EXPIRES_TAG, f"{time.time() - 1}"
+    )
+    with RegistryLock(registry.client, registry.name, timeout_s=5) as breaker:
         breaker.verify()
 
 
@@ -325,15 +332,15 @@ def test_persistence_gate_on_real_data(
     mase rule keeps persistence; the crps rule judges its intervals by its own clauses."""
     import mlflow
 
-    from pipelines.config import load_params
-    from pipelines.files import file_md5
-    from pipelines.tracked import tracked_training
-    from pipelines.train import load_training_data
-    from pipelines.validate import outcome_record, validate_version
+    from core.files import file_md5
+    from core.params import load_params
+    from pipelines.gate.validate import outcome_record, validate_version
+    from pipelines.training.tracked_run import tracked_training
+    from pipelines.training.train import load_training_data
     from registry.policy import should_promote
     from registry.register import ensure_champion, register_run
     from registry.scoring import baseline_score, score_model
-    from registry.store import load_python_model, open_registry
+    from registry.store import load_packaged, open_registry
     from tests.params import train_params
 
     params = load_params(REPO / "params.yaml")
@@ -358,24 +365,26 @@ def test_persistence_gate_on_real_data(
         run_name="real-tiny",
         proj=proj,
     )
-    reg = open_registry("btc-real-v03")
-    ev = load_eval_set(proj)
-    version = register_run(reg, run.run_id)
-    persistence = ensure_champion(reg, ev, proj)
-    out = promote(reg, ev, POLICY)  # the point rule: its median is within noise of persistence
+    registry = open_registry("btc-real-v03")
+    eval_set = load_eval_set(proj)
+    version = register_run(registry, run.run_id)
+    persistence = ensure_champion(registry, eval_set, proj)
+    out = promote(
+        registry, eval_set, POLICY
+    )  # the point rule: its median is within noise of persistence
     assert not out.decision.promote and "not below champion" in out.decision.reason
     assert out.decision.challenger.mase > 1.0 - POLICY.margin
     # The crps rule judges its bands instead; whatever it decides, it decides by its clauses on
     # the same rows for both, with the Diebold-Mariano test over every test day recorded.
     crps_rule = Policy.from_params(params.registry.model_copy(update={"metric": "crps"}))
     decision = should_promote(
-        score_model(load_python_model(reg, version), ev, version),
-        score_model(load_python_model(reg, persistence), ev, persistence),
-        baseline_score(ev),
+        score_model(load_packaged(registry, version), eval_set, version),
+        score_model(load_packaged(registry, persistence), eval_set, persistence),
+        baseline_score(eval_set),
         crps_rule,
     )
     c, champ = decision.challenger, decision.champion
-    assert champ is not None and decision.dm is not None and decision.dm.n == len(ev.dates)
+    assert champ is not None and decision.dm is not None and decision.dm.n == len(eval_set.dates)
     assert champ.crps == pytest.approx(decision.baseline.crps)  # persistence is the baseline
     clauses = (
         c.crps < (1 - crps_rule.margin) * champ.crps,
@@ -385,14 +394,14 @@ def test_persistence_gate_on_real_data(
         c.mase <= crps_rule.max_mase,
     )
     assert decision.promote == all(clauses), decision.reason
-    assert aliases(reg) == {"champion": persistence, "challenger": version}
+    assert aliases(registry) == {"champion": persistence, "challenger": version}
 
 
 def test_cli_and_promote_stage(
     runs: TrainedRuns, learnable_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`coinflow registry release` in a project root, then status / lineage / rollback CLI."""
-    from pipelines.cli import app
+    from cli.main import app
     from registry.flow import release as main
 
     shutil.copytree(learnable_workspace, tmp_path, dirs_exist_ok=True)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.model
 def _runs(filter_string: str) -> list[Any]:
     import mlflow
 
-    from pipelines.sweep_worker import experiment_id
+    from pipelines.sweep.worker import experiment_id
 
     return list(mlflow.MlflowClient().search_runs([experiment_id()], filter_string))
 
@@ -27,8 +27,8 @@ def _runs(filter_string: str) -> list[Any]:
 def _study(name: str, url: str | None = None) -> Any:
     import optuna
 
-    from pipelines.sweep_storage import open_storage
-    from pipelines.tracking import TrackingSettings
+    from core.tracking import TrackingSettings
+    from pipelines.sweep.storage import open_storage
 
     return optuna.load_study(
         study_name=name, storage=open_storage(url or TrackingSettings().coinflow_optuna_storage)
@@ -38,9 +38,9 @@ def _study(name: str, url: str | None = None) -> Any:
 def test_sweep_parent_three_children_and_best_model(workspace: Path) -> None:
     import mlflow
 
-    from pipelines.config import load_params
-    from pipelines.sweep import close_sweep, run_sweep
-    from pipelines.tracking import configure_mlflow
+    from core.params import load_params
+    from core.tracking import configure_mlflow
+    from pipelines.sweep.study import close_sweep, run_sweep
 
     configure_mlflow()
     params = load_params()
@@ -87,8 +87,8 @@ def test_sweep_parent_three_children_and_best_model(workspace: Path) -> None:
 
 
 def _handle(result: Any) -> Any:
-    from pipelines.sweep import SweepHandle
-    from pipelines.tracking import TrackingSettings
+    from core.tracking import TrackingSettings
+    from pipelines.sweep.study import SweepHandle
 
     return SweepHandle(
         result.study_name, TrackingSettings().coinflow_optuna_storage, result.parent_run_id
@@ -96,9 +96,9 @@ def _handle(result: Any) -> Any:
 
 
 def test_diverging_trials_fail_and_the_sweep_says_so(workspace: Path) -> None:
-    from pipelines.config import load_params
-    from pipelines.sweep import SweepError, run_sweep
-    from pipelines.tracking import configure_mlflow
+    from core.params import load_params
+    from core.tracking import configure_mlflow
+    from pipelines.sweep.study import SweepError, run_sweep
 
     configure_mlflow()
     params = load_params()
@@ -117,12 +117,12 @@ def test_diverging_trials_fail_and_the_sweep_says_so(workspace: Path) -> None:
 def test_a_pruned_trial_is_a_killed_run_on_sqlite_storage(workspace: Path) -> None:
     import optuna
 
-    from pipelines.config import load_params
-    from pipelines.sweep import open_sweep
-    from pipelines.sweep_storage import heartbeat
-    from pipelines.sweep_worker import claim_trial, run_trial
-    from pipelines.tracking import configure_mlflow
-    from pipelines.train import load_training_data
+    from core.params import load_params
+    from core.tracking import configure_mlflow
+    from pipelines.sweep.storage import heartbeat
+    from pipelines.sweep.study import open_sweep
+    from pipelines.sweep.worker import claim_trial, run_trial
+    from pipelines.training.train import load_training_data
 
     configure_mlflow()
     params, data = load_params(), load_training_data()
@@ -142,9 +142,9 @@ def test_a_pruned_trial_is_a_killed_run_on_sqlite_storage(workspace: Path) -> No
 def test_bad_search_space_is_refused_before_anything_runs(
     workspace: Path, mlflow_store: str
 ) -> None:
-    from pipelines.config import load_params
-    from pipelines.sweep import SweepError, open_sweep
-    from pipelines.tracking import TrackingSettings
+    from core.params import load_params
+    from core.tracking import TrackingSettings
+    from pipelines.sweep.study import SweepError, open_sweep
 
     params = load_params()
     for change, message in (
@@ -164,15 +164,15 @@ def test_bad_search_space_is_refused_before_anything_runs(
 def test_killed_worker_resumes_without_lost_or_repeated_trials(workspace: Path) -> None:
     from optuna.trial import TrialState
 
-    from pipelines.config import load_params
-    from pipelines.sweep import run_sweep
-    from pipelines.tracking import configure_mlflow
+    from core.params import load_params
+    from core.tracking import configure_mlflow
+    from pipelines.sweep.study import run_sweep
 
     n_trials, name = 4, "resume-test"
     cmd = [
         sys.executable,
         "-m",
-        "pipelines.cli",
+        "cli.main",
         "sweep",
         "--study-name",
         name,
@@ -233,9 +233,9 @@ def test_killed_worker_resumes_without_lost_or_repeated_trials(workspace: Path) 
 
 
 def test_spawned_workers_share_the_journal_study(workspace: Path) -> None:
-    from pipelines.config import load_params
-    from pipelines.sweep import SweepError, run_sweep
-    from pipelines.tracking import configure_mlflow
+    from core.params import load_params
+    from core.tracking import configure_mlflow
+    from pipelines.sweep.study import SweepError, run_sweep
 
     configure_mlflow()
     params = load_params()
@@ -251,7 +251,7 @@ def test_spawned_workers_share_the_journal_study(workspace: Path) -> None:
 def test_plots_need_enough_complete_trials(tmp_path: Path) -> None:
     import optuna
 
-    from pipelines.sweep_report import PLOTS, draw_plots
+    from pipelines.sweep.report import PLOTS, draw_plots
 
     study = optuna.create_study()
     study.add_trial(
@@ -269,8 +269,8 @@ def test_plots_need_enough_complete_trials(tmp_path: Path) -> None:
 
 
 def test_default_study_name_follows_params_and_data(workspace: Path) -> None:
-    from pipelines.config import load_params
-    from pipelines.sweep import default_study_name
+    from core.params import load_params
+    from pipelines.sweep.study import default_study_name
 
     params = load_params()
     name = default_study_name(params, 3, "a" * 32)
@@ -299,8 +299,8 @@ def test_default_study_name_follows_params_and_data(workspace: Path) -> None:
 
 
 def test_worker_liveness_is_judged_only_where_it_can_be() -> None:
-    from pipelines.liveness import process_alive as _worker_alive
-    from pipelines.liveness import process_identity as worker_identity
+    from core.liveness import process_alive as _worker_alive
+    from core.liveness import process_identity as worker_identity
 
     me = worker_identity()
     assert _worker_alive(me)

@@ -16,9 +16,10 @@ pytestmark = pytest.mark.model
 LOAD_AND_PREDICT = """
 import json, sys
 import mlflow
-model = mlflow.pyfunc.load_model(sys.argv[1]).unwrap_python_model()
-out = model.predict(None, model.recent_rows, params={"horizon": 3})
-again = model.predict(None, model.recent_rows, params={"horizon": 3})
+pyfunc = mlflow.pyfunc.load_model(sys.argv[1])
+rows = pyfunc.unwrap_python_model().model.recent_rows
+out = pyfunc.predict(rows, params={"horizon": 3})
+again = pyfunc.predict(rows, params={"horizon": 3})
 assert out.equals(again), "the same rows must give the same bands"
 print(json.dumps({c: out[c].tolist() for c in out.columns}))
 """
@@ -42,15 +43,16 @@ def test_tracked_run_logs_params_metrics_lineage_dataset_plot_and_model(workspac
     import mlflow
     import torch
 
-    from pipelines.config import load_params
-    from pipelines.features import CLOSE, features_array
-    from pipelines.files import file_md5
-    from pipelines.forecast import rows_to_arrays
-    from pipelines.metrics import score_forecast
-    from pipelines.quantiles import apply_offsets
-    from pipelines.tracked import recent_rows, tracked_training
-    from pipelines.tracking import configure_mlflow
-    from pipelines.train import load_training_data, predict_returns, train_model
+    from core.files import file_md5
+    from core.params import load_params
+    from core.tracking import configure_mlflow
+    from forecasting.features import CLOSE, features_array
+    from forecasting.forecast import rows_to_arrays
+    from forecasting.quantiles import apply_offsets
+    from forecasting.scores import score_forecast
+    from pipelines.training.packaging import recent_rows
+    from pipelines.training.tracked_run import tracked_training
+    from pipelines.training.train import load_training_data, predict_returns, train_model
 
     sha = _git_commit(workspace)
     docs = workspace / "reports" / "validation" / "v0.3"
@@ -116,7 +118,7 @@ def test_tracked_run_logs_params_metrics_lineage_dataset_plot_and_model(workspac
     ):
         assert np.isfinite(metrics[key]), key
     assert metrics["best_val_loss"] == pytest.approx(outcome.val_loss)
-    # the gate's drift report of the run's version (pipelines.drift.drift_metrics)
+    # the gate's drift report of the run's version (pipelines.gate.drift.drift_metrics)
     assert (metrics["drift_btc_volume_ks"], metrics["drift_btc_volume_p"]) == (0.49, 1e-9)
     assert run.inputs is not None
     (dataset,) = run.inputs.dataset_inputs
@@ -182,7 +184,7 @@ def test_tracked_run_logs_params_metrics_lineage_dataset_plot_and_model(workspac
 
 
 def test_ge_status_follows_the_gate_record(workspace: Path) -> None:
-    from pipelines.tracking import lineage_tags
+    from core.tracking import lineage_tags
 
     assert lineage_tags("v0.3", "ab" * 16)["coinflow.ge_status"] == "failed"  # md5 mismatch
     (workspace / "metrics" / "validation.json").unlink()

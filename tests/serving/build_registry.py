@@ -22,12 +22,12 @@ def main(root: Path, features_dir: Path, versions_dir: Path, names: list[str]) -
     import torch
     from mlflow import MlflowClient
 
-    from pipelines import tags
-    from pipelines.forecast import input_frame
-    from pipelines.paths import Project
-    from pipelines.tracked import tracked_training
-    from pipelines.tracking import TrackingSettings, configure_mlflow
-    from pipelines.train import load_training_data
+    from core import tags
+    from core.paths import Project
+    from core.tracking import TrackingSettings, configure_mlflow
+    from forecasting.forecast import input_frame
+    from pipelines.training.tracked_run import tracked_training
+    from pipelines.training.train import load_training_data
     from registry.lineage import version_tags_from_run
     from registry.register import baseline_run
     from registry.scoring import load_eval_set
@@ -64,17 +64,17 @@ def main(root: Path, features_dir: Path, versions_dir: Path, names: list[str]) -
     # The persistence baseline exactly as the promote flow logs it (empirical quantiles
     # calibrated on the version's validation days), from the repository's params.yaml.
     (root / "params.yaml").write_text((REPO / "params.yaml").read_text())
-    reg = Registry(names[0], MlflowClient(), experiment_id)
-    trained["p"] = (baseline_run(reg, load_eval_set(proj), "persistence", proj), {})
+    registry = Registry(names[0], MlflowClient(), experiment_id)
+    trained["p"] = (baseline_run(registry, load_eval_set(proj), "persistence", proj), {})
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     sources = [("a", "torch"), ("b", "torch"), ("p", "persistence")]
     for name in names:
         for key, kind in sources:
             run_id, _ = trained[key]
-            mv = mlflow.register_model(f"runs:/{run_id}/model", name)
+            model_version = mlflow.register_model(f"runs:/{run_id}/model", name)
             for tag, value in version_tags_from_run(client.get_run(run_id), kind).items():
-                client.set_model_version_tag(name, mv.version, tag, value)
+                client.set_model_version_tag(name, model_version.version, tag, value)
         for alias, version in NAMES_ALIASES.items():
             client.set_registered_model_alias(name, alias, str(version))
     if "stale-code" in names:  # a version built by other model code (see serving_helpers)
@@ -83,14 +83,16 @@ def main(root: Path, features_dir: Path, versions_dir: Path, names: list[str]) -
     # Reference forecasts from each pyfunc's own predict() on its shipped rows.
     references: dict[str, Any] = {}
     for version, (key, _) in enumerate(sources, start=1):
-        py = mlflow.pyfunc.load_model(f"models:/{names[0]}/{version}").unwrap_python_model()
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{names[0]}/{version}")
+        py = pyfunc.unwrap_python_model().model
         frame = input_frame(py.recent_rows).tail(py.rows_needed).reset_index(drop=True)
         references[str(version)] = {
             "run_id": trained[key][0],
             "rows_needed": py.rows_needed,
             "recent_rows": py.recent_rows.to_dict(orient="records"),
             "forecasts": {
-                str(h): py.predict(None, frame, {"horizon": h}).to_dict("records") for h in (1, 7)
+                str(h): pyfunc.predict(frame, params={"horizon": h}).to_dict("records")
+                for h in (1, 7)
             },
         }
 

@@ -128,7 +128,7 @@ def running_api(tmp: Path, tracking_uri: str, model_name: str, **settings: str) 
         [
             sys.executable,
             "-m",
-            "pipelines.cli",
+            "cli.main",
             "serve",
             "--port",
             str(port),

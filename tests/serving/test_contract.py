@@ -48,6 +48,14 @@ def test_predict_answers_are_what_the_ui_reads(api: Server, query: str) -> None:
     assert ui.Forecast.model_validate(body).lineage.version >= 1
 
 
+def test_limits_are_what_the_ui_reads(api: Server) -> None:
+    from forecasting.forecast import MAX_HORIZON
+
+    limits = httpx.get(f"{api.url}/limits", timeout=60).json()
+    assert_sends_every_field(ui.Limits, limits, "GET /limits")
+    assert ui.Limits.model_validate(limits).max_horizon == MAX_HORIZON
+
+
 def test_models_and_sweep_answers_are_what_the_ui_reads(api: Server) -> None:
     models = httpx.get(f"{api.url}/models", timeout=60).json()
     assert_sends_every_field(ui.Models, models, "GET /models")

@@ -13,8 +13,8 @@ import pytest
 import torch
 from scipy import stats
 
-from pipelines.features import INPUT_COLUMNS, Scaler, compute_features, features_array
-from pipelines.forecast import (
+from forecasting.features import INPUT_COLUMNS, Scaler, compute_features, features_array
+from forecasting.forecast import (
     PATHS,
     InputRowsError,
     check_arrays,
@@ -22,8 +22,8 @@ from pipelines.forecast import (
     input_frame,
     rows_to_arrays,
 )
-from pipelines.model import Forecaster
-from pipelines.quantiles import median_index
+from forecasting.network import Forecaster
+from forecasting.quantiles import median_index
 from tests.params import model_config
 
 pytestmark = pytest.mark.unit

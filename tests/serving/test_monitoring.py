@@ -19,10 +19,10 @@ from mlflow import MlflowClient
 from serving_helpers import Server, Store
 from typer.testing import CliRunner
 
-from pipelines.config import MonitorParams
+from core.params import MonitorParams
 from registry.store import Registry, aliases
-from serving import monitor
-from serving import prediction_log as plog
+from serving import prediction_log
+from serving.monitoring import monitor
 
 pytestmark = pytest.mark.serving
 LEVELS = [0.025, 0.1, 0.5, 0.9, 0.975]
@@ -58,15 +58,32 @@ def record(model: str, version: int, origin: dt.date, median: float, **kw: Any) 
     q = [median * 0.94, median * 0.97, median, median * 1.03, median * 1.06]
     day = origin + dt.timedelta(days=1)
     return {
-        "id": plog.new_id(), "created_at": dt.datetime.now(dt.UTC), "model_name": model,
-        "version": version, "alias": kw.get("alias", "champion"),
-        "shadow": kw.get("shadow", False), "origin": origin, "horizon": 1,
-        "rows_source": "dataset", "rows_hash": f"{origin}-{version}", "rows": None,
-        "data_md5": None, "code_fingerprint": None, "levels": LEVELS,
-        "forecast": [{"date": str(day), "close": median, "quantiles": q, "intervals": [
-            {"level": 0.95, "lower": q[0], "upper": q[4]},
-            {"level": 0.8, "lower": q[1], "upper": q[3]}]}],
-    }  # fmt: skip
+        "id": prediction_log.new_id(),
+        "created_at": dt.datetime.now(dt.UTC),
+        "model_name": model,
+        "version": version,
+        "alias": kw.get("alias", "champion"),
+        "shadow": kw.get("shadow", False),
+        "origin": origin,
+        "horizon": 1,
+        "rows_source": "dataset",
+        "rows_hash": f"{origin}-{version}",
+        "rows": None,
+        "data_md5": None,
+        "code_fingerprint": None,
+        "levels": LEVELS,
+        "forecast": [
+            {
+                "date": str(day),
+                "close": median,
+                "quantiles": q,
+                "intervals": [
+                    {"level": 0.95, "lower": q[0], "upper": q[4]},
+                    {"level": 0.8, "lower": q[1], "upper": q[3]},
+                ],
+            }
+        ],
+    }
 
 
 def expected(close: pd.Series, bias: float) -> dict[str, float]:
@@ -84,28 +101,30 @@ def expected(close: pd.Series, bias: float) -> dict[str, float]:
 
 
 def write(engine: sa.Engine, records: list[dict[str, Any]]) -> None:
-    plog.migrate(engine)
-    plog.write_records(engine, records)
+    prediction_log.migrate(engine)
+    prediction_log.write_records(engine, records)
 
 
 def test_live_scores_alert_and_guarded_rollback(
     tmp_path: Path, store: Store, registry: Any, real_versions: Path
 ) -> None:
-    reg = registry("monitoring")
-    reg.client.set_registered_model_alias(reg.name, "champion", "1")
-    reg.client.set_registered_model_alias(reg.name, "previous-champion", "3")
+    registry = registry("monitoring")
+    registry.client.set_registered_model_alias(registry.name, "champion", "1")
+    registry.client.set_registered_model_alias(registry.name, "previous-champion", "3")
     close = closes(real_versions)
-    engine = plog.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
+    engine = prediction_log.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
     # v1 (champion) forecasts 5% too high; v3 (previous-champion) is shadowed as persistence.
-    bad = [record(reg.name, 1, d, close[d] * 1.05) for d in ORIGINS]
-    good = [record(reg.name, 3, d, close[d], alias="previous-champion", shadow=True)
-            for d in ORIGINS]  # fmt: skip
-    again = [{**r, "id": plog.new_id()} for r in bad[:5]]  # the same answer served twice
+    bad = [record(registry.name, 1, d, close[d] * 1.05) for d in ORIGINS]
+    good = [
+        record(registry.name, 3, d, close[d], alias="previous-champion", shadow=True)
+        for d in ORIGINS
+    ]
+    again = [{**r, "id": prediction_log.new_id()} for r in bad[:5]]  # the same answer served twice
     write(engine, bad + good + again)  # counts once
 
-    report = monitor.score(engine, reg, real_versions / "v0.3.parquet", PARAMS)
+    report = monitor.score(engine, registry, real_versions / "v0.3.parquet", PARAMS)
     assert report.scored_days == 30 and report.versions == [1, 3]
-    scores = monitor.read_scores(engine, reg.name)
+    scores = monitor.read_scores(engine, registry.name)
     last = scores[(scores["window"] == "30d") & (scores["day"] == dt.date(2024, 10, 1))]
     champion = last[last["version"] == 1].iloc[0]
     shadow = last[last["version"] == 3].iloc[0]
@@ -120,48 +139,57 @@ def test_live_scores_alert_and_guarded_rollback(
 
     # The alert: recorded in the audit trail and on the version; no alias moved (auto off).
     assert report.alert and not report.rolled_back and "live MASE" in report.reason
-    assert aliases(reg) == {"champion": 1, "previous-champion": 3, "challenger": 2, "baseline": 3}
-    version = reg.client.get_model_version(reg.name, "1")
+    assert aliases(registry) == {
+        "champion": 1,
+        "previous-champion": 3,
+        "challenger": 2,
+        "baseline": 3,
+    }
+    version = registry.client.get_model_version(registry.name, "1")
     assert "live MASE" in version.tags["coinflow.live.alert"]
     assert float(version.tags["coinflow.live.mase_30d"]) == pytest.approx(want["mase"], rel=1e-3)
-    alerts = reg.client.search_runs(
-        [reg.experiment_id],
-        f"tags.`coinflow.action` = 'alert' and tags.`coinflow.model_name` = '{reg.name}'",
+    alerts = registry.client.search_runs(
+        [registry.experiment_id],
+        f"tags.`coinflow.action` = 'alert' and tags.`coinflow.model_name` = '{registry.name}'",
     )
     assert len(alerts) == 1 and alerts[0].info.status == "FINISHED"
     # One monitoring run per version, next-day scores stepped by day.
-    history = reg.client.get_metric_history(report.runs[1], "live_champion_30d_mase")
+    history = registry.client.get_metric_history(report.runs[1], "live_champion_30d_mase")
     assert history[-1].step == dt.date(2024, 10, 1).toordinal()
     assert history[-1].value == pytest.approx(want["mase"], rel=1e-9)
 
     # auto_rollback: previous-champion scored better over the same days, so it comes back.
-    rolled = monitor.score(engine, reg, real_versions / "v0.3.parquet",
-                           PARAMS.model_copy(update={"auto_rollback": True}))  # fmt: skip
+    rolled = monitor.score(
+        engine,
+        registry,
+        real_versions / "v0.3.parquet",
+        PARAMS.model_copy(update={"auto_rollback": True}),
+    )
     assert rolled.alert and rolled.rolled_back and "rolling back" in rolled.reason
-    assert aliases(reg)["champion"] == 3 and aliases(reg)["previous-champion"] == 1
-    decided = reg.client.get_model_version(reg.name, "3").tags["coinflow.decision"]
+    assert aliases(registry)["champion"] == 3 and aliases(registry)["previous-champion"] == 1
+    decided = registry.client.get_model_version(registry.name, "3").tags["coinflow.decision"]
     assert decided == "restored"
 
 
 def test_a_healthy_champion_is_left_alone_and_monitoring_serves_the_scores(
     api: Server, store: Store, registry: Any, real_versions: Path, tmp_path: Path
 ) -> None:
-    reg = registry("btc-forecaster")  # the API's model; its champion is v1
+    registry = registry("btc-forecaster")  # the API's model; its champion is v1
     close = closes(real_versions)
-    mine = [record(reg.name, 1, d, close[d]) for d in ORIGINS]
+    mine = [record(registry.name, 1, d, close[d]) for d in ORIGINS]
     # The verdict on a log holding only these persistence-median forecasts (MASE 1); their
     # ±3% 80% band covered 70% of these days, within a lenient 0.3.
-    private = plog.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
+    private = prediction_log.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
     write(private, mine)
-    before = aliases(reg)
+    before = aliases(registry)
     lenient = PARAMS.model_copy(update={"auto_rollback": True, "coverage_tol": 0.3})
-    report = monitor.score(private, reg, real_versions / "v0.3.parquet", lenient)
-    assert not report.alert and "healthy" in report.reason and aliases(reg) == before
+    report = monitor.score(private, registry, real_versions / "v0.3.parquet", lenient)
+    assert not report.alert and "healthy" in report.reason and aliases(registry) == before
 
     # The API's own log (other tests' answers are in it too) serves what scoring wrote.
-    engine = plog.engine_for(f"sqlite:///{api.log.parent / f'predictions-{api.port}.db'}")
+    engine = prediction_log.engine_for(f"sqlite:///{api.log.parent / f'predictions-{api.port}.db'}")
     write(engine, mine)
-    monitor.score(engine, reg, real_versions / "v0.3.parquet", PARAMS)
+    monitor.score(engine, registry, real_versions / "v0.3.parquet", PARAMS)
     body = httpx.get(f"{api.url}/monitoring?window=30d").json()
     assert body["model_name"] == "btc-forecaster" and body["computed_at"].endswith(("Z", "+00:00"))
     month = {(s["version"], s["role"], s["day"]): s for s in body["series"]}
@@ -180,7 +208,7 @@ def test_a_healthy_champion_is_left_alone_and_monitoring_serves_the_scores(
 
 def logged(engine: sa.Engine, pid: str) -> dict[str, Any]:
     deadline = time.monotonic() + 10
-    while (found := plog.read_predictions(engine, pid)) is None:
+    while (found := prediction_log.read_predictions(engine, pid)) is None:
         assert time.monotonic() < deadline, pid
         time.sleep(0.1)
     return found
@@ -189,19 +217,19 @@ def logged(engine: sa.Engine, pid: str) -> dict[str, Any]:
 def test_replay_is_identical_and_a_tampered_input_fails(
     api: Server, store: Store, registry: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reg = registry("btc-forecaster")
+    registry = registry("btc-forecaster")
     url = f"sqlite:///{api.log.parent / f'predictions-{api.port}.db'}"
-    engine = plog.engine_for(url)
+    engine = prediction_log.engine_for(url)
     rows = store.rows(2)[-13:]
     explicit = httpx.post(f"{api.url}/predict?version=2", json={"rows": rows, "horizon": 5})
     shipped = httpx.post(f"{api.url}/predict?version=3", json={"horizon": 7})
     ids = [r.json()["prediction_id"] for r in (explicit, shipped)]
     for pid in ids:
         logged(engine, pid)
-        same, why = monitor.replay(engine, reg, pid)
+        same, why = monitor.replay(engine, registry, pid)
         assert same, why
 
-    from pipelines.cli import app
+    from cli.main import app
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
     monkeypatch.setenv("COINFLOW_PREDICTION_LOG_URL", url)
@@ -212,9 +240,11 @@ def test_replay_is_identical_and_a_tampered_input_fails(
     tampered = [*rows[:-1], {**rows[-1], "btc_close": rows[-1]["btc_close"] * 1.01}]
     with engine.begin() as connection:
         connection.execute(
-            plog.predictions.update().where(plog.predictions.c.id == ids[0]).values(rows=tampered)
+            prediction_log.predictions.update()
+            .where(prediction_log.predictions.c.id == ids[0])
+            .values(rows=tampered)
         )
-    same, why = monitor.replay(engine, reg, ids[0])
+    same, why = monitor.replay(engine, registry, ids[0])
     assert not same and "were changed" in why
     failed = CliRunner().invoke(app, ["monitor", "replay", ids[0]])
     assert failed.exit_code == 1 and "were changed" in failed.output

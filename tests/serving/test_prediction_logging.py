@@ -14,14 +14,14 @@ import pytest
 import sqlalchemy as sa
 from serving_helpers import Server, Store, running_api
 
-from serving import prediction_log as plog
+from serving import prediction_log
 
 pytestmark = pytest.mark.serving
 
 
 def log_engine(api: Server) -> sa.Engine:
     """The SQLite log of an API started by running_api."""
-    return plog.engine_for(f"sqlite:///{api.log.parent / f'predictions-{api.port}.db'}")
+    return prediction_log.engine_for(f"sqlite:///{api.log.parent / f'predictions-{api.port}.db'}")
 
 
 def logged(engine: sa.Engine, where: Any = None, n: int = 1) -> list[dict[str, Any]]:
@@ -29,7 +29,7 @@ def logged(engine: sa.Engine, where: Any = None, n: int = 1) -> list[dict[str, A
     first record waits for the writer process to start (imports, migration): seconds when the
     machine is loaded."""
     deadline = time.monotonic() + 30
-    query = plog.predictions.select().order_by(plog.predictions.c.created_at)
+    query = prediction_log.predictions.select().order_by(prediction_log.predictions.c.created_at)
     if where is not None:
         query = query.where(where)
     while True:
@@ -58,18 +58,27 @@ def test_every_answer_has_an_id_and_a_complete_record(api: Server, store: Store)
     body = httpx.post(f"{api.url}/predict?alias=challenger", json={"horizon": 3}).json()
     pid = body["prediction_id"]
     assert len(pid) == 32
-    (record,) = logged(engine, plog.predictions.c.id == pid)
-    assert (record["model_name"], record["version"], record["alias"]) == ("btc-forecaster", 2,
-                                                                          "challenger")  # fmt: skip
+    (record,) = logged(engine, prediction_log.predictions.c.id == pid)
+    assert (record["model_name"], record["version"], record["alias"]) == (
+        "btc-forecaster",
+        2,
+        "challenger",
+    )
     assert (record["shadow"], record["horizon"], record["rows_source"]) == (False, 3, "dataset")
     last_row = store.rows(2)[-1]["date"]
     assert str(record["origin"]) == last_row and record["rows"] is None
     assert [p["close"] for p in record["forecast"]] == [p["close"] for p in body["forecasts"]]
     assert record["code_fingerprint"] == body["lineage"]["code_fingerprint"]
     with engine.connect() as connection:
-        days = connection.execute(
-            plog.forecast_days.select().where(plog.forecast_days.c.prediction_id == pid)
-        ).mappings().all()  # fmt: skip
+        days = (
+            connection.execute(
+                prediction_log.forecast_days.select().where(
+                    prediction_log.forecast_days.c.prediction_id == pid
+                )
+            )
+            .mappings()
+            .all()
+        )
     assert [d["step"] for d in days] == [1, 2, 3]
     bands = {b["level"]: b for b in body["forecasts"][0]["intervals"]}
     assert (
@@ -81,7 +90,10 @@ def test_every_answer_has_an_id_and_a_complete_record(api: Server, store: Store)
     rows = store.rows(1)[-11:]
     first = httpx.post(f"{api.url}/predict?version=1", json={"rows": rows}).json()
     again = httpx.post(f"{api.url}/predict", json={"rows": rows}).json()
-    a, b = (logged(engine, plog.predictions.c.id == x["prediction_id"])[0] for x in (first, again))
+    a, b = (
+        logged(engine, prediction_log.predictions.c.id == x["prediction_id"])[0]
+        for x in (first, again)
+    )
     assert a["rows_source"] == "request" and a["rows"] == rows
     assert a["rows_hash"] == b["rows_hash"] and a["id"] != b["id"]
     assert a["alias"] is None and b["alias"] == "champion"  # ?version=N asks for no alias

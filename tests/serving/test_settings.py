@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.tracking import redact
+from core.tracking import redact
 from serving.settings import ServingSettings
 
 pytestmark = pytest.mark.unit

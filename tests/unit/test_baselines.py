@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from pipelines.baselines import EmpiricalQuantiles, EwmaQuantiles
-from pipelines.features import CLOSE, INPUT_COLUMNS
-from pipelines.forecast import forecast_quantiles, forecast_seed, windows_at
+from forecasting.baselines import EmpiricalQuantiles, EwmaQuantiles
+from forecasting.features import CLOSE, INPUT_COLUMNS
+from forecasting.forecast import forecast_quantiles, forecast_seed, windows_at
 
 pytestmark = pytest.mark.unit
 LEVELS = (0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975)

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.config import load_params
-from pipelines.cut import next_name
-from pipelines.paths import Project
+from core.params import load_params
+from core.paths import Project
+from pipelines.data.cut import next_name
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +32,7 @@ def proj(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
 
 
 def cli(*args: str) -> tuple[int, str]:
-    from pipelines.cli import app
+    from cli.main import app
 
     result = CliRunner().invoke(app, ["data", "cut", *args])
     return result.exit_code, result.output

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.features import (
+from forecasting.features import (
     FEATURE_COLUMNS,
     build_table,
     compute_features,

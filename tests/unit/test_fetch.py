@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.fetch import merge_export
-from pipelines.ingest import parse_investing_csv
-from pipelines.paths import ASSETS, Project
+from core.paths import ASSETS, Project
+from pipelines.data.fetch import merge_export
+from pipelines.data.ingest import parse_investing_csv
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
@@ -47,7 +47,7 @@ def source(tmp_path: Path) -> Path:
 
 
 def cli(*args: str) -> tuple[int, str]:
-    from pipelines.cli import app
+    from cli.main import app
 
     result = CliRunner().invoke(app, ["data", "fetch", "--no-dvc", *args])
     return result.exit_code, result.output

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.history import Published, Reference, references, row_changes
+from pipelines.data.history import Published, Reference, references, row_changes
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.ingest import IngestError, load_prices, parse_investing_csv
+from pipelines.data.ingest import IngestError, load_prices, parse_investing_csv
 
 pytestmark = pytest.mark.unit
 

@@ -8,30 +8,48 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.live_scores import realized, rolling_scores, window_scores
+from serving.monitoring.live_scores import realized, rolling_scores, window_scores
 
 pytestmark = pytest.mark.unit
 D = dt.date
 
 
-def day_row(version: int, origin: D, median: float, lo: float, hi: float, rows_hash: str = "h"
-            ) -> dict[str, object]:  # fmt: skip
-    return {"version": version, "role": "champion", "step": 1, "origin": origin,
-            "day": origin + dt.timedelta(days=1), "median": median, "lower_80": lo,
-            "upper_80": hi, "lower_95": lo - 10, "upper_95": hi + 10, "rows_hash": rows_hash,
-            "levels": [0.1, 0.5, 0.9], "quantiles": [lo, median, hi]}  # fmt: skip
+def day_row(
+    version: int, origin: D, median: float, lo: float, hi: float, rows_hash: str = "h"
+) -> dict[str, object]:
+    return {
+        "version": version,
+        "role": "champion",
+        "step": 1,
+        "origin": origin,
+        "day": origin + dt.timedelta(days=1),
+        "median": median,
+        "lower_80": lo,
+        "upper_80": hi,
+        "lower_95": lo - 10,
+        "upper_95": hi + 10,
+        "rows_hash": rows_hash,
+        "levels": [0.1, 0.5, 0.9],
+        "quantiles": [lo, median, hi],
+    }
 
 
 def test_known_answers() -> None:
     closes = pd.Series(
         [100.0, 110.0, 100.0, 120.0], index=pd.date_range("2024-01-01", periods=4, freq="D")
     )
-    days = pd.DataFrame([
-        day_row(1, D(2024, 1, 1), 105, 95, 115),  # actual 110: error 5, persistence 10, inside
-        day_row(1, D(2024, 1, 2), 112, 105, 115),  # actual 100: error 12, persistence 10, outside
-        day_row(1, D(2024, 1, 2), 112, 105, 115),  # the same forecast served again: counted once
-        day_row(1, D(2024, 1, 4), 120, 110, 130),  # no close for 2024-01-05 yet: not scored
-    ])  # fmt: skip
+    days = pd.DataFrame(
+        [
+            day_row(1, D(2024, 1, 1), 105, 95, 115),  # actual 110: error 5, persistence 10, inside
+            day_row(
+                1, D(2024, 1, 2), 112, 105, 115
+            ),  # actual 100: error 12, persistence 10, outside
+            day_row(
+                1, D(2024, 1, 2), 112, 105, 115
+            ),  # the same forecast served again: counted once
+            day_row(1, D(2024, 1, 4), 120, 110, 130),  # no close for 2024-01-05 yet: not scored
+        ]
+    )
     rows = realized(days, closes)
     assert len(rows) == 2
     scores = window_scores(rows)
@@ -71,7 +89,7 @@ def test_windows_and_since_promotion() -> None:
 def test_monitor_verdict_each_way(
     champion: dict[str, float], previous: dict[str, float] | None, expected: tuple[bool, bool]
 ) -> None:
-    from pipelines.live_scores import monitor_verdict
+    from serving.monitoring.rule import monitor_verdict
 
     alert, rollback, why = monitor_verdict(
         champion, previous, max_mase=1.1, coverage_tol=0.1, min_days=14, auto_rollback=True

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.model import Forecaster, ModelConfig, numpy_forward, numpy_weights
+from forecasting.network import Forecaster, ModelConfig, numpy_forward, numpy_weights
 
 pytestmark = pytest.mark.unit
 LEVELS = (0.025, 0.1, 0.5, 0.9, 0.975)
@@ -35,10 +35,12 @@ def test_outputs_and_gradients_equal_the_plain_module(
         (out * torch.linspace(-1, 1, len(LEVELS))).sum().backward()
         # The last layer's reverse W_hh multiplies a zero state: its gradient is 0 (plain) or
         # absent (truncated), the same to any optimizer.
-        grads.append({
-            k: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
-            for k, p in net.named_parameters()
-        })  # fmt: skip
+        grads.append(
+            {
+                k: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+                for k, p in net.named_parameters()
+            }
+        )
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-6, rtol=0, msg=name)
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from serving import prediction_log as plog
+from serving import prediction_log
 from serving.log_writer import PredictionLog
 
 pytestmark = pytest.mark.unit
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.unit
 
 def record(n: int) -> dict[str, Any]:
     return {
-        "id": plog.new_id(),
+        "id": prediction_log.new_id(),
         "created_at": dt.datetime.now(dt.UTC),
         "model_name": "m",
         "version": 1,
@@ -33,12 +33,20 @@ def record(n: int) -> dict[str, Any]:
         "code_fingerprint": "abc",
         "levels": [0.1, 0.5, 0.9],
         "forecast": [
-            {"date": "2024-11-01", "close": 70000.0 + n, "quantiles": [69000.0, 70000.0, 71000.0],
-             "intervals": [{"level": 0.8, "lower": 69000.0, "upper": 71000.0}]},
-            {"date": "2024-11-02", "close": 70100.0, "quantiles": [68000.0, 70100.0, 72000.0],
-             "intervals": [{"level": 0.8, "lower": 68000.0, "upper": 72000.0}]},
+            {
+                "date": "2024-11-01",
+                "close": 70000.0 + n,
+                "quantiles": [69000.0, 70000.0, 71000.0],
+                "intervals": [{"level": 0.8, "lower": 69000.0, "upper": 71000.0}],
+            },
+            {
+                "date": "2024-11-02",
+                "close": 70100.0,
+                "quantiles": [68000.0, 70100.0, 72000.0],
+                "intervals": [{"level": 0.8, "lower": 68000.0, "upper": 72000.0}],
+            },
         ],
-    }  # fmt: skip
+    }
 
 
 def count(engine: sa.Engine, table: sa.Table) -> int:
@@ -50,31 +58,34 @@ def test_migrations_create_exactly_the_declared_schema(tmp_path: Path) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    engine = plog.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
-    plog.migrate(engine)
-    plog.migrate(engine)  # idempotent
+    engine = prediction_log.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
+    prediction_log.migrate(engine)
+    prediction_log.migrate(engine)  # idempotent
     with engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), plog.metadata)
+        diff = compare_metadata(MigrationContext.configure(connection), prediction_log.metadata)
     assert diff == []  # tables, columns and indexes as prediction_log.py declares them
 
 
 def test_every_record_is_written_under_load(tmp_path: Path) -> None:
-    engine = plog.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
-    plog.migrate(engine)
+    engine = prediction_log.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
+    prediction_log.migrate(engine)
     writer = PredictionLog(engine, capacity=5000, batch=100, flush_s=0.05).start()
     records = [record(i) for i in range(2000)]
     assert all(writer.submit(r) for r in records)
     writer.close(timeout_s=30)
-    assert count(engine, plog.predictions) == 2000 and count(engine, plog.forecast_days) == 4000
+    assert (
+        count(engine, prediction_log.predictions) == 2000
+        and count(engine, prediction_log.forecast_days) == 4000
+    )
     status = writer.snapshot()
     assert (status.written, status.dropped, status.healthy) == (2000, 0, True)
-    stored = plog.read_predictions(engine, records[7]["id"])
+    stored = prediction_log.read_predictions(engine, records[7]["id"])
     assert stored is not None and stored["forecast"][0]["close"] == 70007.0
 
 
 def test_a_database_that_is_down_drops_and_says_so_without_blocking(tmp_path: Path) -> None:
     # Nothing listens on port 1: every connection is refused, as by a database that is down.
-    engine = plog.engine_for("postgresql+psycopg2://postgres@127.0.0.1:1/coinflow")
+    engine = prediction_log.engine_for("postgresql+psycopg2://postgres@127.0.0.1:1/coinflow")
     writer = PredictionLog(engine, capacity=50, batch=10, flush_s=0.01).start()
     accepted = [writer.submit(record(i)) for i in range(500)]  # put_nowait: never waits
     # The queue holds 50; none leaves it: the writer asks for a batch only once it has a schema.
@@ -93,7 +104,7 @@ def test_a_writer_process_that_dies_is_restarted_and_the_log_says_so(tmp_path: P
     import os
     import signal
 
-    engine = plog.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
+    engine = prediction_log.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
     writer = PredictionLog(engine, batch=10, flush_s=0.05, linger_s=0.01).start()
     assert writer.submit(record(0))
     wait_until(lambda: writer.snapshot().written == 1)
@@ -112,7 +123,7 @@ def test_a_writer_process_that_dies_is_restarted_and_the_log_says_so(tmp_path: P
     assert time.monotonic() - started < 5  # no restart while closing, no wait for a dead writer
     status = writer.snapshot()
     assert (status.written, status.dropped) == (2, 10)  # every record written or counted
-    assert count(engine, plog.predictions) == 2
+    assert count(engine, prediction_log.predictions) == 2
 
 
 def wait_until(condition: Any, timeout_s: float = 10.0) -> None:
@@ -122,44 +133,69 @@ def wait_until(condition: Any, timeout_s: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def served(n: int, from_request: bool = True) -> plog.Served:
+def served(n: int, from_request: bool = True) -> prediction_log.Served:
     """What the request path hands over: arrays it already has (2 rows, 2 days, 3 levels)."""
     import numpy as np
 
     values = np.arange(16, dtype="float64").reshape(2, 8) + n
-    return plog.Served(
-        plog.new_id(), dt.datetime.now(dt.UTC), "m", 1, "champion", False, (0.1, 0.5, 0.9),
+    return prediction_log.Served(
+        prediction_log.new_id(),
+        dt.datetime.now(dt.UTC),
+        "m",
+        1,
+        "champion",
+        False,
+        (0.1, 0.5, 0.9),
         np.array(["2024-11-01", "2024-11-02"], dtype="datetime64[D]"),
         np.array([[69_000.0, 70_000.0, 71_000.0], [68_000.0, 70_100.0, 72_000.0]]) + n,
-        np.array(["2024-10-30", "2024-10-31"], dtype="datetime64[D]"), values, from_request,
-        "0" * 32, "abc",
-    )  # fmt: skip
+        np.array(["2024-10-30", "2024-10-31"], dtype="datetime64[D]"),
+        values,
+        from_request,
+        "0" * 32,
+        "abc",
+    )
 
 
 def test_the_writer_builds_the_stored_record_of_a_served_forecast(tmp_path: Path) -> None:
-    engine = plog.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
+    engine = prediction_log.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
     writer = PredictionLog(engine, batch=10, flush_s=0.05, linger_s=0.01).start()
     sent, shipped = served(0), served(1, from_request=False)
-    broken = plog.Served(**{**served(2).__dict__, "quantiles": None})  # cannot be built
+    broken = prediction_log.Served(**{**served(2).__dict__, "quantiles": None})  # cannot be built
     assert all(writer.submit(r) for r in (sent, broken, shipped))
     writer.close(timeout_s=10)
     status = writer.snapshot()
     # Counted as dropped; the error clears with the next good write (the log is healthy again).
     assert (status.written, status.dropped, status.healthy) == (2, 1, True)
     assert status.last_error_at is not None
-    stored = plog.read_predictions(engine, sent.id)
+    stored = prediction_log.read_predictions(engine, sent.id)
     assert stored is not None
     assert (stored["origin"], stored["horizon"], stored["rows_source"]) == (
-        dt.date(2024, 10, 31), 2, "request")  # fmt: skip
-    assert stored["rows_hash"] == plog.rows_hash(sent.values)  # the rows the forecast read
-    assert stored["rows"][1] == {"date": "2024-10-31", "btc_open": 8.0, "btc_high": 9.0,
-        "btc_low": 10.0, "btc_close": 11.0, "btc_volume": 12.0, "eth_close": 13.0,
-        "gold_close": 14.0, "gold_filled": 15.0}  # fmt: skip
-    assert stored["forecast"][1] == {"date": "2024-11-02", "close": 70_100.0, "quantiles": [
-        68_000.0, 70_100.0, 72_000.0], "intervals": [
-        {"level": 0.8, "lower": 68_000.0, "upper": 72_000.0}]}  # fmt: skip
-    other = plog.read_predictions(engine, shipped.id)
+        dt.date(2024, 10, 31),
+        2,
+        "request",
+    )
+    assert stored["rows_hash"] == prediction_log.rows_hash(
+        sent.values
+    )  # the rows the forecast read
+    assert stored["rows"][1] == {
+        "date": "2024-10-31",
+        "btc_open": 8.0,
+        "btc_high": 9.0,
+        "btc_low": 10.0,
+        "btc_close": 11.0,
+        "btc_volume": 12.0,
+        "eth_close": 13.0,
+        "gold_close": 14.0,
+        "gold_filled": 15.0,
+    }
+    assert stored["forecast"][1] == {
+        "date": "2024-11-02",
+        "close": 70_100.0,
+        "quantiles": [68_000.0, 70_100.0, 72_000.0],
+        "intervals": [{"level": 0.8, "lower": 68_000.0, "upper": 72_000.0}],
+    }
+    other = prediction_log.read_predictions(engine, shipped.id)
     assert other is not None and other["rows"] is None and other["rows_source"] == "dataset"
-    assert count(engine, plog.forecast_days) == 4
+    assert count(engine, prediction_log.forecast_days) == 4
     with engine.connect() as connection:  # SQLite logs run in WAL mode (cheap commits)
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"

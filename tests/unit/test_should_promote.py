@@ -137,7 +137,7 @@ def test_decision_records_rule_and_scores_as_json() -> None:
 
 
 def test_policy_from_params() -> None:
-    from pipelines.config import RegistryParams
+    from core.params import RegistryParams
 
     params = RegistryParams(
         model_name="m",

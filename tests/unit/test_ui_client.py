@@ -61,6 +61,7 @@ MODELS = {
         },
     ],
 }
+LIMITS = {"max_horizon": 30, "max_rows": 1000, "history_days": 60}
 SWEEP = {
     "parent_run_id": "parent",
     "study_name": "btc-sweep",
@@ -141,6 +142,7 @@ def api() -> Iterator[CannedApi]:
             ("GET", "/models"): Reply(body=MODELS),
             ("POST", "/predict"): Reply(body=FORECAST),
             ("GET", "/sweeps/latest"): Reply(body=SWEEP),
+            ("GET", "/limits"): Reply(body=LIMITS),
         }
     )
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(canned))
@@ -200,7 +202,7 @@ def test_predict_rejects_a_bad_horizon_before_calling(
 ) -> None:
     with pytest.raises(ApiError, match="horizon must be between 1 and 30"):
         client.predict(ModelRef("alias", "champion"), horizon)
-    assert api.seen == []
+    assert [s["path"] for s in api.seen] == ["/limits"]  # the bound is the API's; no /predict
 
 
 @pytest.mark.parametrize(
@@ -329,8 +331,16 @@ def test_sweep_tab_lists_trials(client: ApiClient) -> None:
     assert isinstance(scatter, Figure)
 
 
-LIVE_POINT = {"version": 2, "role": "champion", "window": "30d", "n": 30, "mase": 0.97,
-              "coverage_80": 0.8, "coverage_95": 0.94, "crps": 600.0}  # fmt: skip
+LIVE_POINT = {
+    "version": 2,
+    "role": "champion",
+    "window": "30d",
+    "n": 30,
+    "mase": 0.97,
+    "coverage_80": 0.8,
+    "coverage_95": 0.94,
+    "crps": 600.0,
+}
 MONITORING = {
     "model_name": "btc-forecaster",
     "computed_at": "2024-10-05T06:00:00Z",

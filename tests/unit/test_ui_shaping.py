@@ -332,8 +332,17 @@ def test_sweep_figure_plots_finished_trials_by_layer_count() -> None:
 
 
 def _score(version: int, role: str, day: str, mase: float) -> dict[str, object]:
-    return {"version": version, "role": role, "window": "30d", "day": day, "n": 30,
-            "mase": mase, "coverage_80": 0.8, "coverage_95": 0.95, "crps": 600.0}  # fmt: skip
+    return {
+        "version": version,
+        "role": role,
+        "window": "30d",
+        "day": day,
+        "n": 30,
+        "mase": mase,
+        "coverage_80": 0.8,
+        "coverage_95": 0.95,
+        "crps": 600.0,
+    }
 
 
 LIVE = Monitoring.model_validate(
@@ -369,8 +378,9 @@ def test_live_marks_are_the_champion_moves_within_the_plotted_days() -> None:
 
 def test_moves_note_names_the_latest_moves_or_why_there_are_none() -> None:
     note = shaping.moves_note(LIVE, shown=2)
-    assert note == (" Champion moves (4): rolled back to v1 on 2024-10-04; "
-                    "v3 promoted on 2024-11-01.")  # fmt: skip
+    assert note == (
+        " Champion moves (4): rolled back to v1 on 2024-10-04; v3 promoted on 2024-11-01."
+    )
     assert shaping.moves_note(LIVE.model_copy(update={"alias_moves": []})) == ""
     down = LIVE.model_copy(update={"alias_moves": [], "alias_moves_error": "registry down"})
     assert "not marked: registry down" in shaping.moves_note(down)

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import validate
-from pipelines.config import DriftParams, FeatureParams, ValidateParams
-from pipelines.features import GateNotPassedError, gate_passed
-from pipelines.paths import Project
-from pipelines.rules import OhlcRules
-from pipelines.version import VERSION_COLUMNS
+from core.params import DriftParams, FeatureParams, ValidateParams
+from core.paths import Project
+from core.rules import OhlcRules
+from pipelines.data.version import VERSION_COLUMNS
+from pipelines.gate import validate
+from pipelines.training.features import GateNotPassedError, gate_passed
 
 pytestmark = pytest.mark.unit
 
@@ -209,7 +209,7 @@ def test_a_series_carried_forward_too_long_fails_naming_asset_and_days(tmp_path:
 
 
 def test_version_flags_the_days_eth_was_carried(tmp_path: Path) -> None:
-    from pipelines.version import align_assets
+    from pipelines.data.version import align_assets
 
     days = pd.date_range("2020-01-01", periods=10, freq="D", name="date")
     btc = pd.DataFrame(dict.fromkeys(("open", "high", "low", "close", "volume"), 1.0), index=days)

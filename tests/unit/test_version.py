@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.version import VERSION_COLUMNS, align_assets
+from pipelines.data.version import VERSION_COLUMNS, align_assets
 
 pytestmark = pytest.mark.unit
 
@@ -83,7 +83,7 @@ def test_rows_after_the_newest_cutoff_are_reported() -> None:
 
     import pandas as pd
 
-    from pipelines.version import rows_after
+    from pipelines.data.version import rows_after
 
     days = pd.date_range("2024-10-28", "2024-11-03", freq="D", name="date")
     frame = pd.DataFrame({"close": range(len(days))}, index=days)

@@ -1,0 +1,1 @@
+"""The `coinflow` command: one entry point over every layer (cli.main)."""

@@ -1,0 +1,1 @@
+"""Settings, params, paths, files, tag names, tracking settings, console, liveness, rules."""

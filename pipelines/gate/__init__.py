@@ -1,0 +1,1 @@
+"""The data gate: Great Expectations suites, validation per version, drift report."""

@@ -1,0 +1,1 @@
+"""The Optuna sweep: study, workers, storage, report, and reading a sweep back."""

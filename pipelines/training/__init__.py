@@ -1,0 +1,1 @@
+"""Training stages: features, one tracked run, backtests, packaging a version."""

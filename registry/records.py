@@ -1,0 +1,124 @@
+"""Decision records: `promotion` runs holding a decision's JSON, the registry's audit trail.
+
+A record is RUNNING while its decision is being applied and FINISHED once it is (see
+registry.aliases); a version's `coinflow.decision_run` tag points at its latest applied one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from core import tags
+from registry.errors import UnknownVersionError
+from registry.store import Registry, get_version, mlflow_call, now_iso
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+
+
+def begin_record(registry: Registry, action: str, version: int, record: dict[str, Any]) -> str:
+    """A RUNNING `promotion` run holding the decision JSON: the decision is being applied."""
+    if registry.experiment_id is None:
+        raise ValueError("decision records need a registry opened with open_registry()")
+    stamp = str(record.get("decided_at", now_iso())).replace(":", "").replace("+0000", "Z")
+    run = registry.client.create_run(
+        registry.experiment_id,
+        run_name=f"{action}-{registry.name}-v{version}",
+        tags={
+            tags.KIND: tags.RECORD_KIND,
+            tags.ACTION: action,
+            tags.MODEL_NAME: registry.name,
+            tags.MODEL_VERSION: str(version),
+        },
+    )
+    run_id = str(run.info.run_id)
+    try:
+        registry.client.log_dict(run_id, record, f"promotion/decision-{stamp}.json")
+        scores = {
+            f"{role}_{k}": float(v)
+            for role in ("challenger", "champion", "baseline")
+            for k, v in (record.get(role) or {}).items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        if scores:
+            registry.client.log_batch(run_id, metrics=_metrics(scores))
+    except Exception:
+        registry.client.set_terminated(run_id, "FAILED")
+        raise
+    return run_id
+
+
+def _metrics(values: dict[str, float]) -> list[Any]:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(k, v, now, 0) for k, v in values.items() if math.isfinite(v)]
+
+
+def read_record(registry: Registry, run_id: str) -> dict[str, Any]:
+    """The decision JSON of a record run."""
+    import mlflow
+
+    files = mlflow_call(
+        f"listing record run {run_id}",
+        lambda: registry.client.list_artifacts(run_id, "promotion"),
+        lambda _: UnknownVersionError(f"no record run {run_id}"),
+    )
+    if not files:
+        raise UnknownVersionError(f"run {run_id} holds no decision record")
+    text = mlflow.artifacts.load_text(f"runs:/{run_id}/{files[-1].path}")
+    return dict(json.loads(text))
+
+
+def latest_decision(registry: Registry, version: int | str) -> dict[str, Any] | None:
+    """The applied decision a version's tags point at (its record JSON), None when none is."""
+    model_version = get_version(registry, version)
+    run_id = (model_version.tags or {}).get(tags.DECISION_RUN)
+    if not run_id:
+        return None
+    return {**read_record(registry, run_id), "record_run_id": run_id}
+
+
+def record_runs(registry: Registry, status: str | None = None, limit: int = 200) -> list[Run]:
+    """This model's decision record runs, newest first (optionally of one status); a handle
+    naming no experiment (the API's) searches every experiment."""
+    where = (
+        f"tags.`{tags.KIND}` = '{tags.RECORD_KIND}' "
+        f"and tags.`{tags.MODEL_NAME}` = '{registry.name}'"
+    )
+    if status:
+        where += f" and attributes.status = '{status}'"
+    experiments = (
+        [registry.experiment_id]
+        if registry.experiment_id is not None
+        else [e.experiment_id for e in registry.client.search_experiments()]
+    )
+    found: list[Run] = registry.client.search_runs(
+        experiments, where, order_by=["attributes.start_time DESC"], max_results=limit
+    )
+    return found
+
+
+# Decision-record actions that move @champion (refuse and alert records move nothing).
+CHAMPION_MOVES = ("first-champion", "code-upgrade", "promote", "rollback")
+
+
+def alias_moves(registry: Registry, limit: int = 200) -> list[dict[str, Any]]:
+    """The champion's moves among the model's newest `limit` decision records, oldest first:
+    finished records only (a FAILED one never took effect, a RUNNING one is still moving)."""
+    moves = [
+        {
+            "at": dt.datetime.fromtimestamp(run.info.start_time / 1000, tz=dt.UTC),
+            "action": run.data.tags.get(tags.ACTION),
+            "version": int(run.data.tags[tags.MODEL_VERSION]),
+            "record_run_id": run.info.run_id,
+        }
+        for run in record_runs(registry, status="FINISHED", limit=limit)
+        if run.data.tags.get(tags.ACTION) in CHAMPION_MOVES
+        and run.data.tags.get(tags.MODEL_VERSION)
+    ]
+    return moves[::-1]

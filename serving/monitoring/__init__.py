@@ -1,0 +1,1 @@
+"""Closing the loop: live scores of logged forecasts, the monitor rule, the `monitor` command."""

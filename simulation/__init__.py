@@ -1,0 +1,1 @@
+"""`coinflow simulate`: the platform replayed day by day (it drives registry and serving)."""

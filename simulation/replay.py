@@ -1,0 +1,300 @@
+"""`coinflow simulate`: replay the platform day by day over past data, in a private workspace.
+
+Each simulated day d, in this order:
+1. the truth arrives: the raw exports are cut at d (pipelines.data.version.align_assets, rows
+   <= d only) and serving.monitoring.monitor.score (`coinflow monitor score`) scores every
+   logged forecast whose day now has a close, then applies the monitor rule of params.yaml
+   `monitor` (alert; rollback when auto_rollback is on);
+2. every `retrain_every` days: the cut becomes a dataset version that must pass the Great
+   Expectations gate, gets its features (train-only scaler), a small Optuna sweep
+   (pipelines.sweep), and the register → promote flow of `coinflow registry release` decides
+   whether the champion alias moves; the API then reloads its aliases (POST /admin/reload);
+3. the API (serving.app, in-process) answers POST /predict for the champion, and for
+   previous-champion (the version the rollback rule compares with), from the last rows <= d;
+   the prediction log records every answer.
+Before the first day the same release flow trains the first champion on the days before it.
+
+Everything happens in a private workspace (simulation.workspace): the user's MLflow
+store, registry and prediction log are never opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from core.params import Params
+from core.paths import ASSETS, Project
+from pipelines.data.cut import last_common_day
+from simulation.workspace import (
+    Plan,
+    Simulation,
+    SimulationError,
+    check_workdir,
+    isolated,
+    workspace_env,
+    write_params,
+)
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from core.params import MonitorParams
+    from registry.store import Registry
+    from simulation.api import Api
+__all__ = ["Plan", "Simulation", "SimulationError", "check_plan", "cut_at", "simulate"]
+
+log = logging.getLogger(__name__)
+LIVE_FILE = "live"  # data/versions/live.parquet: the closes known on the simulated day
+NAME_PREFIX = "sim-"  # dataset versions cut by the replay: sim-<day>
+
+
+def load_assets(raw: Path) -> dict[str, pd.DataFrame]:
+    """The repo's raw exports, parsed by pipelines.data.ingest (nothing is written)."""
+    from pipelines.data.ingest import load_prices
+
+    return {asset: load_prices(raw / f"{asset}.csv") for asset in ASSETS}
+
+
+def cut_at(assets: dict[str, pd.DataFrame], start: dt.date, day: dt.date) -> pd.DataFrame:
+    """The dataset as it stood at day's close: pipelines.version's cut with `day` as cut-off
+    (BTC rows <= day; ETH and gold carried forward from days <= day only)."""
+    from pipelines.data.version import align_assets
+
+    return align_assets(**assets, start=start, cutoff=day)
+
+
+def check_plan(plan: Plan, assets: dict[str, pd.DataFrame], params: Params) -> None:
+    """Refuse a replay that cannot run, naming what is wrong (before anything is written)."""
+    if plan.retrain_every < 1:
+        raise SimulationError(f"--retrain-every must be >= 1 day, got {plan.retrain_every}")
+    if plan.trials < 1 or plan.epochs < 1:
+        raise SimulationError(
+            f"--trials and --epochs must be >= 1, got {plan.trials}, {plan.epochs}"
+        )
+    if plan.end < plan.start:
+        raise SimulationError(f"--to {plan.end} is before --from {plan.start}")
+    first, last = params.data.start, last_common_day(assets)
+    for flag, day in (("--from", plan.start), ("--to", plan.end)):
+        if not first < day <= last:
+            raise SimulationError(
+                f"{flag} {day} is outside the data: the raw exports cover {first} .. {last} "
+                "(every series; `coinflow data fetch` brings newer days)"
+            )
+    history = len(cut_at(assets, first, plan.start - dt.timedelta(days=1)))
+    need = params.validate_.min_rows
+    if history < need:
+        raise SimulationError(
+            f"--from {plan.start} leaves {history} days before it to train the first champion "
+            f"on; the gate wants at least validate.min_rows = {need} (--from "
+            f"{first + dt.timedelta(days=need)} or later)"
+        )
+
+
+# --- one retrain: version → gate → features → sweep → register/promote ---------------------
+def release_at(
+    proj: Project, frame: pd.DataFrame, day: dt.date, base: Params, plan: Plan
+) -> dict[str, Any]:
+    """Cut `frame` (rows <= day) as a dataset version and run the chain on it, as `dvc repro`
+    would: the GE gate, features, a sweep, then registry.flow.release. Its retrain record."""
+    from core.files import file_md5
+    from pipelines.gate import validate
+    from pipelines.sweep.report import write_sweep_metrics
+    from pipelines.sweep.study import run_sweep
+    from pipelines.training import features
+    from pipelines.training.train import load_training_data
+    from registry.flow import release
+
+    began = time.monotonic()
+    name = f"{NAME_PREFIX}{day.isoformat()}"
+    path = proj.version_file(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path)
+    md5 = file_md5(path)
+    # The gate judges this cut alone (each is a prefix of the same raw exports: comparing it
+    # with the one before would re-validate that one for nothing).
+    params = write_params(proj, base, plan, {name: day})
+    validate.main(proj)
+    features.main(name, proj)
+    sweep = run_sweep(
+        params,
+        n_trials=plan.trials,
+        data=load_training_data(proj.features),
+        plots_dir=proj.sweep_plots,
+    )
+    write_sweep_metrics(sweep, proj.metrics_file("sweep"))
+    summary = release(proj)
+    return {
+        "day": day.isoformat(),
+        "data_version": name,
+        "rows": len(frame),
+        "dvc_md5": md5,
+        "sweep_run_id": sweep.parent_run_id,
+        "best_params": sweep.best_params,
+        "candidate_test_crps": sweep.metrics.get("test_crps"),
+        "candidate_test_mase": sweep.metrics.get("test_mase"),
+        "version": summary["version"],
+        "promoted": bool(summary["promoted"]),
+        "champion_after": summary.get("champion_after"),
+        "reason": summary["reason"],
+        "wall_s": round(time.monotonic() - began, 2),
+    }
+
+
+# --- the replay ---------------------------------------------------------------------------
+def replay(
+    plan: Plan, workdir: Path, params: Params, assets: dict[str, pd.DataFrame], engine: sa.Engine
+) -> Simulation:
+    """Run the checked plan in the workspace `workdir` (it exists, empty; isolated() is on)."""
+    from core.tracking import configure_mlflow
+    from registry.store import open_registry
+    from simulation.api import new_records, running_api
+
+    began = time.monotonic()
+    proj = Project(workdir)
+    sim = Simulation(plan, workdir, last_common_day(assets))
+    configure_mlflow()
+    registry = open_registry(params.registry.model_name)
+    seen: set[str] = set()
+    eve = plan.start - dt.timedelta(days=1)
+    log.info(
+        "simulate: first champion from the %s days up to %s",
+        len(cut_at(assets, params.data.start, eve)),
+        eve,
+    )
+    sim.retrains.append(
+        release_at(proj, cut_at(assets, params.data.start, eve), eve, params, plan)
+        | {"initial": True}
+    )
+    sim.events += new_records(registry, seen, eve)
+    monitor_params = load_workspace_params(proj).monitor
+    retrain_days = set(plan.retrain_days)
+    live = proj.version_file(LIVE_FILE)
+    with running_api(workdir, registry) as api:
+        for day in plan.days:
+            frame = cut_at(assets, params.data.start, day)
+            acted = truth_arrives(engine, registry, frame, live, monitor_params)
+            if day in retrain_days:
+                done = release_at(proj, frame, day, params, plan)
+                sim.retrains.append(done)
+                log.info("simulate %s: retrain, v%s %s", day, done["version"], done["reason"])
+            if acted or day in retrain_days:
+                sim.events += new_records(registry, seen, day)
+                api.reload()  # the alias moves reach the API at once, as a deploy hook's would
+            serve_day(api, registry, frame, sim)
+            if (day - plan.start).days % 30 == 29:
+                log.info(
+                    "simulate %s: %d days served, champion v%s",
+                    day,
+                    len(sim.served),
+                    sim.served[day.isoformat()],
+                )
+    # The last day's forecast stays unscored: its close arrives after the replay ends.
+    sim.wall_s = round(time.monotonic() - began, 1)
+    return sim
+
+
+def serve_day(api: Api, registry: Registry, frame: pd.DataFrame, sim: Simulation) -> None:
+    """The day's forecasts through the API: the champion's (what clients get) and, when there
+    is one, previous-champion's (the monitor's rollback rule compares the two on the same
+    days); both land in the prediction log before the next day starts."""
+    from registry.store import CHAMPION, PREVIOUS, aliases
+
+    now = aliases(registry)
+    answer = api.forecast(CHAMPION, now[CHAMPION], frame)
+    sim.served[pd.Timestamp(frame.index[-1]).date().isoformat()] = answer["lineage"]["version"]
+    if PREVIOUS in now and now[PREVIOUS] != now[CHAMPION]:
+        with contextlib.suppress(SimulationError):  # one that no longer loads is not scored
+            api.forecast(PREVIOUS, now[PREVIOUS], frame)
+    api.wait_logged()
+
+
+def load_workspace_params(proj: Project) -> Params:
+    """The workspace's params.yaml as it stands."""
+    from core.params import load_params
+
+    return load_params(proj.params_file)
+
+
+def truth_arrives(
+    engine: sa.Engine, registry: Registry, frame: pd.DataFrame, live: Path, params: MonitorParams
+) -> bool:
+    """The day's close is known: `coinflow monitor score` against the closes up to it (the
+    day's cut). Whether the monitor acted (alert or rollback)."""
+    from serving.monitoring import monitor
+
+    live.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(live)
+    day = pd.Timestamp(frame.index[-1]).date()
+    report = monitor.score(engine, registry, live, params, days=[day])
+    return bool(report.alert or report.rolled_back)
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Optuna's per-trial lines, HTTP request lines and per-day alert warnings stay out of the
+    replay's log (alerts, rollbacks and the gate's drift warnings are in the report and the
+    workspace's records); every level is restored afterwards."""
+    import optuna
+
+    from core.tracking import quiet_mlflow
+
+    quiet_mlflow()
+    levels = dict.fromkeys(
+        (
+            "httpx",
+            "httpx2",
+            "serving.cache",
+            "registry.flow",
+            "registry.register",
+            "pipelines.sweep.study",
+            "pipelines.sweep.worker",
+            "pipelines.training.features",
+        ),
+        logging.WARNING,
+    )
+    levels |= {"registry.aliases": logging.ERROR, "pipelines.gate.validate": logging.ERROR}
+    saved = {name: logging.getLogger(name).level for name in levels}
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def simulate(plan: Plan, source: Project, workdir: Path | None = None) -> dict[str, Any]:
+    """Check the plan against the source project's data, replay it in a private workspace,
+    write and log the report; the report (with its paths)."""
+    import tempfile
+
+    from core.params import load_params
+    from serving.monitoring.monitor import logged_days, read_scores
+    from serving.prediction_log import engine_for, migrate
+    from simulation.report import build_report, publish
+
+    params = load_params(source.params_file)
+    assets = load_assets(source.raw)
+    check_plan(plan, assets, params)
+    check_workdir(workdir)
+    root = Path(workdir or tempfile.mkdtemp(prefix="coinflow-simulate-")).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    with isolated(root), quiet_libraries():
+        engine = engine_for(workspace_env(root)["COINFLOW_PREDICTION_LOG_URL"])
+        migrate(engine)
+        sim = replay(plan, root, params, assets, engine)
+        name = params.registry.model_name
+        closes = cut_at(assets, params.data.start, plan.end)["btc_close"]
+        report = build_report(sim, logged_days(engine, name), closes, read_scores(engine, name))
+        return publish(report, root)
