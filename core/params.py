@@ -14,6 +14,7 @@ from core.rules import OhlcRules
 from forecasting.quantiles import check_levels
 
 Cell = Literal["rnn", "lstm", "gru"]
+Median = Literal["persistence", "learned"]  # forecasting.network.MEDIANS
 
 
 class _Strict(BaseModel):
@@ -98,6 +99,8 @@ class TrainParams(_Strict):
     threads: int = Field(ge=1)
     levels: tuple[float, ...]
     precision: Literal["fp32", "bf16"]  # bf16: autocast for the training steps only
+    median: Median  # persistence: the median is today's close, the network learns the spread
+    calibration_step: float = Field(ge=0)  # forecasting.calibration's step (0: the raw spread)
 
     @field_validator("levels")
     @classmethod
@@ -111,6 +114,7 @@ class SearchSpace(_Strict):
     lr: tuple[float, float]
     lookback: tuple[int, int]
     cell: list[Cell]
+    median: list[Median]
 
 
 class SweepParams(_Strict):

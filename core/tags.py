@@ -9,6 +9,7 @@ DATA_VERSION = "coinflow.data_version"
 DVC_MD5 = "coinflow.dvc_md5"
 GE_STATUS = "coinflow.ge_status"  # success | failed: the gate's record of that exact md5
 CODE = "coinflow.code_fingerprint"  # core.fingerprint of the kernel it ran
+MEDIAN = "coinflow.median"  # learned | persistence: where a model's median comes from
 RUN_LINEAGE = (GIT_SHA, DATA_VERSION, DVC_MD5, GE_STATUS, CODE)
 
 # --- sweeps --------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ COINFLOW_DATA_SOURCE (directory or http(s) base URL of the btc/eth/gold exports)
 COINFLOW_WORKDIR (the project root; default: the folder above dags/), COINFLOW_FETCH_SCHEDULE
 (default @daily; `none`: only when triggered), COINFLOW_DVC_PUSH_REMOTE (a writable DVC remote
 the merged data/raw is pushed to), COINFLOW_PREDICTION_LOG_URL (the API's prediction log: when
-set, served forecasts are scored against the new closes before any re-sweep),
+set, served forecasts made on the platform's rows are scored against the new closes and every
+served version's calibration state is advanced by them, before any re-sweep),
 COINFLOW_DAG_RETRIES (default 2).
 
 A day that brings no new complete day (one on which BTC, ETH and gold all have a real row past
@@ -142,7 +143,9 @@ def coinflow_fetch() -> None:
 
     @task
     def monitor_score(gate: dict[str, str]) -> dict[str, str]:
-        """`coinflow monitor score` against the new closes, when the prediction log is set."""
+        """`coinflow monitor score` against the new closes, when the prediction log is set:
+        live scores, the monitor rule, and the served versions' calibration states advanced
+        (the API swaps the new states in on its refresh loop)."""
         from serving.monitoring import cli as monitor_cli
         from serving.settings import ServingSettings
 

@@ -6,18 +6,18 @@
 - EwmaQuantiles: RiskMetrics-style volatility (σ²_t = λ σ²_t-1 + (1 - λ) r²_t over the trailing
   window) with normal quantiles around persistence (median exactly 0: MASE 1).
 
-Both read raw daily rows like any model, so the same scoring, calibration and path sampling
-apply to them; `offsets` are the split-conformal widenings fitted on a validation block.
+Both read raw daily rows like any model and return RAW quantiles, so the same scoring, path
+sampling and calibration (forecasting.calibration, owned by forecasting.packaged) apply to them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .features import CLOSE
-from .quantiles import apply_offsets
+from .quantiles import median_index
 
 
 def trailing_returns(windows: np.ndarray) -> np.ndarray:
@@ -34,20 +34,17 @@ class EmpiricalQuantiles:
 
     levels: tuple[float, ...]
     window: int
-    offsets: dict[float, float] = field(default_factory=dict)
 
     @property
     def rows_needed(self) -> int:
         return self.window + 1
 
     def return_quantiles(self, windows: np.ndarray) -> np.ndarray:
-        from .quantiles import median_index
-
         quant = np.quantile(
             trailing_returns(windows[:, -self.rows_needed :]), self.levels, axis=1
         ).T
-        quant = quant - quant[:, [median_index(self.levels)]]
-        return apply_offsets(quant, self.offsets, self.levels)
+        centred: np.ndarray = quant - quant[:, [median_index(self.levels)]]
+        return centred
 
 
 @dataclass(frozen=True)
@@ -57,7 +54,6 @@ class EwmaQuantiles:
     levels: tuple[float, ...]
     window: int
     decay: float = 0.94
-    offsets: dict[float, float] = field(default_factory=dict)
 
     @property
     def rows_needed(self) -> int:
@@ -75,6 +71,5 @@ class EwmaQuantiles:
         from scipy import stats
 
         z = stats.norm.ppf(self.levels)
-        return apply_offsets(
-            self.volatility(windows)[:, None] * z[None, :], self.offsets, self.levels
-        )
+        quant: np.ndarray = self.volatility(windows)[:, None] * z[None, :]
+        return quant

@@ -7,7 +7,7 @@ log return, so models and the baseline are scored on the same rows in USD.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,11 @@ class Scaler:
 
     def target_from_scaled(self, z: np.ndarray) -> np.ndarray:
         return z * self.target_std + self.target_mean
+
+    def for_median(self, median: str) -> Scaler:
+        """The scaler of a model whose median is `median` (learned | persistence): a persistence
+        median is a zero log return, so its target is scaled but not centred (0 stays 0)."""
+        return replace(self, target_mean=0.0) if median == "persistence" else self
 
 
 @dataclass(frozen=True)

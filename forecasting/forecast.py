@@ -91,8 +91,9 @@ class QuantileModel(Protocol):
         ...
 
     def return_quantiles(self, windows: np.ndarray) -> np.ndarray:
-        """(n, rows_needed, INPUT_COLUMNS) raw rows → (n, levels) calibrated log-return quantiles,
-        non-decreasing along the levels."""
+        """(n, rows_needed, INPUT_COLUMNS) raw rows → (n, levels) log-return quantiles,
+        non-decreasing along the levels (a model's raw ones; calibrated through
+        packaged.Calibrated)."""
         ...
 
 
@@ -129,7 +130,8 @@ def forecast_quantiles(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(forecast dates datetime64[D], USD close quantiles (horizon, levels)).
 
-    Day 1 is the model's own calibrated quantiles. Later days come from `paths` sampled price
+    Day 1 is the model's own quantiles (calibrated when `model` is a packaged.Calibrated: every
+    day then uses the same calibration state). Later days come from `paths` sampled price
     paths: each step draws a return from every path's quantile function and appends the
     synthetic day it implies, so volatility the model reads from recent rows carries forward.
     The seed makes the answer reproducible (the same rows give the same bands).

@@ -4,6 +4,11 @@ Recurrent encoder → last time step → fc1 → ReLU → fc2 (one output per qu
 non-crossing quantiles. With cell="rnn", bidirectional=True, num_layers=2 the encoder and head
 are the lecture's RNN_Model (same modules, same `state_dict` keys; fc2 has one output per level).
 
+The median is `learned` (fc2's median output) or `persistence`: the median output is
+subtracted from every output before the monotone step, so the median is exactly 0 — with a
+target scaled but not centred (features.Scaler.for_median), a zero log return, tomorrow =
+today — and the gradients train only the spread around it.
+
 The head reads only the last time step. For the last layer's reverse direction that is its
 *first* step (one cell step from a zero state), so Forecaster.forward computes that one step
 instead of the whole reverse pass: the same numbers, ~1/3 fewer FLOPs for the lecture model.
@@ -26,6 +31,7 @@ if TYPE_CHECKING:
     from .features import Scaler
 CELLS: dict[str, Any] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+MEDIANS = ("learned", "persistence")  # where the median comes from (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -39,10 +45,13 @@ class ModelConfig:
     bidirectional: bool
     dropout: float
     levels: tuple[float, ...] = (0.5,)  # quantile levels fc2 emits (one output each)
+    median: str = "learned"  # learned | persistence (configs before it existed: learned)
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
             raise ValueError(f"unknown cell {self.cell!r}: choose one of {sorted(CELLS)}")
+        if self.median not in MEDIANS:
+            raise ValueError(f"unknown median {self.median!r}: choose one of {list(MEDIANS)}")
         for name in ("input_size", "hidden_size", "num_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -140,9 +149,12 @@ class Forecaster(nn.Module):
         return self.head(self.encode(x))
 
     def head(self, last: torch.Tensor) -> torch.Tensor:
-        """fc1 → ReLU → fc2 → non-crossing quantiles, from the encoder's last step."""
-        hidden = self.relu(self.fc1(last))
-        return monotone_quantiles(self.fc2(hidden), self.median)
+        """fc1 → ReLU → fc2 → non-crossing quantiles, from the encoder's last step (a
+        persistence median: fc2's median output subtracted first, so the median is 0)."""
+        raw = self.fc2(self.relu(self.fc1(last)))
+        if self.config.median == "persistence":
+            raw = raw - raw[..., self.median : self.median + 1]
+        return monotone_quantiles(raw, self.median)
 
     def untruncated(self, x: torch.Tensor) -> torch.Tensor:
         """forward through the plain nn.RNN/GRU/LSTM (every step of every direction): the
@@ -208,6 +220,8 @@ def numpy_forward(config: ModelConfig, weights: dict[str, np.ndarray], x: np.nda
     head = np.maximum(seq[:, -1] @ weights["fc1.weight"].T + weights["fc1.bias"], 0)
     raw = head @ weights["fc2.weight"].T + weights["fc2.bias"]
     m = median_index(config.levels)
+    if config.median == "persistence":
+        raw = raw - raw[:, m : m + 1]
     soft = np.logaddexp(0, raw)  # softplus, as monotone_quantiles
     up = np.cumsum(soft[:, m + 1 :], axis=1)
     down = np.cumsum(soft[:, :m][:, ::-1], axis=1)[:, ::-1]
@@ -221,16 +235,15 @@ NUMPY_BATCH = 4  # windows up to this many go through the float64 NumPy forward,
 
 class NetQuantiles:
     """A trained Forecaster as a QuantileModel (forecasting.forecast): raw daily rows → features →
-    train-fitted scaler → network → conformal offsets → calibrated log-return quantiles.
+    train-fitted scaler → network → RAW log-return quantiles (forecasting.packaged calibrates).
 
     A few windows (the serving path: one per request) run the float64 NumPy forward; batches
     (scoring, sampled paths) run torch.
     """
 
-    def __init__(
-        self, net: Forecaster, scaler: Scaler, lookback: int, offsets: dict[float, float]
-    ) -> None:
-        self.net, self.scaler, self.lookback, self.offsets = net.eval(), scaler, lookback, offsets
+    def __init__(self, net: Forecaster, scaler: Scaler, lookback: int) -> None:
+        self.net, self.lookback = net.eval(), lookback
+        self.scaler = scaler.for_median(net.config.median)
         self.weights = numpy_weights(net)
 
     @property
@@ -253,10 +266,11 @@ class NetQuantiles:
     def return_quantiles(self, windows: np.ndarray) -> np.ndarray:
         from .features import features_array
         from .forecast import InputRowsError
-        from .quantiles import apply_offsets
 
         feats = self.scaler.transform(features_array(windows[:, -self.rows_needed :]))
         if not np.isfinite(feats).all():
             raise InputRowsError("a forecast window holds missing inputs")
-        raw = self.scaler.target_from_scaled(self.scaled_quantiles(np.ascontiguousarray(feats)))
-        return apply_offsets(raw, self.offsets, self.levels)
+        raw: np.ndarray = self.scaler.target_from_scaled(
+            self.scaled_quantiles(np.ascontiguousarray(feats))
+        )
+        return raw

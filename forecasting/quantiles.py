@@ -1,5 +1,5 @@
-"""Quantile forecasts: the levels, non-crossing outputs, proper scores, calibration and the
-Diebold–Mariano test. Pure NumPy (and one torch function for training); no I/O.
+"""Quantile forecasts: the levels, non-crossing outputs, proper scores, split-conformal offsets
+and the Diebold–Mariano test. Pure NumPy (and one torch function for training); no I/O.
 
 Conventions: `levels` is a sorted tuple of quantile levels in (0, 1) that holds 0.5 and is
 symmetric (τ and 1 - τ), so every pair (τ, 1 - τ) is a central interval of nominal coverage
@@ -137,7 +137,8 @@ def conformal_offsets(
     quantiles: np.ndarray, target: np.ndarray, levels: Sequence[float]
 ) -> dict[float, float]:
     """Split-conformal (CQR) widening of each central interval, from rows the model never fit:
-    the ⌈(n + 1)(1 - α)⌉-th smallest conformity score max(q_lo - y, y - q_hi)."""
+    the ⌈(n + 1)(1 - α)⌉-th smallest conformity score max(q_lo - y, y - q_hi). Fixed once fitted
+    (calibration.fixed_state applies them): what versions shipped before adaptive calibration."""
     y = np.asarray(target, dtype="float64")
     n = len(y)
     out = {}
@@ -146,18 +147,6 @@ def conformal_offsets(
         rank = min(n, math.ceil((n + 1) * nominal))
         out[nominal] = float(scores[rank - 1])
     return out
-
-
-def apply_offsets(
-    quantiles: np.ndarray, offsets: dict[float, float], levels: Sequence[float]
-) -> np.ndarray:
-    """Quantiles with each central interval widened (or narrowed) by its offset, kept sorted."""
-    out = np.array(quantiles, dtype="float64", copy=True)
-    for nominal, (lo, hi) in interval_pairs(levels).items():
-        shift = offsets.get(nominal, 0.0)
-        out[..., lo] -= shift
-        out[..., hi] += shift
-    return np.sort(out, axis=-1)
 
 
 def sample_from_quantiles(

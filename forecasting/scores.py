@@ -41,8 +41,9 @@ def score_quantiles(
 
 
 def calibration_scores(metrics: dict[str, float]) -> dict[str, float]:
-    """The figures a served model reports about its intervals: coverage, width and CRPS on the
-    validation and test days (and the raw network's validation coverage)."""
+    """The figures a served model reports about its intervals: coverage (also per volatility
+    tercile and horizon day), width and CRPS on the validation and test days (and the raw
+    network's validation coverage)."""
     keep = ("coverage_", "width_", "crps")
     return {
         k: v
@@ -60,3 +61,53 @@ def daily_crps(
     from .quantiles import crps
 
     return crps(close[:, None] * np.exp(quantiles), next_close, levels)
+
+
+VOLATILITY_DAYS = 30  # a month of daily returns: the trailing volatility coverage is grouped by
+TERCILES = ("calm", "normal", "turbulent")
+
+
+def trailing_volatility(close: np.ndarray, days: int = VOLATILITY_DAYS) -> np.ndarray:
+    """Realised volatility known at each day's close: the standard deviation of the last `days`
+    daily log returns up to that day (NaN until `days` returns exist). Consecutive closes."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    returns = np.diff(np.log(np.asarray(close, dtype="float64")))
+    out = np.full(len(returns) + 1, np.nan)
+    if len(returns) >= days:
+        out[days:] = sliding_window_view(returns, days).std(axis=1, ddof=1)
+    return out
+
+
+def coverage_by_volatility(
+    quantiles: np.ndarray, target: np.ndarray, volatility: np.ndarray, levels: Sequence[float]
+) -> dict[str, float]:
+    """Coverage of each central interval on the calm / normal / turbulent third of the days, by
+    the trailing volatility known on each forecast day (`coverage_80_calm`, ...)."""
+    from .quantiles import coverage, interval_pairs
+
+    vol = np.asarray(volatility, dtype="float64")
+    if not np.isfinite(vol).all():
+        raise ValueError("every forecast day needs its trailing volatility")
+    groups = np.array_split(np.argsort(vol, kind="stable"), len(TERCILES))
+    return {
+        f"coverage_{round(nominal * 100):d}_{name}": coverage(quantiles[idx], target[idx], lo, hi)
+        for name, idx in zip(TERCILES, groups, strict=True)
+        for nominal, (lo, hi) in interval_pairs(levels).items()
+    }
+
+
+def coverage_by_horizon(
+    quantiles: np.ndarray, target: np.ndarray, levels: Sequence[float]
+) -> dict[str, float]:
+    """Coverage of each central interval per horizon day, from (origins, horizon, levels)
+    forecasts of (origins, horizon) outcomes (`coverage_80_d1`, ...)."""
+    from .quantiles import coverage, interval_pairs
+
+    return {
+        f"coverage_{round(nominal * 100):d}_d{h + 1}": coverage(
+            quantiles[:, h], target[:, h], lo, hi
+        )
+        for h in range(quantiles.shape[1])
+        for nominal, (lo, hi) in interval_pairs(levels).items()
+    }

@@ -25,7 +25,7 @@ from registry.description import OUTCOME, decision_markdown
 from registry.errors import ConcurrentPromotionError, NothingToDoError
 from registry.lock import RegistryLock
 from registry.policy import Decision, Policy, PromotionOutcome
-from registry.records import begin_record, read_record, record_runs
+from registry.records import begin_record, decision_time, read_record, record_runs
 from registry.store import (
     CHALLENGER,
     CHAMPION,
@@ -35,7 +35,6 @@ from registry.store import (
     aliases,
     get_version,
     load_packaged,
-    now_iso,
 )
 
 if TYPE_CHECKING:
@@ -93,7 +92,7 @@ def apply_record(
     registry: Registry, lock: RegistryLock, record: dict[str, Any]
 ) -> tuple[str, dict[str, Any]]:
     """Under the lock: write the record, apply it, verify; returns (record run id, record)."""
-    record = {**record, "decided_at": now_iso(), "actor": actor()}
+    record = {**record, "decided_at": decision_time(), "actor": actor()}
     run = begin_record(registry, str(record["action"]), int(record["version"]), record)
     lock.verify()
     _apply(registry, record, run)
@@ -233,7 +232,7 @@ def record_alert(registry: Registry, version: int, alert: dict[str, Any]) -> str
         "version": version,
         "champion_before": version,
         "champion_after": version,
-        "decided_at": now_iso(),
+        "decided_at": decision_time(),
         "actor": actor(),
     }
     run = begin_record(registry, "alert", version, record)

@@ -1,9 +1,10 @@
 """Champion/challenger promotion: a fair re-score, then the pure rule, then a guarded move.
 
-`promote` re-scores the challenger and the current champion on the same test rows, asks
-registry.policy.should_promote, and hands the decision to registry.aliases.commit_decision,
-which applies it under the registry lock only if the champion is still the version it scored
-(else this re-scores, up to 3 times).
+`promote` re-scores the challenger and the current champion on the same test rows, each as it
+would have been served (registry.scoring: its shipped calibration state advanced with the
+platform's rows, then day by day over the test days), asks registry.policy.should_promote,
+and hands the decision to registry.aliases.commit_decision, which applies it under the registry
+lock only if the champion is still the version it scored (else this re-scores, up to 3 times).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def score_version(registry: Registry, version: int, eval_set: EvalSet) -> ModelScore:
-    """Load one registered version and score it on the evaluation rows."""
+    """Load one registered version and score it on the evaluation rows, as served."""
     from registry.scoring import score_model
     from registry.store import load_packaged
 

@@ -2,14 +2,23 @@
 
 A record is RUNNING while its decision is being applied and FINISHED once it is (see
 registry.aliases); a version's `coinflow.decision_run` tag points at its latest applied one.
+
+A decision is dated when it is taken: by the wall clock, or, inside `decided_on(day)`, on that
+day (a replay's simulated day: `coinflow simulate` runs the same promote, rollback and alert code
+on past days). The record's `decided_at` and its run's start time both carry that date, so the
+audit trail, the Live tab's promotion marks and "since promotion" windows all read one date.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from core import tags
@@ -20,13 +29,47 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
 
 
+@dataclass
+class _DecisionDay:
+    day: dt.date
+    taken: int = 0  # decisions dated so far: each is a millisecond after the one before
+
+
+_decision_day: ContextVar[_DecisionDay | None] = ContextVar("coinflow_decision_day", default=None)
+
+
+@contextlib.contextmanager
+def decided_on(day: dt.date) -> Iterator[None]:
+    """Decisions taken inside (promotions, rollbacks, alerts) are dated `day`, not the wall
+    clock: a replay's simulated day."""
+    token = _decision_day.set(_DecisionDay(day))
+    try:
+        yield
+    finally:
+        _decision_day.reset(token)
+
+
+def decision_time() -> str:
+    """When a decision taken now is dated (ISO-8601 UTC, milliseconds): the wall clock, or inside
+    `decided_on(day)` that day, in the order its decisions are taken."""
+    clock = _decision_day.get()
+    if clock is None:
+        return now_iso()
+    clock.taken += 1
+    midnight = dt.datetime.combine(clock.day, dt.time(), dt.UTC)
+    return (midnight + dt.timedelta(milliseconds=clock.taken)).isoformat(timespec="milliseconds")
+
+
 def begin_record(registry: Registry, action: str, version: int, record: dict[str, Any]) -> str:
-    """A RUNNING `promotion` run holding the decision JSON: the decision is being applied."""
+    """A RUNNING `promotion` run holding the decision JSON: the decision is being applied. The
+    run starts when the decision is dated (`decided_at`), so runs sort in decision order."""
     if registry.experiment_id is None:
         raise ValueError("decision records need a registry opened with open_registry()")
-    stamp = str(record.get("decided_at", now_iso())).replace(":", "").replace("+0000", "Z")
+    decided = str(record.get("decided_at") or decision_time())
+    stamp = decided.replace(":", "").replace("+0000", "Z")
     run = registry.client.create_run(
         registry.experiment_id,
+        start_time=int(dt.datetime.fromisoformat(decided).timestamp() * 1000),
         run_name=f"{action}-{registry.name}-v{version}",
         tags={
             tags.KIND: tags.RECORD_KIND,

@@ -55,6 +55,8 @@ def _model_source(registry: Registry, run: Run) -> tuple[str, str | None]:
 def _register(registry: Registry, run: Run, kind: str) -> int:
     """A new version of the registered model from `run`, with its lineage tags."""
     version_tags = lineage.version_tags_from_run(run, kind)
+    if run.data.tags.get(tags.MEDIAN):  # learned | persistence (runs before it: none)
+        version_tags[tags.MEDIAN] = run.data.tags[tags.MEDIAN]
     source, model_id = _model_source(registry, run)
     describe_model(registry)
     model_version = registry.client.create_model_version(
@@ -91,15 +93,16 @@ def register_run(registry: Registry, run_id: str, alias: str | None = CHALLENGER
 
 
 def baseline_run(registry: Registry, eval_set: EvalSet, kind: str, proj: Project) -> str:
-    """A finished run of a baseline (persistence | ewma) calibrated on this dataset content's
-    validation days, for this model code: reused, or logged now with its test scores."""
+    """A finished run of a baseline (persistence | ewma) whose calibration state was fitted on
+    this dataset content's validation days, for this model code: reused, or logged now with its
+    test scores (as served: scoring.served_quantiles)."""
     import mlflow
 
     from core.fingerprint import code_fingerprint
     from core.tracking import lineage_tags
     from forecasting.scores import calibration_scores, score_quantiles
     from pipelines.training.packaging import log_packaged, recent_rows
-    from registry.scoring import calibrated_baseline, test_quantiles
+    from registry.scoring import calibrated_baseline, served_quantiles
 
     found = registry.client.search_runs(
         [str(registry.experiment_id)],
@@ -113,27 +116,30 @@ def baseline_run(registry: Registry, eval_set: EvalSet, kind: str, proj: Project
     if found:
         return str(found[0].info.run_id)
     model = calibrated_baseline(eval_set, kind)
-    run_tags = {**lineage_tags(eval_set.version, eval_set.md5, proj), tags.KIND: kind}
+    run_tags = {
+        **lineage_tags(eval_set.version, eval_set.md5, proj),
+        tags.KIND: kind,
+        tags.MEDIAN: model.median_kind,
+    }
     with mlflow.start_run(
         experiment_id=registry.experiment_id, run_name=f"{kind}-{eval_set.version}", tags=run_tags
     ) as run:
-        params = {
-            "kind": kind,
-            "data_version": eval_set.version,
-            "window": eval_set.baselines.window,
-        }
-        if kind == "ewma":
-            params["decay"] = eval_set.baselines.ewma_decay
-        mlflow.log_params(params)
+        mlflow.log_params(
+            {
+                k: model.config[k]
+                for k in ("kind", "data_version", "window", "decay")
+                if k in model.config
+            }
+        )
         scores = score_quantiles(
-            test_quantiles(model, eval_set), eval_set.close, eval_set.next_close, eval_set.levels
+            served_quantiles(model, eval_set),
+            eval_set.close,
+            eval_set.next_close,
+            eval_set.levels,
         )
         mlflow.log_metrics({f"test_{k}": v for k, v in scores.items()})
         config = {
-            **params,
-            "lookback": eval_set.baselines.window,
-            "levels": list(eval_set.levels),
-            "calibration": {str(k): v for k, v in model.offsets.items()},
+            **model.config,
             "dvc_md5": eval_set.md5,
             "trained_at": now_iso(),
             "code_fingerprint": code_fingerprint(),

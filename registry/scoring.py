@@ -1,9 +1,12 @@
 """Fair re-scoring: every candidate forecasts the same test days of the same dataset version.
 
 Every model — registered torch versions, the baselines, the in-process reference baseline —
-is scored by the same code: its calibrated next-day return quantiles on each test day, turned
-into USD, give the median's point scores, pinball, CRPS, coverage, widths and the daily CRPS
-the Diebold–Mariano test compares.
+is a packaged version (forecasting.packaged) scored by the same code, as it would have been
+served: its shipped calibration state advanced with the platform's rows (the dataset version's)
+through the first test day, then each test day calibrated with the state of that moment and
+its close folded in. The calibrated next-day return quantiles, turned into USD, give the
+median's point scores, pinball, CRPS, coverage, widths and the daily CRPS the Diebold–Mariano
+test compares.
 """
 
 from __future__ import annotations
@@ -15,14 +18,12 @@ import numpy as np
 import pandas as pd
 
 from core.paths import Project, project
-from forecasting.features import CLOSE
-from forecasting.forecast import InputRowsError, QuantileModel
+from forecasting.forecast import InputRowsError
 from registry.errors import EvalDataError
 from registry.policy import ModelScore
 
 if TYPE_CHECKING:
     from core.params import BaselineParams
-    from forecasting.baselines import EmpiricalQuantiles, EwmaQuantiles
     from forecasting.packaged import PackagedModel
 
 
@@ -37,14 +38,20 @@ class EvalSet:
     next_close: np.ndarray
     rows: pd.DataFrame  # the version's raw input rows, indexed by date, oldest first
     positions: np.ndarray  # position of each test day t in `rows`
-    val_positions: np.ndarray  # the validation days (where baselines are calibrated)
+    val_positions: np.ndarray  # the validation days (where baselines fit their calibration)
     levels: tuple[float, ...]
     baselines: BaselineParams
+    calibration_step: float  # a baseline's calibrator (params.yaml train.calibration_step)
 
     @property
     def values(self) -> np.ndarray:
         values: np.ndarray = self.rows.to_numpy(dtype="float64")
         return values
+
+    @property
+    def row_dates(self) -> np.ndarray:
+        """The day of each raw row (datetime64[D])."""
+        return np.asarray(self.rows.index.values, dtype="datetime64[D]")
 
     def describe(self) -> dict[str, Any]:
         """Which rows were scored, for decision records."""
@@ -96,32 +103,36 @@ def load_eval_set(proj: Project | None = None) -> EvalSet:
         val_positions,
         params.train.levels,
         params.baselines,
+        params.train.calibration_step,
     )
 
 
-def test_quantiles(
-    model: QuantileModel, eval_set: EvalSet, positions: np.ndarray | None = None
-) -> np.ndarray:
-    """A model's next-day log-return quantiles on the test days (or other row positions)."""
-    from forecasting.forecast import windows_at
-
-    at = eval_set.positions if positions is None else positions
+def served_quantiles(py: PackagedModel, eval_set: EvalSet) -> np.ndarray:
+    """A version's next-day log-return quantiles on the test days as it would have served them:
+    its shipped state advanced with the version's rows through the first test day, then day by
+    day over the test days (PackagedModel.calibrated_run)."""
+    dates, values = eval_set.row_dates, eval_set.values
     try:
-        return model.return_quantiles(windows_at(eval_set.values, at, model.rows_needed))
-    except InputRowsError as exc:
+        state = py.advance(dates, values, str(dates[eval_set.positions[0]]))
+        quantiles, _ = py.calibrated_run(dates, values, eval_set.positions, state)
+    except (InputRowsError, ValueError) as exc:
         raise EvalDataError(f"cannot score on {eval_set.version}'s days: {exc}") from exc
+    return quantiles
 
 
 def windowed_quantiles(py: PackagedModel, eval_set: EvalSet) -> np.ndarray:
     """Any version through its DataFrame face (what MLflow's pyfunc predict() runs), one test day
-    at a time (slow; the batched path must agree with it, which the tests check)."""
+    at a time with the state advanced through that day (slow; served_quantiles must agree with
+    it, which the tests check)."""
     from forecasting.forecast import input_frame
     from forecasting.packaged import quantile_columns
 
-    needed, out = py.rows_needed, []
+    dates, values = eval_set.row_dates, eval_set.values
+    needed, state, out = py.rows_needed, py.state, []
     for i, pos in enumerate(eval_set.positions):
+        state = py.advance(dates, values, str(dates[pos]), state)
         window = input_frame(eval_set.rows.iloc[pos - needed + 1 : pos + 1].reset_index())
-        closes = py.predict_frame(window, horizon=1)[quantile_columns(py.levels)]
+        closes = py.predict_frame(window, 1, state)[quantile_columns(py.levels)]
         out.append(np.log(closes.to_numpy(dtype="float64")[0] / eval_set.close[i]))
     return np.vstack(out)
 
@@ -150,9 +161,9 @@ def score_quantiles(quant: np.ndarray, eval_set: EvalSet, **identity: Any) -> Mo
 
 
 def score_model(py: PackagedModel, eval_set: EvalSet, version: int | None = None) -> ModelScore:
-    """A loaded pyfunc scored on the evaluation rows."""
+    """A loaded pyfunc scored on the evaluation rows, as served."""
     return score_quantiles(
-        test_quantiles(py, eval_set),
+        served_quantiles(py, eval_set),
         eval_set,
         version=version,
         kind=py.kind,
@@ -160,32 +171,30 @@ def score_model(py: PackagedModel, eval_set: EvalSet, version: int | None = None
     )
 
 
-def calibrated_baseline(eval_set: EvalSet, kind: str) -> EmpiricalQuantiles | EwmaQuantiles:
-    """A baseline (persistence | ewma) with conformal offsets fitted on the validation days."""
-    import dataclasses
+def calibrated_baseline(eval_set: EvalSet, kind: str) -> PackagedModel:
+    """A baseline (persistence | ewma) packaged as its registered version is: the calibrator run
+    over the validation days from the raw spread, in day order, gives the state it ships."""
+    from forecasting.calibration import initial_state
+    from pipelines.training.packaging import RECENT_ROWS, packaged_in_memory
 
-    from forecasting.baselines import EmpiricalQuantiles, EwmaQuantiles
-    from forecasting.quantiles import conformal_offsets
-
-    raw: EmpiricalQuantiles | EwmaQuantiles = (
-        EmpiricalQuantiles(eval_set.levels, eval_set.baselines.window)
-        if kind == "persistence"
-        else EwmaQuantiles(
-            eval_set.levels, eval_set.baselines.window, eval_set.baselines.ewma_decay
-        )
-    )
-    close = eval_set.values[:, CLOSE]
-    target = np.log(close[eval_set.val_positions + 1] / close[eval_set.val_positions])
-    offsets = conformal_offsets(
-        test_quantiles(raw, eval_set, eval_set.val_positions), target, eval_set.levels
-    )
-    return dataclasses.replace(raw, offsets=offsets)
+    window = eval_set.baselines.window
+    config: dict[str, Any] = {
+        "kind": kind,
+        "data_version": eval_set.version,
+        "window": window,
+        **({"decay": eval_set.baselines.ewma_decay} if kind == "ewma" else {}),
+        "lookback": window,
+        "levels": list(eval_set.levels),
+        "median": "persistence",
+    }
+    rows = eval_set.rows.tail(RECENT_ROWS).reset_index()
+    start = initial_state(eval_set.levels, eval_set.calibration_step)
+    raw = packaged_in_memory(config | {"calibration": start.to_dict()}, rows)
+    _, fitted = raw.calibrated_run(eval_set.row_dates, eval_set.values, eval_set.val_positions)
+    return packaged_in_memory(config | {"calibration": fitted.to_dict()}, rows)
 
 
 def baseline_score(eval_set: EvalSet) -> ModelScore:
     """The reference baseline on the same rows: persistence with calibrated empirical quantiles
     (its median is persistence: MASE 1, the anchor every model's MASE is measured against)."""
-    model = calibrated_baseline(eval_set, "persistence")
-    return score_quantiles(
-        test_quantiles(model, eval_set), eval_set, version=None, kind="persistence"
-    )
+    return score_model(calibrated_baseline(eval_set, "persistence"), eval_set)

@@ -1,4 +1,5 @@
-"""Loaded model versions (bounded LRU) and the alias → version map, swapped only once loaded."""
+"""Loaded model versions (bounded LRU) and the alias → version map, swapped only once loaded;
+each version calibrated with its newest stored calibration state, re-read on every refresh."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from registry.errors import (
     AliasNotSetError,
@@ -20,8 +21,13 @@ from registry.store import iso_ms
 from serving.predictor import LoadedModel, build_loaded_model
 from serving.registry_client import RegistryClient
 
+if TYPE_CHECKING:
+    from serving.calibration_states import StoredState
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# versions → the newest stored calibration state of those that have one
+StateReader = Callable[[list[int]], dict[int, "StoredState"]]
 
 
 @dataclass
@@ -39,7 +45,9 @@ class ModelCache:
 
     A request takes a reference to a LoadedModel and uses it to the end: eviction only drops
     the cache's own reference, so an in-flight request never loses its model. Alias moves load
-    the new version completely before the alias → version mapping is swapped.
+    the new version completely before the alias → version mapping is swapped. `states` reads
+    the calibration state store (None: no store, every version answers with the state it
+    shipped); a refresh swaps in each loaded version's newest state.
     """
 
     def __init__(
@@ -48,6 +56,7 @@ class ModelCache:
         size: int,
         default_alias: str,
         on_change: Callable[[str, int | None], None] | None = None,
+        states: StateReader | None = None,
     ) -> None:
         self.registry = registry
         self.size = size
@@ -63,6 +72,7 @@ class ModelCache:
         self._probing = threading.Lock()  # held by the one running probe
         self._load_errors: dict[int, str] = {}  # version → why it last failed to load
         self._on_change = on_change
+        self._states = states
 
     # --- registry contact bookkeeping -------------------------------------------------------
     def _ok(self) -> None:
@@ -142,6 +152,17 @@ class ModelCache:
             self._seen = dict(aliases)
         return aliases
 
+    def _read_states(self, versions: list[int]) -> dict[int, StoredState] | None:
+        """The newest stored calibration states of `versions`; None when the store cannot be
+        read now (the versions keep the states they have)."""
+        if self._states is None or not versions:
+            return {}
+        try:
+            return self._states(versions)
+        except Exception as exc:  # the log's database is down: serve with the states we hold
+            log.warning("calibration states not read, keeping the current ones: %s", exc)
+            return None
+
     def _load(self, version: int) -> LoadedModel:
         model_version = self.registry_call(lambda: self.registry.version(version))
         py = self.registry_call(lambda: self.registry.load(version))
@@ -154,6 +175,7 @@ class ModelCache:
                 f"{self.registry.name!r} version {version} loaded but cannot "
                 f"forecast: {type(exc).__name__}: {exc}"
             ) from exc
+        self._use_states([model], self._read_states([version]))
         log.info("loaded %s version %s (%s)", self.registry.name, version, model.kind)
         return model
 
@@ -232,7 +254,37 @@ class ModelCache:
                 self._swap(alias, new, aliases)
             with self._lock:
                 self._known = dict(aliases)
+            self.refresh_states()
             return changed
+
+    def refresh_states(self) -> dict[int, str | None]:
+        """Swap in the newest stored calibration state of every loaded version (version → the
+        day of the state it now uses, for those whose state changed)."""
+        with self._lock:
+            models = list(self._models.values())
+        return self._use_states(models, self._read_states([m.version for m in models]))
+
+    @staticmethod
+    def _use_states(
+        models: list[LoadedModel], stored: dict[int, StoredState] | None
+    ) -> dict[int, str | None]:
+        """Each model on its newest stored state (None: the store was not read, keep them)."""
+        changed: dict[int, str | None] = {}
+        if stored is None:
+            return changed
+        for model in models:
+            try:
+                if model.use_state(stored.get(model.version)):
+                    changed[model.version] = model.calibrator.used.as_of
+                    log.info(
+                        "version %s: calibration state as of %s (%s)",
+                        model.version,
+                        model.calibrator.used.as_of,
+                        model.calibrator.used.source,
+                    )
+            except ValueError as exc:  # a state that fails its digest is never served
+                log.error("version %s: %s", model.version, exc)
+        return changed
 
     def probe(self) -> None:
         """Ask the registry for the alias map, only to record whether it answers."""

@@ -7,7 +7,10 @@ Tables (created and upgraded by alembic migrations in serving/migrations, never 
 - forecast_days: one row per forecast day (step, day, median, 80% and 95% bounds, all
   quantiles): what scoring joins with the realized closes;
 - live_scores: what `coinflow monitor score` computed, per version, alias, horizon, window and
-  day (the API's /monitoring and gauges read it).
+  day (the API's /monitoring and gauges read it);
+- calibration_states: each served version's adaptive calibration state as `coinflow monitor
+  score` advanced it from the platform's rows (serving.calibration_states reads and writes it;
+  the API serves with the newest one of each version and every answer names the one it used).
 
 A request hands its forecast over as a `Served` (references to the arrays it already has);
 serving/log_writer.py queues it and writes it from a separate process, off the request path.
@@ -42,11 +45,17 @@ predictions = sa.Table(
     sa.Column("horizon", sa.Integer, nullable=False),
     sa.Column("rows_source", sa.String(16), nullable=False),  # request | dataset
     sa.Column("rows_hash", sa.String(64), nullable=False),
+    sa.Column("rows_days", sa.Integer),  # how many rows it read, ending at the origin day
     sa.Column("rows", sa.JSON),  # the request's rows (None: the version's own shipped rows)
     sa.Column("data_md5", sa.String(64)),
     sa.Column("code_fingerprint", sa.String(32)),
     sa.Column("levels", sa.JSON, nullable=False),
     sa.Column("forecast", sa.JSON, nullable=False),  # the answer's forecasts, as returned
+    # The calibration the answer used: stored | shipped | fixed (a kernel without adaptive
+    # calibration), and the state's day and digest (replay finds it by them).
+    sa.Column("calibration_source", sa.String(16)),
+    sa.Column("calibration_as_of", sa.Date),
+    sa.Column("calibration_digest", sa.String(64)),
 )
 forecast_days = sa.Table(
     "forecast_days",
@@ -79,6 +88,21 @@ live_scores = sa.Table(
     sa.Column("pinball", sa.Float),
     sa.Column("crps", sa.Float),
     sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+)
+calibration_states = sa.Table(
+    "calibration_states",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("as_of", sa.Date, nullable=False),  # the last realised close folded in
+    sa.Column("updates", sa.Integer, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("state", sa.JSON, nullable=False),  # levels, multipliers, step: the kernel's to_dict
+    sa.Column("data_md5", sa.String(32), nullable=False),  # the platform rows it learned from
+    sa.Column("written_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("model_name", "version", "digest", name="uq_calibration_states_digest"),
+    sa.Index("ix_calibration_states_version", "model_name", "version", "as_of"),
 )
 
 
@@ -148,6 +172,37 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def forecast_points(
+    dates: np.ndarray, quantiles: np.ndarray, levels: tuple[float, ...], shown: list[float]
+) -> list[dict[str, object]]:
+    """Per forecast day: the median close and the bounds of each shown central interval (USD)."""
+    import numpy as np
+
+    from forecasting.quantiles import interval_pairs, median_index
+
+    pairs = interval_pairs(levels)
+    med = median_index(levels)
+    out = []
+    for day, row in zip(np.datetime_as_string(dates, unit="D").tolist(), quantiles, strict=True):
+        bands = [
+            {"level": lvl, "lower": float(row[pairs[lvl][0]]), "upper": float(row[pairs[lvl][1]])}
+            for lvl in shown
+        ]
+        out.append({"date": day, "close": float(row[med]), "intervals": bands})
+    return out
+
+
+@dataclass(frozen=True)
+class CalibrationUsed:
+    """The calibration an answer was computed with: `stored` (the newest state `coinflow monitor
+    score` wrote), `shipped` (the version's own initial state) or `fixed` (a version whose kernel
+    predates adaptive calibration: its fixed offsets); the state's day and digest."""
+
+    source: str
+    as_of: str | None
+    digest: str | None
+
+
 @dataclass(frozen=True)
 class Served:
     """One forecast as the request path hands it to the log: ids and references to arrays it
@@ -167,6 +222,7 @@ class Served:
     from_request: bool  # the rows came in the request (stored), else the version's own rows
     data_md5: str | None
     code_fingerprint: str | None
+    calibration: CalibrationUsed
 
     def record(self) -> dict[str, Any]:
         """The `predictions` record: the forecast as /predict returns it (every interval) plus
@@ -175,7 +231,6 @@ class Served:
 
         from forecasting.features import INPUT_COLUMNS
         from forecasting.quantiles import interval_pairs
-        from serving.predictor import forecast_points
 
         forecast = forecast_points(
             self.out_dates, self.quantiles, self.levels, list(interval_pairs(self.levels))
@@ -200,11 +255,17 @@ class Served:
             "horizon": len(forecast),
             "rows_source": "request" if self.from_request else "dataset",
             "rows_hash": rows_hash(self.values),
+            "rows_days": len(self.values),
             "rows": rows,
             "data_md5": self.data_md5,
             "code_fingerprint": self.code_fingerprint,
             "levels": list(self.levels),
             "forecast": forecast,
+            "calibration_source": self.calibration.source,
+            "calibration_as_of": (
+                dt.date.fromisoformat(self.calibration.as_of) if self.calibration.as_of else None
+            ),
+            "calibration_digest": self.calibration.digest,
         }
 
 

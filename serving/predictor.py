@@ -1,9 +1,11 @@
-"""A loaded model version: its kernel's array forecast, its latest rows and its lineage."""
+"""A loaded model version: its kernel's array forecast, its latest rows, its lineage and the
+calibration state it answers with."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -14,7 +16,10 @@ from forecasting.forecast import InputRowsError, check_arrays
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
+    from forecasting.calibration import CalibrationState
     from forecasting.packaged import PackagedModel
+    from serving.calibration_states import StoredState
+    from serving.prediction_log import CalibrationUsed
 
 
 def points(dates: np.ndarray, closes: np.ndarray) -> list[dict[str, object]]:
@@ -27,22 +32,65 @@ def points(dates: np.ndarray, closes: np.ndarray) -> list[dict[str, object]]:
     ]
 
 
-def forecast_points(
-    dates: np.ndarray, quantiles: np.ndarray, levels: tuple[float, ...], shown: list[float]
-) -> list[dict[str, object]]:
-    """Per forecast day: the median close and the bounds of each shown central interval (USD)."""
-    from forecasting.quantiles import interval_pairs, median_index
+SHIPPED, STORED, FIXED = "shipped", "stored", "fixed"  # where an answer's calibration came from
 
-    pairs = interval_pairs(levels)
-    med = median_index(levels)
-    out = []
-    for day, row in zip(np.datetime_as_string(dates, unit="D").tolist(), quantiles, strict=True):
-        bands = [
-            {"level": lvl, "lower": float(row[pairs[lvl][0]]), "upper": float(row[pairs[lvl][1]])}
-            for lvl in shown
-        ]
-        out.append({"date": day, "close": float(row[med]), "intervals": bands})
-    return out
+
+def adaptive_state(py: PackagedModel) -> CalibrationState | None:
+    """The adaptive calibration state a version shipped with; None when its calibration is
+    fixed: conformal offsets of a version packaged before adaptive calibration (a step-0 state
+    in this kernel, no state at all in a kernel of packaging interface 1)."""
+    state: CalibrationState | None = getattr(py, "state", None)
+    return state if state is not None and state.step > 0 else None
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    """What a version's intervals are calibrated with: an adaptive state of its own kernel (the
+    newest stored one, else the one it shipped) or, for an older kernel, its fixed offsets
+    (state None). Replaced whole when a newer state is read: a request keeps the one it took."""
+
+    state: CalibrationState | None
+    used: CalibrationUsed
+
+    @classmethod
+    def of(cls, state: CalibrationState | None, source: str) -> Calibrator:
+        """The calibrator of `state` (None: fixed offsets) from `source` (stored | shipped)."""
+        from serving.prediction_log import CalibrationUsed
+
+        if state is None:
+            return cls(None, CalibrationUsed(FIXED, None, None))
+        return cls(state, CalibrationUsed(source, state.as_of, state.digest()))
+
+    def forecast(
+        self, py: PackagedModel, dates: np.ndarray, values: np.ndarray, horizon: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(forecast dates, close quantiles) of `py` calibrated with this state."""
+        if self.state is None:  # an older kernel: its forecast knows no state
+            return py.forecast(dates, values, horizon)
+        return py.forecast(dates, values, horizon, state=self.state)
+
+    @functools.cached_property
+    def lineage(self) -> dict[str, Any]:
+        """How the answer was calibrated, for its lineage (built once per state)."""
+        used = self.used
+        if self.state is None:
+            return {"method": "fixed conformal offsets", "source": FIXED}
+        return {
+            "method": "adaptive conformal",
+            "source": used.source,
+            "as_of": used.as_of,
+            "digest": used.digest,
+            "updates": int(self.state.updates),
+            "multipliers": {f"{k:g}": float(v) for k, v in self.state.multipliers.items()},
+        }
+
+
+class Answer(NamedTuple):
+    """One forecast: its days, close quantiles (horizon, levels) and the calibrator used."""
+
+    dates: np.ndarray
+    quantiles: np.ndarray
+    calibrator: Calibrator
 
 
 @dataclass
@@ -57,9 +105,11 @@ class LoadedModel:
     py: PackagedModel
     recent_dates: np.ndarray
     recent_values: np.ndarray
+    calibrator: Calibrator
     _history: dict[int, list[dict[str, object]]] = field(default_factory=dict, repr=False)
-    # Forecasts from the shipped rows depend only on the horizon: computed once each.
-    _cached: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    # Forecasts from the shipped rows depend only on the horizon and the calibrator: computed
+    # once each (emptied when the calibrator changes).
+    _cached: dict[int, Answer] = field(default_factory=dict, repr=False)
 
     @property
     def levels(self) -> tuple[float, ...]:
@@ -80,37 +130,55 @@ class LoadedModel:
             )
         return self._history[days]
 
-    def predict(
-        self, dates: np.ndarray | None, values: np.ndarray | None, horizon: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(forecast dates, close quantiles (horizon, levels)) from explicit rows, or from the
-        latest rows of the model's dataset version (cached: they never change)."""
+    def use_state(self, stored: StoredState | None) -> bool:
+        """Calibrate from now on with a stored state (None: the shipped one); True when that
+        changed the calibrator. A version without adaptive calibration keeps its offsets; a
+        stored state that fails its digest raises StateError."""
+        from serving.calibration_states import read_state
+
+        shipped = adaptive_state(self.py)
+        if shipped is None:
+            return False
+        if stored is None:
+            new = Calibrator.of(shipped, SHIPPED)
+        else:
+            new = Calibrator.of(read_state(self.py, stored), STORED)
+        if new.used == self.calibrator.used:
+            return False
+        self.calibrator, self._cached = new, {}  # each a single assignment: requests see old or new
+        return True
+
+    def predict(self, dates: np.ndarray | None, values: np.ndarray | None, horizon: int) -> Answer:
+        """The forecast from explicit rows, or from the latest rows of the model's dataset
+        version (cached per calibrator: they never change), with the calibrator it used."""
+        calibrator, cached = self.calibrator, self._cached
         if dates is None or values is None:
-            if horizon not in self._cached:
-                self._cached[horizon] = self._forecast(
-                    self.recent_dates, self.recent_values, horizon
+            if horizon not in cached:
+                cached[horizon] = self._forecast(
+                    calibrator, self.recent_dates, self.recent_values, horizon
                 )
-            return self._cached[horizon]
+            return cached[horizon]
         if len(values) != self.rows_needed:
             raise InputRowsError(
                 f"version {self.version} needs exactly {self.rows_needed} "
                 f"consecutive daily rows (lookback + 1), got {len(values)}"
             )
-        return self._forecast(dates, values, horizon)
+        return self._forecast(calibrator, dates, values, horizon)
 
     def _forecast(
-        self, dates: np.ndarray, values: np.ndarray, horizon: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        out_dates, closes = self.py.forecast(dates, values, horizon)
+        self, calibrator: Calibrator, dates: np.ndarray, values: np.ndarray, horizon: int
+    ) -> Answer:
+        out_dates, closes = calibrator.forecast(self.py, dates, values, horizon)
         if not np.isfinite(closes).all():
             raise InputRowsError("the forecast is not finite: input prices are out of range")
-        return out_dates, closes
+        return Answer(out_dates, closes, calibrator)
 
 
 def build_loaded_model(
     name: str, model_version: ModelVersion, py: PackagedModel, run_tags: dict[str, str]
 ) -> LoadedModel:
-    """Wrap an unwrapped pyfunc; checks its shipped rows and warms it up with one forecast."""
+    """Wrap an unwrapped pyfunc, calibrated with the state it shipped (the cache then swaps in
+    its newest stored one); checks its shipped rows and warms it up with one forecast."""
     version_tags = dict(model_version.tags or {})
     config = py.config
     dates, values = py.recent_arrays()
@@ -119,6 +187,7 @@ def build_loaded_model(
     def pick(key: str, tag: str) -> Any:
         return version_tags.get(tag) or config.get(key) or run_tags.get(tag)
 
+    shipped = adaptive_state(py)
     lineage = {
         "model_name": name,
         "version": int(model_version.version),
@@ -132,13 +201,32 @@ def build_loaded_model(
         "kind": py.kind,
         "rows_needed": py.rows_needed,
         "levels": list(py.levels),
+        # Training-time scores and, for an older kernel, its fixed offsets; the state each answer
+        # used is added per answer (Calibrator.lineage).
         "calibration": {
-            "offsets": {k: float(v) for k, v in config.get("calibration", {}).items()},
+            "offsets": {} if shipped is not None else _fixed_offsets(py),
             "scores": dict(config.get("scores", {})),
         },
     }
     model = LoadedModel(
-        name, int(model_version.version), py.kind, py.rows_needed, lineage, py, dates, values
+        name,
+        int(model_version.version),
+        py.kind,
+        py.rows_needed,
+        lineage,
+        py,
+        dates,
+        values,
+        Calibrator.of(shipped, SHIPPED),
     )
     model.predict(None, None, 1)  # first call pays torch's lazy set-up, not a user request
     return model
+
+
+def _fixed_offsets(py: PackagedModel) -> dict[str, float]:
+    """A fixed calibration's conformal offsets (nominal coverage → log-return widening): its
+    step-0 state's, or an interface-1 config's own."""
+    state = getattr(py, "state", None)
+    if state is not None:
+        return {f"{k:g}": float(v) for k, v in state.offsets.items()}
+    return {k: float(v) for k, v in py.config.get("calibration", {}).items()}

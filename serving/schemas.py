@@ -143,10 +143,25 @@ class ForecastPoint(BaseModel):
 
 
 class Calibration(BaseModel):
-    """How the model's intervals were calibrated and how they scored when it was trained."""
+    """How this answer's intervals were calibrated, and how the version scored when trained."""
 
+    method: str = Field(
+        description="adaptive conformal (a state updated by every realised close) or fixed "
+        "conformal offsets (a version built before adaptive calibration)"
+    )
+    source: str = Field(
+        description="stored: the newest state `coinflow monitor score` wrote; shipped: the "
+        "version's own initial state; fixed: its offsets"
+    )
+    as_of: str | None = Field(None, description="the last realised close the state folded in")
+    digest: str | None = Field(None, description="the state's digest (replay finds it by it)")
+    updates: int | None = Field(None, description="realised closes the state has folded in")
+    multipliers: dict[str, float] = Field(
+        default_factory=dict, description="the state's interval multipliers per quantile level"
+    )
     offsets: dict[str, float] = Field(
-        description="split-conformal widening (log-return units) per nominal coverage"
+        description="fixed split-conformal widening (log-return units) per nominal coverage "
+        "(older versions only)"
     )
     scores: dict[str, float] = Field(description="validation/test coverage, width and CRPS")
 

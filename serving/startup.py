@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import threading
@@ -19,13 +20,15 @@ log = logging.getLogger(__name__)
 
 
 def build_state(app: FastAPI, settings: ServingSettings) -> None:
-    """Registry client and model cache for the app (MLflow is imported here, not at import)."""
+    """Registry client and model cache for the app (MLflow is imported here, not at import);
+    the cache reads calibration states from the prediction log's database when it is on."""
     import mlflow
     import torch
 
     # The running kernel, imported before any version loads (a version whose kernel differs
     # is served by its own shipped copy: core.kernels).
     import forecasting.packaged  # noqa: F401
+    from serving import calibration_states
     from serving.cache import ModelCache
     from serving.registry_client import RegistryClient
 
@@ -40,11 +43,18 @@ def build_state(app: FastAPI, settings: ServingSettings) -> None:
         settings.registry_uri,
         settings.coinflow_registry_slots,
     )
+    prediction_log = app.state.prediction_log
+    states = None
+    if prediction_log is not None:
+        states = functools.partial(
+            calibration_states.newest, prediction_log.engine, settings.coinflow_model_name
+        )
     app.state.cache = ModelCache(
         client,
         settings.coinflow_cache_size,
         settings.coinflow_default_alias,
         on_change=metrics.alias_moved,
+        states=states,
     )
 
 

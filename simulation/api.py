@@ -22,6 +22,7 @@ from simulation.workspace import SimulationError, workspace_env
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
 
+    from forecasting.packaged import PackagedModel
     from registry.store import Registry
 
 
@@ -32,15 +33,16 @@ class Api:
     def __init__(self, client: TestClient, token: str, registry: Registry) -> None:
         self.client, self.token, self.registry = client, token, registry
         self.submitted = 0
-        self._rows_needed: dict[int, int] = {}
+        self._packaged: dict[int, PackagedModel] = {}
 
-    def rows_needed(self, version: int) -> int:
-        """How many raw rows a version reads (its pyfunc says; looked up once per version)."""
+    def packaged(self, version: int) -> PackagedModel:
+        """A version as its kernel sees it (loaded once per version: a version never changes):
+        how many rows it reads, and what the monitor advances its calibration state with."""
         from registry.store import load_packaged
 
-        if version not in self._rows_needed:
-            self._rows_needed[version] = load_packaged(self.registry, version).rows_needed
-        return self._rows_needed[version]
+        if version not in self._packaged:
+            self._packaged[version] = load_packaged(self.registry, version)
+        return self._packaged[version]
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         """Until /ready says a champion is served."""
@@ -55,24 +57,27 @@ class Api:
         )
 
     def reload(self) -> None:
-        """POST /admin/reload: the served aliases follow the registry now."""
+        """POST /admin/reload: the served aliases and calibration states follow the registry and
+        the state store now."""
         answer = self.client.post(
             "/admin/reload", headers={"Authorization": f"Bearer {self.token}"}
         )
         if answer.status_code != 200:
             raise SimulationError(f"/admin/reload answered {answer.status_code}: {answer.text}")
 
-    def forecast(self, alias: str, version: int, frame: pd.DataFrame) -> dict[str, Any]:
+    def forecast(
+        self, alias: str, version: int, frame: pd.DataFrame, horizon: int
+    ) -> dict[str, Any]:
         """POST /predict?alias=… with the version's last rows of `frame` (rows <= the day)."""
         from forecasting.features import INPUT_COLUMNS
 
-        rows = frame[INPUT_COLUMNS].tail(self.rows_needed(version)).astype("float64")
+        rows = frame[INPUT_COLUMNS].tail(self.packaged(version).rows_needed).astype("float64")
         payload = [
             {"date": day.date().isoformat(), **values}
             for day, values in zip(rows.index, rows.to_dict("records"), strict=True)
         ]
         answer = self.client.post(
-            "/predict", params={"alias": alias}, json={"horizon": 1, "rows": payload}
+            "/predict", params={"alias": alias}, json={"horizon": horizon, "rows": payload}
         )
         if answer.status_code != 200:
             raise SimulationError(
@@ -127,9 +132,9 @@ def running_api(root: Path, registry: Registry) -> Iterator[Api]:
 
 
 # --- the audit trail, in simulated time ---------------------------------------------------
-def new_records(registry: Registry, seen: set[str], day: dt.date) -> list[dict[str, Any]]:
+def new_records(registry: Registry, seen: set[str]) -> list[dict[str, Any]]:
     """Decision records (promote, refuse, rollback, alert, ...) written since the last call,
-    oldest first, stamped with the simulated day they were taken on."""
+    oldest first, with the simulated day each was dated (registry.records.decided_on)."""
     from core import tags
     from registry.records import read_record, record_runs
     from registry.store import get_version
@@ -144,7 +149,7 @@ def new_records(registry: Registry, seen: set[str], day: dt.date) -> list[dict[s
         kind = (get_version(registry, version).tags or {}).get(tags.KIND, "")
         out.append(
             {
-                "day": day.isoformat(),
+                "day": dt.datetime.fromisoformat(str(record["decided_at"])).date().isoformat(),
                 "action": record.get("action"),
                 "version": version,
                 "kind": kind,

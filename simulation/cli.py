@@ -25,6 +25,7 @@ def simulate(
     ),
     trials: int = typer.Option(2, help="Optuna trials per retrain (tiny, to fit 2 cores)"),
     epochs: int = typer.Option(3, help="max epochs per trial"),
+    horizon: int = typer.Option(7, help="days ahead each served forecast reaches"),
     auto_rollback: bool | None = typer.Option(
         None,
         "--auto-rollback/--no-auto-rollback",
@@ -47,25 +48,43 @@ def simulate(
 
     with refusals("simulate"):
         plan = Plan(
-            _day("--from", start), _day("--to", end), retrain_every, trials, epochs, auto_rollback
+            _day("--from", start),
+            _day("--to", end),
+            retrain_every,
+            trials,
+            epochs,
+            auto_rollback,
+            horizon,
         )
         report = run(plan, project(), Path(workdir) if workdir else None)
-    s = report["summary"]
+    s, overall = report["summary"], report["coverage"]["overall"]
+    cover = ", ".join(
+        f"{name.removeprefix('coverage_')}% {_fmt(v, '.1%')}" for name, v in overall.items()
+    )
     typer.echo(
         f"{s['forecast_days']} forecast days, {s['scored_days']} scored: live MASE "
-        f"{_fmt(s['live_mase'])} (persistence = 1), coverage 80% {_fmt(s['coverage_80'], '.1%')}"
-        f", 95% {_fmt(s['coverage_95'], '.1%')}"
+        f"{_fmt(s['live_mase'])} (persistence = 1), coverage {cover}"
     )
     typer.echo(
-        f"{s['retrains']} retrain(s), {s['promotions']} promotion(s), {s['rollbacks']} "
-        f"rollback(s), {s['alerts']} alert(s); {s['versions_served']} version(s) served; "
-        f"{s['wall_s']:.0f} s"
+        f"CRPS {_fmt(s['crps'], ',.2f')} USD; persistence {_fmt(s.get('crps_persistence'), ',.2f')}"
+        f", EWMA {_fmt(s.get('crps_ewma'), ',.2f')} on the same days"
     )
+    typer.echo(
+        f"{s['retrains']} retrain(s), {s['promotions']} promotion(s) ({s['moves_paid_off']} of "
+        f"{s['moves_judged']} champion move(s) paid off), {s['rollbacks']} rollback(s), "
+        f"{s['alerts']} alert(s); {s['versions_served']} version(s) served; {s['wall_s']:.0f} s"
+    )
+    outcomes = {o["day"] + o["move"]: o for o in report["move_outcomes"]}
     for move in report["moves"]:
-        typer.echo(
-            f"  {move['day']} {move['action']} v{move['champion_before']} -> "
-            f"v{move['champion_after']} ({move['kind']})"
-        )
+        outcome = outcomes.get(move["day"] + move["text"])
+        verdict = ""
+        if outcome is not None and outcome["paid_off"] is not None:
+            new, old = outcome["new_scores"]["crps"], outcome["replaced_scores"]["crps"]
+            verdict = (
+                f": {'paid off' if outcome['paid_off'] else 'did not pay off'} over "
+                f"{outcome['days']} day(s), CRPS {new:,.2f} vs {old:,.2f}"
+            )
+        typer.echo(f"  {move['day']} {move['text']} ({move['kind']}){verdict}")
     typer.echo(f"report: {report['artifacts']['json']} and {report['artifacts']['png']}")
     typer.echo(
         f"MLflow run {report['mlflow']['run_id']} in {report['mlflow']['tracking_uri']} "

@@ -2,17 +2,21 @@
 
 Each simulated day d, in this order:
 1. the truth arrives: the raw exports are cut at d (pipelines.data.version.align_assets, rows
-   <= d only) and serving.monitoring.monitor.score (`coinflow monitor score`) scores every
-   logged forecast whose day now has a close, then applies the monitor rule of params.yaml
-   `monitor` (alert; rollback when auto_rollback is on);
+   <= d only: the platform's rows that day) and serving.monitoring.monitor.score (`coinflow
+   monitor score`) scores every logged forecast whose day now has a close, applies the monitor
+   rule of params.yaml `monitor` (alert; rollback when auto_rollback is on) and advances every
+   served version's calibration state by the day's close;
 2. every `retrain_every` days: the cut becomes a dataset version that must pass the Great
    Expectations gate, gets its features (train-only scaler), a small Optuna sweep
    (pipelines.sweep), and the register → promote flow of `coinflow registry release` decides
-   whether the champion alias moves; the API then reloads its aliases (POST /admin/reload);
-3. the API (serving.app, in-process) answers POST /predict for the champion, and for
-   previous-champion (the version the rollback rule compares with), from the last rows <= d;
-   the prediction log records every answer.
+   whether the champion alias moves;
+3. the API reloads (POST /admin/reload: aliases and calibration states, as its periodic refresh
+   would) and answers POST /predict for the champion, and for previous-champion (the version
+   the rollback rule compares with, and each move's "did it pay off"), from the last rows <= d,
+   `horizon` days ahead; the prediction log records every answer.
 Before the first day the same release flow trains the first champion on the days before it.
+Every decision (promotion, rollback, alert) is dated with the simulated day it was taken on
+(registry.records.decided_on), never the wall clock.
 
 Everything happens in a private workspace (simulation.workspace): the user's MLflow
 store, registry and prediction log are never opened.
@@ -31,8 +35,10 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from core.params import Params
-from core.paths import ASSETS, Project
+from core.paths import Project
+from forecasting.forecast import MAX_HORIZON
 from pipelines.data.cut import last_common_day
+from serving.monitoring.trusted import PlatformRows, load_assets
 from simulation.workspace import (
     Plan,
     Simulation,
@@ -48,19 +54,20 @@ if TYPE_CHECKING:
 
     from core.params import MonitorParams
     from registry.store import Registry
+    from serving.monitoring.states import Loader
     from simulation.api import Api
-__all__ = ["Plan", "Simulation", "SimulationError", "check_plan", "cut_at", "simulate"]
+__all__ = [
+    "Plan",
+    "Simulation",
+    "SimulationError",
+    "check_plan",
+    "cut_at",
+    "load_assets",
+    "simulate",
+]
 
 log = logging.getLogger(__name__)
-LIVE_FILE = "live"  # data/versions/live.parquet: the closes known on the simulated day
 NAME_PREFIX = "sim-"  # dataset versions cut by the replay: sim-<day>
-
-
-def load_assets(raw: Path) -> dict[str, pd.DataFrame]:
-    """The repo's raw exports, parsed by pipelines.data.ingest (nothing is written)."""
-    from pipelines.data.ingest import load_prices
-
-    return {asset: load_prices(raw / f"{asset}.csv") for asset in ASSETS}
 
 
 def cut_at(assets: dict[str, pd.DataFrame], start: dt.date, day: dt.date) -> pd.DataFrame:
@@ -75,6 +82,8 @@ def check_plan(plan: Plan, assets: dict[str, pd.DataFrame], params: Params) -> N
     """Refuse a replay that cannot run, naming what is wrong (before anything is written)."""
     if plan.retrain_every < 1:
         raise SimulationError(f"--retrain-every must be >= 1 day, got {plan.retrain_every}")
+    if not 1 <= plan.horizon <= MAX_HORIZON:
+        raise SimulationError(f"--horizon must be 1 .. {MAX_HORIZON} days, got {plan.horizon}")
     if plan.trials < 1 or plan.epochs < 1:
         raise SimulationError(
             f"--trials and --epochs must be >= 1, got {plan.trials}, {plan.epochs}"
@@ -154,7 +163,9 @@ def replay(
 ) -> Simulation:
     """Run the checked plan in the workspace `workdir` (it exists, empty; isolated() is on)."""
     from core.tracking import configure_mlflow
+    from registry.records import decided_on
     from registry.store import open_registry
+    from serving.monitoring.states import advance_states
     from simulation.api import new_records, running_api
 
     began = time.monotonic()
@@ -169,25 +180,29 @@ def replay(
         len(cut_at(assets, params.data.start, eve)),
         eve,
     )
-    sim.retrains.append(
-        release_at(proj, cut_at(assets, params.data.start, eve), eve, params, plan)
-        | {"initial": True}
-    )
-    sim.events += new_records(registry, seen, eve)
+    with decided_on(eve):
+        first = release_at(proj, cut_at(assets, params.data.start, eve), eve, params, plan)
+    sim.retrains.append(first | {"initial": True})
+    sim.events += new_records(registry, seen)
     monitor_params = load_workspace_params(proj).monitor
     retrain_days = set(plan.retrain_days)
-    live = proj.version_file(LIVE_FILE)
     with running_api(workdir, registry) as api:
         for day in plan.days:
             frame = cut_at(assets, params.data.start, day)
-            acted = truth_arrives(engine, registry, frame, live, monitor_params)
-            if day in retrain_days:
-                done = release_at(proj, frame, day, params, plan)
-                sim.retrains.append(done)
-                log.info("simulate %s: retrain, v%s %s", day, done["version"], done["reason"])
-            if acted or day in retrain_days:
-                sim.events += new_records(registry, seen, day)
-                api.reload()  # the alias moves reach the API at once, as a deploy hook's would
+            rows = PlatformRows(frame)
+            with decided_on(day):  # what the monitor and the release decide is dated `day`
+                truth_arrives(engine, registry, rows, monitor_params, api.packaged)
+                if day in retrain_days:
+                    done = release_at(proj, frame, day, params, plan)
+                    sim.retrains.append(done)
+                    log.info("simulate %s: retrain, v%s %s", day, done["version"], done["reason"])
+                    # A version the release made champion is calibrated through the day before
+                    # it serves, like every other served version.
+                    advance_states(engine, registry, rows, api.packaged)
+            sim.events += new_records(registry, seen)
+            # Alias moves and the day's calibration states reach the API at once, as its
+            # periodic refresh would.
+            api.reload()
             serve_day(api, registry, frame, sim)
             if (day - plan.start).days % 30 == 29:
                 log.info(
@@ -208,11 +223,11 @@ def serve_day(api: Api, registry: Registry, frame: pd.DataFrame, sim: Simulation
     from registry.store import CHAMPION, PREVIOUS, aliases
 
     now = aliases(registry)
-    answer = api.forecast(CHAMPION, now[CHAMPION], frame)
+    answer = api.forecast(CHAMPION, now[CHAMPION], frame, sim.plan.horizon)
     sim.served[pd.Timestamp(frame.index[-1]).date().isoformat()] = answer["lineage"]["version"]
     if PREVIOUS in now and now[PREVIOUS] != now[CHAMPION]:
         with contextlib.suppress(SimulationError):  # one that no longer loads is not scored
-            api.forecast(PREVIOUS, now[PREVIOUS], frame)
+            api.forecast(PREVIOUS, now[PREVIOUS], frame, sim.plan.horizon)
     api.wait_logged()
 
 
@@ -224,17 +239,18 @@ def load_workspace_params(proj: Project) -> Params:
 
 
 def truth_arrives(
-    engine: sa.Engine, registry: Registry, frame: pd.DataFrame, live: Path, params: MonitorParams
-) -> bool:
-    """The day's close is known: `coinflow monitor score` against the closes up to it (the
-    day's cut). Whether the monitor acted (alert or rollback)."""
+    engine: sa.Engine,
+    registry: Registry,
+    rows: PlatformRows,
+    params: MonitorParams,
+    load: Loader,
+) -> None:
+    """The day's close is known: `coinflow monitor score` against the platform's rows up to it
+    (the day's cut): scores, the monitor rule, and every served version's calibration state
+    advanced through the day (`load` gives a version's PackagedModel)."""
     from serving.monitoring import monitor
 
-    live.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(live)
-    day = pd.Timestamp(frame.index[-1]).date()
-    report = monitor.score(engine, registry, live, params, days=[day])
-    return bool(report.alert or report.rolled_back)
+    monitor.score(engine, registry, rows, params, days=[rows.last_day], load=load)
 
 
 @contextlib.contextmanager
@@ -280,8 +296,10 @@ def simulate(plan: Plan, source: Project, workdir: Path | None = None) -> dict[s
     import tempfile
 
     from core.params import load_params
+    from registry.store import open_registry
     from serving.monitoring.monitor import logged_days, read_scores
     from serving.prediction_log import engine_for, migrate
+    from simulation.baselines import baseline_crps
     from simulation.report import build_report, publish
 
     params = load_params(source.params_file)
@@ -295,6 +313,14 @@ def simulate(plan: Plan, source: Project, workdir: Path | None = None) -> dict[s
         migrate(engine)
         sim = replay(plan, root, params, assets, engine)
         name = params.registry.model_name
-        closes = cut_at(assets, params.data.start, plan.end)["btc_close"]
-        report = build_report(sim, logged_days(engine, name), closes, read_scores(engine, name))
+        frame = cut_at(assets, params.data.start, plan.end)
+        baselines = baseline_crps(open_registry(name), frame, plan.days)
+        report = build_report(
+            sim,
+            logged_days(engine, name),
+            frame["btc_close"],
+            read_scores(engine, name),
+            baselines,
+            load_workspace_params(Project(root)).monitor.coverage_tol,
+        )
         return publish(report, root)

@@ -36,6 +36,7 @@ class Plan:
     trials: int = 2
     epochs: int = 3
     auto_rollback: bool | None = None  # None: params.yaml monitor.auto_rollback
+    horizon: int = 7  # days ahead each served forecast reaches (coverage by horizon day)
 
     @property
     def days(self) -> list[dt.date]:

@@ -18,16 +18,17 @@ PLOTS = ("optimization_history.png", "param_importances.png")
 
 
 def log_best_model(run_id: str, proj: Project | None = None) -> str:
-    """Log a trial run's checkpoint as the pyfunc `model` (and its forecast plot) in that run.
+    """Log a trial run's checkpoint as the pyfunc `model` (and its forecast plot and coverage
+    per horizon day) in that run.
 
-    Trials log a checkpoint only; the winner alone pays for the pyfunc and the PNG. Skipped when
-    the run already has its model (a re-close).
+    Trials log a checkpoint only; the winner alone pays for the pyfunc, the PNG and the
+    multi-day forecasts. Skipped when the run already has its model (a re-close).
     """
     import mlflow
     import torch
 
     from forecasting.network import Forecaster, ModelConfig
-    from pipelines.training.tracked_run import log_forecast_plot, log_trained_model
+    from pipelines.training.tracked_run import log_forecast_report, log_trained_model
     from pipelines.training.train import load_training_data
 
     proj = proj or project()
@@ -49,8 +50,7 @@ def log_best_model(run_id: str, proj: Project | None = None) -> str:
     data = load_training_data(proj.features)
     # The trial's run is finished; reopen it to add the model.
     with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as tmp:
-        offsets = {float(k): v for k, v in spec["calibration"].items()}
-        log_forecast_plot(net, int(spec["lookback"]), data, offsets, Path(tmp))
+        spec["scores"] |= log_forecast_report(net, spec, data, Path(tmp), proj)
         info = log_trained_model(net, spec, proj)
         mlflow.set_tags({tags.MODEL_URI: info.model_uri})
     return str(info.model_uri)

@@ -111,6 +111,8 @@ def check_space(params: Params, data: TrainingData) -> None:
         )
     if not space.cell:
         raise SweepError("sweep.space.cell lists no cell")
+    if not space.median:
+        raise SweepError("sweep.space.median lists no median (persistence, learned)")
     from pipelines.training.backtest import rolling_folds
 
     try:

@@ -48,6 +48,7 @@ def suggest_params(trial: Any, params: Params) -> TrainParams:
             "num_layers": trial.suggest_int("num_layers", *space.num_layers),
             "lr": trial.suggest_float("lr", *space.lr, log=True),
             "lookback": trial.suggest_int("lookback", *space.lookback),
+            "median": trial.suggest_categorical("median", list(space.median)),
         }
     )
 

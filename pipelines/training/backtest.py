@@ -1,9 +1,11 @@
 """Rolling-origin backtests: K expanding-window folds that never touch the final test window.
 
-Fold k trains on every row before its validation block, stops early and calibrates on that
-block, and is scored on the `fold_days` that follow; the folds' test blocks end where the
-version's own test window starts, so a sweep that optimises the mean fold score never sees the
-rows promotion judges it on. Each fold fits its own scaler on its own training rows.
+Fold k trains on every row before its validation block, stops early and fits its calibration
+state on that block (forecasting.calibration, in day order), and is scored on the `fold_days`
+that follow, calibrated day by day from that state as it would have been served; the folds'
+test blocks end where the version's own test window starts, so a sweep that optimises the mean
+fold score never sees the rows promotion judges it on. Each fold fits its own scaler on its own
+training rows.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from forecasting.features import Split
 
 if TYPE_CHECKING:
     from core.params import TrainParams
+    from forecasting.calibration import CalibrationState
     from pipelines.training.train import TrainingData
 
 MIN_TRAIN_ROWS = 365  # a fold trains on at least a year of days
@@ -64,28 +67,27 @@ FoldHook = Callable[[int, float], bool]
 
 
 def baseline_quantiles(
-    data: TrainingData,
-    rows: np.ndarray,
-    val_rows: np.ndarray,
-    window: int,
-    levels: tuple[float, ...],
+    data: TrainingData, rows: np.ndarray, val_rows: np.ndarray, window: int, params: TrainParams
 ) -> np.ndarray:
     """The persistence-empirical baseline's calibrated log-return quantiles at `rows`, from the
-    closes alone (its conformal offsets fitted on `val_rows`)."""
-    import dataclasses
-
+    closes alone: its state fitted on `val_rows`, then day by day over `rows`."""
     from forecasting.baselines import EmpiricalQuantiles
+    from forecasting.calibration import initial_state, run
     from forecasting.features import CLOSE, INPUT_COLUMNS
     from forecasting.forecast import windows_at
-    from forecasting.quantiles import conformal_offsets
 
     values = np.zeros((len(data.close), len(INPUT_COLUMNS)))
     values[:, CLOSE] = data.close
-    model = EmpiricalQuantiles(levels, window)
-    target = np.log(data.next_close[val_rows] / data.close[val_rows])
-    val_q = model.return_quantiles(windows_at(values, val_rows, window + 1))
-    model = dataclasses.replace(model, offsets=conformal_offsets(val_q, target, levels))
-    return model.return_quantiles(windows_at(values, rows, window + 1))
+    model = EmpiricalQuantiles(params.levels, window)
+
+    def calibrated(
+        part: np.ndarray, state: CalibrationState
+    ) -> tuple[np.ndarray, CalibrationState]:
+        raw = model.return_quantiles(windows_at(values, part, window + 1))
+        return run(state, raw, *data.realised(part))
+
+    _, fitted = calibrated(val_rows, initial_state(params.levels, params.calibration_step))
+    return calibrated(rows, fitted)[0]
 
 
 def run_backtest(
@@ -104,11 +106,13 @@ def run_backtest(
     for fold in folds:
         part = data.refit(fold.split)
         net, fit = train_model(params, part)
+        if fit.calibration is None:
+            raise ValueError(f"fold {fold.number}: a finished fit carries its calibration")
         rows = part.end_rows("test", params.lookback)
-        quant = calibrated_quantiles(net, part, "test", params.lookback, fit.calibration)
+        quant, _ = calibrated_quantiles(net, part, "test", params.lookback, fit.calibration)
         ours = score_quantiles(quant, part.close[rows], part.next_close[rows], params.levels)
         val = part.end_rows("val", 1)
-        base_q = baseline_quantiles(part, rows, val, baseline_window, params.levels)
+        base_q = baseline_quantiles(part, rows, val, baseline_window, params)
         base = score_quantiles(base_q, part.close[rows], part.next_close[rows], params.levels)
         table.append(
             {

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
 
     from forecasting.network import Forecaster
+    from forecasting.packaged import PackagedModel
 
 ENTRY = Path(__file__).with_name("pyfunc_model.py")
 RECENT_ROWS = 400  # raw rows shipped with each model: the baselines read 366
@@ -52,10 +53,26 @@ def pip_requirements(torch_model: bool) -> list[str]:
     return [f"{name}=={version(name)}" for name in (*REQUIREMENTS, *("torch",) * torch_model)]
 
 
+def version_rows(version: str, proj: Project | None = None) -> pd.DataFrame:
+    """Every raw input row of a dataset version (the platform's rows), indexed by date."""
+    return pd.read_parquet((proj or project()).version_file(version))[INPUT_COLUMNS]
+
+
 def recent_rows(version: str, proj: Project | None = None, n: int = RECENT_ROWS) -> pd.DataFrame:
     """The latest raw rows of a dataset version, as the pyfunc's input (date as ISO string)."""
-    frame = pd.read_parquet((proj or project()).version_file(version))[INPUT_COLUMNS].tail(n)
+    frame = version_rows(version, proj).tail(n)
     return frame.reset_index().assign(date=lambda f: f["date"].dt.strftime("%Y-%m-%d"))
+
+
+def packaged_in_memory(
+    config: dict[str, Any], rows: pd.DataFrame, net: Forecaster | None = None
+) -> PackagedModel:
+    """The version `log_packaged` would log, as its kernel loads it (no files written)."""
+    from forecasting.packaged import PackagedModel, build_model
+
+    records = input_frame(rows).to_dict(orient="records")
+    weights = None if net is None else net.state_dict()
+    return PackagedModel(config, records, build_model(config, weights))
 
 
 def log_packaged(

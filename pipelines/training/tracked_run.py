@@ -18,6 +18,7 @@ from core.gate_record import validation_record
 from core.params import TrainParams
 from core.paths import Project, project
 from core.tracking import lineage_tags
+from forecasting.forecast import rows_to_arrays
 from forecasting.scores import calibration_scores
 from pipelines.gate.drift import drift_metrics
 from pipelines.training.train import (
@@ -32,6 +33,7 @@ from pipelines.training.train import (
 if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
 
+    from forecasting.calibration import CalibrationState
     from forecasting.network import Forecaster
     from pipelines.training.backtest import Fold, FoldHook
 
@@ -51,9 +53,10 @@ class RunOutcome:
 
 
 def model_spec(
-    params: TrainParams, data: TrainingData, net: Forecaster, calibration: dict[float, float]
+    params: TrainParams, data: TrainingData, net: Forecaster, calibration: CalibrationState
 ) -> dict[str, Any]:
-    """The JSON config a logged forecaster is rebuilt from."""
+    """The JSON config a logged forecaster is rebuilt from (its scaler: the one its median
+    reads; its calibration: the state fitted on the validation days)."""
     from dataclasses import asdict
 
     from core.fingerprint import code_fingerprint
@@ -62,7 +65,8 @@ def model_spec(
     return {
         "model": net.config.to_dict(),
         "lookback": params.lookback,
-        "scaler": asdict(data.scaler),
+        "median": params.median,
+        "scaler": asdict(data.scaler.for_median(params.median)),
         "features": FEATURE_COLUMNS,
         "inputs": INPUT_COLUMNS,
         "data_version": data.version,
@@ -71,7 +75,7 @@ def model_spec(
         "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
         "code_fingerprint": code_fingerprint(),
         "levels": list(net.config.levels),
-        "calibration": {str(k): v for k, v in calibration.items()},
+        "calibration": calibration.to_dict(),
     }
 
 
@@ -116,18 +120,25 @@ def log_data_docs(docs: Path) -> None:
         mlflow.log_artifact(str(page), str(Path("ge_data_docs") / page.parent.relative_to(docs)))
 
 
-def log_forecast_plot(
-    net: Forecaster, lookback: int, data: TrainingData, offsets: dict[float, float], plot_dir: Path
-) -> None:
-    """The test window's forecast-vs-actual PNG (median and 80% band), logged under plots/."""
+def log_forecast_report(
+    net: Forecaster, spec: dict[str, Any], data: TrainingData, plot_dir: Path, proj: Project
+) -> dict[str, float]:
+    """The test window's forecast-vs-actual PNG (median and calibrated 80% band, logged under
+    plots/) and the coverage of 7-day forecasts per horizon day, as the packaged version will
+    serve them from the dataset version's rows (`test_coverage_80_d1`, ... logged)."""
     import mlflow
 
+    from forecasting.calibration import CalibrationState
     from forecasting.quantiles import interval_pairs
     from forecasting.scores import score_quantiles
+    from pipelines.training.evaluation import horizon_coverage
+    from pipelines.training.packaging import packaged_in_memory, version_rows
     from pipelines.training.plots import plot_forecast
 
+    lookback = int(spec["lookback"])
+    state = CalibrationState.from_dict(spec["calibration"])
     rows = data.end_rows("test", lookback)
-    quant = calibrated_quantiles(net, data, "test", lookback, offsets)
+    quant, _ = calibrated_quantiles(net, data, "test", lookback, state)
     levels = net.config.levels
     scores = score_quantiles(quant, data.close[rows], data.next_close[rows], levels)
     lo, hi = interval_pairs(levels).get(0.8, (0, len(levels) - 1))
@@ -142,23 +153,44 @@ def log_forecast_plot(
         band=(quant[:, lo], quant[:, hi]),
     )
     mlflow.log_artifact(str(plot), "plots")
+    frame = version_rows(data.version, proj)
+    py = packaged_in_memory(spec, frame.tail(1).reset_index(), net)
+    dates, values = rows_to_arrays(frame)
+    origins = frame.index.get_indexer(data.dates[rows])
+    by_day = {f"test_{k}": v for k, v in horizon_coverage(py, dates, values, origins).items()}
+    mlflow.log_metrics(by_day)
+    return by_day
 
 
 def log_scores(
-    net: Forecaster, params: TrainParams, data: TrainingData, offsets: dict[float, float]
+    net: Forecaster, params: TrainParams, data: TrainingData, state: CalibrationState
 ) -> dict[str, float]:
     """Validation/test scores in USD (median point scores, pinball, CRPS, coverage, width of
-    the calibrated quantiles; the raw network's validation coverage too), logged to the run."""
+    the calibrated quantiles: validation days calibrated from the raw spread, test days from
+    the shipped `state`, day by day; the raw network's validation coverage; test coverage per
+    volatility tercile), logged to the run."""
     import mlflow
 
-    from forecasting.scores import score_quantiles
+    from forecasting.calibration import initial_state
+    from forecasting.scores import coverage_by_volatility, score_quantiles, trailing_volatility
+
+    def scores(part: str, start: CalibrationState) -> tuple[np.ndarray, np.ndarray]:
+        rows = data.end_rows(part, params.lookback)
+        quant, _ = calibrated_quantiles(net, data, part, params.lookback, start)
+        found = score_quantiles(quant, data.close[rows], data.next_close[rows], params.levels)
+        metrics.update({f"{part}_{k}": v for k, v in found.items()})
+        return quant, rows
 
     metrics: dict[str, float] = {}
-    for part in ("val", "test"):
-        rows = data.end_rows(part, params.lookback)
-        quant = calibrated_quantiles(net, data, part, params.lookback, offsets)
-        scores = score_quantiles(quant, data.close[rows], data.next_close[rows], params.levels)
-        metrics |= {f"{part}_{k}": v for k, v in scores.items()}
+    scores("val", initial_state(params.levels, params.calibration_step))
+    quant, rows = scores("test", state)
+    terciles = coverage_by_volatility(
+        quant,
+        np.log(data.next_close[rows] / data.close[rows]),
+        trailing_volatility(data.close)[rows],
+        params.levels,
+    )
+    metrics |= {f"test_{k}": v for k, v in terciles.items()}
     rows = data.end_rows("val", params.lookback)
     raw = score_quantiles(
         predict_quantiles(net, data, "val", params.lookback),
@@ -194,7 +226,11 @@ def tracked_training(
     import mlflow
 
     proj = proj or project()
-    run_tags = {**lineage_tags(data.version, data.md5, proj), **(tags or {})}
+    run_tags = {
+        **lineage_tags(data.version, data.md5, proj),
+        tag.MEDIAN: params.median,
+        **(tags or {}),
+    }
     run = mlflow.start_run(run_name=run_name, nested=nested, tags=run_tags)
     status, val_loss, objective = "FAILED", float("nan"), float("nan")
     metrics: dict[str, float] = {}
@@ -222,17 +258,18 @@ def tracked_training(
         )
         with tempfile.TemporaryDirectory() as tmp_dir:
             tmp = Path(tmp_dir)
-            metrics = {} if fit.pruned else log_scores(net, params, data, fit.calibration)
-            spec = model_spec(params, data, net, fit.calibration)
-            spec["scores"] = calibration_scores(metrics)
-            if fit.pruned:
+            if fit.pruned or fit.calibration is None:
                 status = "KILLED"  # MLflow's word; the sweep tags the Optuna state PRUNED
-            elif log_model:
-                log_forecast_plot(net, params.lookback, data, fit.calibration, tmp)
-                log_trained_model(net, spec, proj)
-                status = "FINISHED"
             else:
-                save_checkpoint(net, spec, tmp)
+                metrics = log_scores(net, params, data, fit.calibration)
+                spec = model_spec(params, data, net, fit.calibration)
+                if log_model:
+                    metrics |= log_forecast_report(net, spec, data, tmp, proj)
+                spec["scores"] = calibration_scores(metrics)
+                if log_model:
+                    log_trained_model(net, spec, proj)
+                else:
+                    save_checkpoint(net, spec, tmp)
                 status = "FINISHED"
     except DivergedError as exc:
         log.warning("run %s failed: %s", run.info.run_id, exc)

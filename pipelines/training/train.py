@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -11,7 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,9 @@ from core.params import TrainParams
 from core.paths import project
 from forecasting.features import FEATURE_COLUMNS, Scaler, Split, fit_scaler, make_windows
 from forecasting.network import Forecaster, ModelConfig
+
+if TYPE_CHECKING:
+    from forecasting.calibration import CalibrationState
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,21 @@ class TrainingData:
         table = self.table.iloc[:end]
         return scaled_data(table, split, fit_scaler(table, split), self.version, self.md5)
 
+    def for_median(self, median: str) -> TrainingData:
+        """The same rows with the target as a model with this median is trained on (a
+        persistence median: scaled, not centred; features.Scaler.for_median)."""
+        scaler = self.scaler.for_median(median)
+        if scaler == self.scaler:
+            return self
+        target = self.scaler.target_from_scaled(self.y.astype("float64"))
+        y = scaler.target_to_scaled(target).astype("float32")
+        return dataclasses.replace(self, y=y, scaler=scaler)
+
+    def realised(self, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """(the next-day log return of each row, the ISO day it is realised on)."""
+        days = self.dates[rows] + pd.Timedelta(days=1)
+        return np.log(self.next_close[rows] / self.close[rows]), list(days.strftime("%Y-%m-%d"))
+
     def end_rows(self, part: str, lookback: int) -> np.ndarray:
         """Rows whose window ends in `part` (train windows need `lookback` rows of history)."""
         start, stop = {
@@ -81,7 +100,7 @@ class FitResult:
     history: list[tuple[float, float]] = field(default_factory=list)
     stopped_early: bool = False
     pruned: bool = False
-    calibration: dict[float, float] = field(default_factory=dict)  # conformal offsets (val)
+    calibration: CalibrationState | None = None  # fitted on the validation days: shipped
 
 
 def load_training_data(features_dir: Path | None = None) -> TrainingData:
@@ -203,35 +222,37 @@ def fit(
     return result
 
 
-def predict_quantiles(net: nn.Module, data: TrainingData, part: str, lookback: int) -> np.ndarray:
+def predict_quantiles(net: Forecaster, data: TrainingData, part: str, lookback: int) -> np.ndarray:
     """Unscaled next-day log-return quantiles (rows, levels) for every row of a split part
-    (uncalibrated: the network's own)."""
+    (RAW: the network's own)."""
     x, _ = data.tensors(part, lookback)
     net.eval()
     with torch.inference_mode():
         scaled = net(x).numpy().astype("float64")
-    return data.scaler.target_from_scaled(scaled)
-
-
-def calibrate(net: Forecaster, data: TrainingData, lookback: int) -> dict[float, float]:
-    """Split-conformal widening of each central interval from the validation rows (which the
-    weights never trained on): nominal coverage → offset in log-return units."""
-    from forecasting.quantiles import conformal_offsets
-
-    rows = data.end_rows("val", lookback)
-    target = np.log(data.next_close[rows] / data.close[rows])
-    return conformal_offsets(
-        predict_quantiles(net, data, "val", lookback), target, net.config.levels
-    )
+    return data.scaler.for_median(net.config.median).target_from_scaled(scaled)
 
 
 def calibrated_quantiles(
-    net: Forecaster, data: TrainingData, part: str, lookback: int, offsets: dict[float, float]
-) -> np.ndarray:
-    """predict_quantiles with the conformal offsets applied (what every score and forecast uses)."""
-    from forecasting.quantiles import apply_offsets
+    net: Forecaster, data: TrainingData, part: str, lookback: int, state: CalibrationState
+) -> tuple[np.ndarray, CalibrationState]:
+    """predict_quantiles calibrated day by day from `state` (forecasting.calibration.run): what
+    every score and forecast uses. (calibrated quantiles, the state after the part's days)."""
+    from forecasting.calibration import run
 
-    return apply_offsets(predict_quantiles(net, data, part, lookback), offsets, net.config.levels)
+    realised, days = data.realised(data.end_rows(part, lookback))
+    return run(state, predict_quantiles(net, data, part, lookback), realised, days)
+
+
+def fit_calibration(
+    net: Forecaster, data: TrainingData, lookback: int, step: float
+) -> CalibrationState:
+    """The calibration state a version ships: the calibrator run over the validation days
+    (which the weights never trained on) from the raw spread, in day order."""
+    from forecasting.calibration import initial_state
+
+    return calibrated_quantiles(net, data, "val", lookback, initial_state(net.config.levels, step))[
+        1
+    ]
 
 
 def predict_returns(net: Forecaster, data: TrainingData, part: str, lookback: int) -> np.ndarray:
@@ -245,13 +266,14 @@ def train_model(
     on_epoch: EpochHook | None = None,
     progress: bool = False,
 ) -> tuple[Forecaster, FitResult]:
-    """Validate params, seed, build and fit one model (no tracking)."""
+    """Validate params, seed, build and fit one model (no tracking); a finished fit carries the
+    calibration state fitted on the validation days."""
     config = check_params(params, data)
     seed_everything(params.seed, params.threads)
     net = Forecaster(config)
-    result = fit(net, data, params, on_epoch, progress)
+    result = fit(net, data.for_median(params.median), params, on_epoch, progress)
     if not result.pruned:
-        result.calibration = calibrate(net, data, params.lookback)
+        result.calibration = fit_calibration(net, data, params.lookback, params.calibration_step)
     return net, result
 
 

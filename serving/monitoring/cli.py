@@ -1,4 +1,5 @@
-"""`coinflow monitor score | replay`: live scores of served forecasts, and replaying one."""
+"""`coinflow monitor score | replay | states`: live scores of served forecasts, replaying one, and
+a version's calibration states."""
 
 from __future__ import annotations
 
@@ -32,30 +33,35 @@ def _open() -> tuple[sa.Engine, Registry]:
 
 @app.command("score")
 def score() -> None:
-    """Join logged forecasts with the newest version's closes; write live scores; judge."""
+    """Join logged forecasts made on the platform's rows with data/raw's closes; write live
+    scores; judge."""
     from core.console import refusals
     from core.params import load_params
     from core.paths import project
     from serving.monitoring import monitor
+    from serving.monitoring.trusted import platform_rows
 
     with refusals("monitor"):
         params = load_params()
-        newest = max(params.data.versions, key=lambda v: params.data.versions[v])
+        rows = platform_rows(project().raw, params.data.start)
         engine, registry = _open()
-        report = monitor.score(engine, registry, project().version_file(newest), params.monitor)
+        report = monitor.score(engine, registry, rows, params.monitor)
         typer.echo(
             f"scored {report.scored_days} forecast day(s) of versions {report.versions} "
-            f"against {newest}'s closes: {report.reason}"
+            f"against data/raw's closes to {rows.last_day}: {report.reason}"
         )
         if report.alert:
             typer.echo("ALERT recorded" + (" and rolled back" if report.rolled_back else ""))
+        for version, as_of in sorted(report.states.items()):
+            typer.echo(f"v{version}: calibration state as of {as_of}")
 
 
 @app.command("replay")
 def replay(
     prediction_id: str = typer.Argument(help="a prediction_id from a /predict answer"),
 ) -> None:
-    """Recompute a logged forecast from its version and rows; exit 1 unless identical."""
+    """Recompute a logged forecast from its version, rows and calibration state; exit 1 unless
+    identical."""
     from core.console import refusals
     from serving.monitoring import monitor
 
@@ -65,3 +71,28 @@ def replay(
         typer.echo(f"{prediction_id}: {why}")
         if not same:
             raise typer.Exit(1)
+
+
+@app.command("states")
+def states(
+    version: int = typer.Argument(help="a registry version number"),
+) -> None:
+    """A version's calibration states as `coinflow monitor score` wrote them, oldest first: the
+    day, the updates, the multipliers, the digest and the md5 of the rows it learned from."""
+    from core.console import refusals
+    from serving.calibration_states import history
+
+    with refusals("monitor"):
+        engine, registry = _open()
+        written = history(engine, registry.name, version)
+        if not written:
+            typer.echo(f"v{version}: no stored state (it answers with the state it shipped)")
+        for state in written:
+            multipliers = ", ".join(
+                f"{float(k):g}: {v:.3f}" for k, v in state["state"]["multipliers"].items()
+            )
+            typer.echo(
+                f"v{version} as of {state['as_of']} after {state['updates']} updates: "
+                f"{multipliers} (digest {state['digest']}, data md5 {state['data_md5']}, "
+                f"written {state['written_at']:%Y-%m-%d %H:%M})"
+            )

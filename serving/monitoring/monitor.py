@@ -1,21 +1,26 @@
 """Closing the loop: score logged forecasts once their day's close is known, act on live error,
 and replay any logged answer.
 
-`score` joins the prediction log with the realized closes of the newest dataset version and
-writes, per version, role (the alias asked for, or "shadow") and horizon step, live MAE,
-persistence MAE on the same origins, MASE, 80/95% coverage, pinball and CRPS over trailing
-7/30/90 days and since the version's promotion (serving.monitoring.live_scores), to:
+`score` joins the forecasts made on the platform's own rows (serving.monitoring.trusted: no
+rows sent, or rows equal to the platform's) with the realized closes of those rows and writes,
+per version, role (the alias asked for, or "shadow") and horizon step, live MAE, persistence
+MAE on the same origins, MASE, 80/95% coverage, pinball and CRPS over trailing 7/30/90 days
+and since the version's promotion (serving.monitoring.live_scores), to:
 - the log database's `live_scores` table (GET /monitoring and the UI's Live tab read it),
 - one MLflow monitoring run per registered version (next-day scores stepped by day),
 - the version's `coinflow.live.*` registry tags (the latest 30-day next-day figures).
 Then the monitor rule (params.yaml `monitor`): an unhealthy champion gets an alert record in
 the promotion audit trail and a `coinflow.live.alert` tag, and with `auto_rollback` a guarded
-rollback when previous-champion scored better over the same days.
+rollback when previous-champion scored better over the same days. Last, every served version's
+calibration state is advanced by the closes the platform holds (serving.monitoring.states).
+
+`replay` recomputes a logged answer with the version, rows and calibration state it names.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,10 +34,14 @@ from core.errors import CoinflowError
 from serving import prediction_log
 from serving.monitoring import rule
 from serving.monitoring.live_scores import NEXT_DAY, latest
+from serving.monitoring.trusted import PlatformRows, trusted
 
 if TYPE_CHECKING:
     from core.params import MonitorParams
+    from forecasting.packaged import PackagedModel
     from registry.store import Registry
+    from serving.monitoring.states import Loader
+    from serving.predictor import Calibrator
 log = logging.getLogger(__name__)
 TAG_WINDOW = "30d"
 
@@ -50,6 +59,8 @@ def logged_days(engine: sa.Engine, model_name: str) -> pd.DataFrame:
             p.c.alias,
             p.c.shadow,
             p.c.origin,
+            p.c.rows_source,
+            p.c.rows_days,
             p.c.rows_hash,
             p.c.levels,
             d.c.step,
@@ -74,12 +85,6 @@ def logged_days(engine: sa.Engine, model_name: str) -> pd.DataFrame:
     for column in ("lower_80", "upper_80", "lower_95", "upper_95"):
         frame[column] = frame[column].astype("float64")
     return frame
-
-
-def realized_closes(version_file: Any) -> pd.Series:
-    """BTC closes of a dataset version, indexed by day."""
-    closes = pd.read_parquet(version_file)["btc_close"]
-    return pd.Series(closes.to_numpy(), index=pd.DatetimeIndex(closes.index).date)
 
 
 def write_scores(
@@ -212,38 +217,76 @@ class MonitorReport:
     rolled_back: bool = False
     reason: str = ""
     runs: dict[int, str] = field(default_factory=dict)
+    states: dict[int, str | None] = field(default_factory=dict)  # version → its state's day
 
 
 def score(
     engine: sa.Engine,
     registry: Registry,
-    version_file: Any,
+    rows: PlatformRows,
     params: MonitorParams,
     days: list[dt.date] | None = None,
+    load: Loader | None = None,
 ) -> MonitorReport:
-    """The whole `coinflow monitor score`: join, score, write, tag, judge. With `days` (e.g. the
+    """The whole `coinflow monitor score`: join, score, write, tag, judge, on the forecasts made
+    on the platform's rows only (serving.monitoring.trusted); then every served version's
+    calibration state advanced through the platform's last day (serving.monitoring.states;
+    `load` gives a version's PackagedModel, default: from the registry). With `days` (e.g. the
     day whose close just arrived) only those days' scores are (re)computed and written; their
     trailing windows still read every logged day."""
+    from registry.store import load_packaged
     from serving.monitoring.live_scores import realized, rolling_scores
+    from serving.monitoring.states import advance_states
 
-    logged = logged_days(engine, registry.name)
+    report = MonitorReport(0, [])
+    logged = trusted(logged_days(engine, registry.name), rows)
+    known = realized(logged, rows.closes()) if not logged.empty else logged
     if logged.empty:
-        return MonitorReport(0, [], reason="no logged forecasts yet")
-    rows = realized(logged, realized_closes(version_file))
-    if rows.empty:
-        return MonitorReport(0, [], reason="no logged forecast has its day's close yet")
-    versions = sorted(int(v) for v in set(rows["version"]))
-    as_of = sorted(set(rows["day"]) if days is None else set(rows["day"]) & set(days))
-    scores = rolling_scores(rows, as_of, promotion_days(registry, versions))
-    write_scores(engine, registry.name, scores, None if days is None else as_of)
-    runs = log_to_mlflow(registry, scores)
-    tag_versions(registry, scores)
-    alert, back, why = rule.act(registry, scores, params)
-    return MonitorReport(len(set(rows["day"])), versions, alert, back, why, runs)
+        report.reason = "no logged forecasts on the platform's rows yet"
+    elif known.empty:
+        report.reason = "no logged forecast has its day's close yet"
+    else:
+        versions = sorted(int(v) for v in set(known["version"]))
+        as_of = sorted(set(known["day"]) if days is None else set(known["day"]) & set(days))
+        scores = rolling_scores(known, as_of, promotion_days(registry, versions))
+        write_scores(engine, registry.name, scores, None if days is None else as_of)
+        report.runs = log_to_mlflow(registry, scores)
+        tag_versions(registry, scores)
+        report.alert, report.rolled_back, report.reason = rule.act(registry, scores, params)
+        report.scored_days, report.versions = len(set(known["day"])), versions
+    report.states = advance_states(
+        engine, registry, rows, load or functools.partial(load_packaged, registry)
+    )
+    return report
+
+
+def logged_calibrator(
+    engine: sa.Engine, record: dict[str, Any], py: PackagedModel
+) -> tuple[Calibrator | None, str]:
+    """The calibrator a logged answer names, found again (None, and why, when it cannot be)."""
+    from serving.calibration_states import by_digest, read_state
+    from serving.predictor import FIXED, SHIPPED, Calibrator, adaptive_state
+
+    source, digest = record.get("calibration_source") or FIXED, record.get("calibration_digest")
+    if source == FIXED:
+        return Calibrator.of(None, FIXED), "fixed offsets"
+    shipped = adaptive_state(py)
+    if shipped is None:
+        return None, f"it names a {source} state, but v{record['version']} has fixed offsets"
+    if source == SHIPPED:
+        if shipped.digest() != digest:
+            return None, f"v{record['version']} ships state {shipped.digest()}, not {digest}"
+        return Calibrator.of(shipped, SHIPPED), f"shipped state {digest}"
+    stored = by_digest(engine, record["model_name"], int(record["version"]), str(digest))
+    if stored is None:
+        return None, f"calibration state {digest} of v{record['version']} is not in the store"
+    state = read_state(py, stored)
+    return Calibrator.of(state, source), f"stored state {digest} as of {state.as_of}"
 
 
 def replay(engine: sa.Engine, registry: Registry, prediction_id: str) -> tuple[bool, str]:
-    """Recompute a logged forecast from its version and input rows: (identical?, what differs)."""
+    """Recompute a logged forecast from its version, input rows and calibration state:
+    (identical?, what differs)."""
     from forecasting.forecast import input_frame, rows_to_arrays
     from registry.store import load_packaged
 
@@ -257,10 +300,13 @@ def replay(engine: sa.Engine, registry: Registry, prediction_id: str) -> tuple[b
         dates, values = py.recent_arrays()
     if prediction_log.rows_hash(values[-py.rows_needed :]) != record["rows_hash"]:
         return False, "the input rows do not hash to the logged rows_hash: they were changed"
-    out_dates, closes = py.forecast(dates, values, int(record["horizon"]))
+    calibrator, which = logged_calibrator(engine, record, py)
+    if calibrator is None:
+        return False, f"its calibration state cannot be found: {which}"
+    out_dates, closes = calibrator.forecast(py, dates, values, int(record["horizon"]))
     logged = record["forecast"]
     for step, (day, quantiles) in enumerate(zip(out_dates, closes.tolist(), strict=True)):
         point = logged[step]
         if str(day) != point["date"] or quantiles != point["quantiles"]:
             return False, f"day {step + 1} differs: logged {point}, recomputed {day} {quantiles}"
-    return True, f"identical: {len(logged)} day(s) of v{record['version']}"
+    return True, f"identical: {len(logged)} day(s) of v{record['version']} with {which}"

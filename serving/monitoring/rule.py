@@ -1,6 +1,12 @@
 """The monitor rule, in one place: the verdict on the champion's live scores, the action it
 calls for (an alert, a guarded rollback) and its audit (an `alert` record in the promotion
-trail). `coinflow monitor score` and Airflow's monitor task apply it after scoring."""
+trail). `coinflow monitor score` and Airflow's monitor task apply it after scoring.
+
+Every served version's intervals are recalibrated by each realised close (adaptive conformal
+calibration, advanced by `coinflow monitor score`), so live coverage drifting outside its
+tolerance no longer means "the intervals were fitted on another regime": it means the
+calibrator could not keep up with how fast the spread changed, and a person should look (a
+retrain, or a model whose own spread tracks volatility better)."""
 
 from __future__ import annotations
 
@@ -36,7 +42,10 @@ def monitor_verdict(
     for level, nominal in (("80", 0.8), ("95", 0.95)):
         got = champion.get(f"coverage_{level}", float("nan"))
         if np.isfinite(got) and abs(got - nominal) > coverage_tol:
-            problems.append(f"{level}% coverage {got:.1%} outside {nominal:.0%} ± {coverage_tol:g}")
+            problems.append(
+                f"{level}% coverage {got:.1%} outside {nominal:.0%} ± {coverage_tol:g}: the "
+                "adaptive calibration could not keep up with the spread"
+            )
     if not problems:
         return False, False, f"champion healthy over {int(champion['n'])} days"
     why = "; ".join(problems)

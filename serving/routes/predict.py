@@ -15,7 +15,8 @@ from forecasting.features import CLOSE, INPUT_COLUMNS
 from forecasting.forecast import InputRowsError
 from serving.cache import ModelCache
 from serving.deps import get_cache, get_metrics, get_settings
-from serving.predictor import LoadedModel, forecast_points, points
+from serving.prediction_log import forecast_points
+from serving.predictor import Answer, LoadedModel, points
 from serving.problems import BadInputError, problem_responses
 from serving.prometheus import Metrics
 from serving.schemas import ALIAS_PATTERN, PredictRequest, PredictResponse, Row
@@ -50,7 +51,7 @@ def shown_levels(model: LoadedModel, asked: list[float] | None) -> list[float]:
 
 def log_record(
     model: LoadedModel,
-    out: tuple[np.ndarray, np.ndarray],
+    out: Answer,
     *,
     prediction_id: str,
     alias: str | None,
@@ -58,8 +59,9 @@ def log_record(
     inputs: tuple[np.ndarray, np.ndarray] | None,
 ) -> Served:
     """What the prediction log needs of one forecast: who answered, from which rows (request
-    rows, else the version's own), what. References only: the log's writer thread builds the
-    stored record (forecast points, row hash, rows JSON) off the request path."""
+    rows, else the version's own), with which calibration state, what. References only: the
+    log's writer builds the stored record (forecast points, row hash, rows JSON) off the request
+    path."""
     from serving.prediction_log import Served
 
     dates, values = inputs if inputs is not None else (model.recent_dates, model.recent_values)
@@ -72,13 +74,14 @@ def log_record(
         alias,
         shadow,
         model.levels,
-        out[0],
-        out[1],
+        out.dates,
+        out.quantiles,
         dates[-need:],
         values[-need:],
         inputs is not None,
         model.lineage.get("dvc_md5"),
         model.lineage.get("code_fingerprint"),
+        out.calibrator.used,
     )
 
 
@@ -149,7 +152,8 @@ def predict(
     ] = None,
 ) -> Response:
     """Forecast BTC closes `horizon` days ahead with a registry version or alias: per day the
-    median close and the bounds of each central interval (USD), calibrated on held-out days."""
+    median close and the bounds of each central interval (USD), calibrated by the version's
+    adaptive calibration state (its lineage names which one)."""
     request = body or PredictRequest()
     model = resolve(cache, version, alias, settings.coinflow_default_alias)
     shown = shown_levels(model, levels)
@@ -191,11 +195,16 @@ def predict(
                 inputs,
                 metrics.shadow_failures,
             )
+    calibration = {**model.lineage["calibration"], **out.calibrator.lineage}
     answer = {
         "prediction_id": prediction_id,
-        "forecasts": forecast_points(*out, model.levels, shown),
+        "forecasts": forecast_points(out.dates, out.quantiles, model.levels, shown),
         "history": history,
-        "lineage": {**model.lineage, "aliases": cache.aliases_of(model.version)},
+        "lineage": {
+            **model.lineage,
+            "calibration": calibration,
+            "aliases": cache.aliases_of(model.version),
+        },
     }
     # Built here, in the worker thread, from checked numbers: FastAPI's response validation
     # would cost a second threadpool hop and re-check what PredictResponse already describes.

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from core.params import MonitorParams
 from forecasting.forecast import input_frame
 from serving import prediction_log
-from serving.monitoring import monitor
+from serving.monitoring import monitor, trusted
 from tests.serving.serving_helpers import Server, Store, clean_env, running_api
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -168,9 +168,10 @@ def test_the_prediction_log_on_postgres(
         monkeypatch.setenv("COINFLOW_PREDICTION_LOG_URL", fresh_pg_db)
         monkeypatch.setenv("COINFLOW_MODEL_NAME", MODEL)
         registry = open_registry(MODEL)
-        report = monitor.score(engine, registry, real_versions / "v0.3.parquet", PARAMS)
+        platform = trusted.version_rows(real_versions / "v0.3.parquet")  # the platform's rows
+        report = monitor.score(engine, registry, platform, PARAMS)
         assert report.versions == [1] and report.scored_days == len(ORIGINS) + HORIZON - 1
-        close = monitor.realized_closes(real_versions / "v0.3.parquet")
+        close = platform.closes()
         nxt = np.array([close[o + dt.timedelta(days=1)] for o in ORIGINS])
         served = np.array([answers[o]["forecasts"][0]["close"] for o in ORIGINS])
         mae = np.abs(served - nxt).mean()

@@ -1,5 +1,6 @@
 """`coinflow simulate`: a 60-day replay with one retrain, asserted on its report, its MLflow run,
-its prediction log and the raw data; and the refusals of impossible replays."""
+its prediction log, its audit trail and the raw data; how the report judges champion moves;
+and the refusals of impossible replays."""
 
 from __future__ import annotations
 
@@ -147,6 +148,135 @@ def test_forecasts_went_through_the_api_and_saw_only_the_past(
         assert report["served"][row.origin.isoformat()] == row.version
 
 
+def test_decisions_are_dated_with_the_simulated_day(report: dict[str, Any]) -> None:
+    """Every decision record, its run and the champion's moves as the Live tab reads them carry
+    the simulated day the decision was taken on, never the day the replay ran."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from registry.records import alias_moves, read_record, record_runs
+    from registry.store import Registry
+
+    uri = report["mlflow"]["tracking_uri"]
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.get_experiment_by_name("coinflow")
+    assert experiment is not None
+    registry = Registry("btc-forecaster", client, experiment.experiment_id)
+    eve = (START - dt.timedelta(days=1)).isoformat()
+    mlflow.set_tracking_uri(uri)  # read_record loads the JSON through MLflow's global store
+    try:
+        runs = record_runs(registry)
+        assert runs and {e["record_run_id"] for e in report["events"]} == {
+            r.info.run_id for r in runs
+        }
+        for run in runs:
+            decided = dt.datetime.fromisoformat(
+                read_record(registry, run.info.run_id)["decided_at"]
+            )
+            started = dt.datetime.fromtimestamp(run.info.start_time / 1000, dt.UTC)
+            assert decided == started and eve <= decided.date().isoformat() <= END.isoformat()
+        moves = alias_moves(registry)
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    assert {m["at"].date().isoformat() for m in moves} <= {e["day"] for e in report["events"]}
+    first = report["moves"][0]
+    assert (first["day"], first["action"], first["text"]) == (
+        eve,
+        "first-champion",
+        f"first champion v{report['initial_champion']}",
+    )
+    assert not any("None" in m["text"] for m in report["moves"])
+
+
+def test_every_answer_used_the_state_advanced_through_its_day(report: dict[str, Any]) -> None:
+    """The replay calibrates as the API does: each day the monitor advanced the served versions'
+    states by that day's close, and the champion answered with exactly that state."""
+    import sqlalchemy as sa
+
+    from serving import prediction_log
+
+    engine = sa.create_engine(f"sqlite:///{Path(report['workdir']) / 'predictions.db'}")
+    p, states = prediction_log.predictions, prediction_log.calibration_states
+    with engine.connect() as connection:
+        answers = connection.execute(
+            sa.select(p.c.origin, p.c.version, p.c.calibration_source, p.c.calibration_as_of)
+            .where(p.c.alias == "champion")
+            .order_by(p.c.origin)
+        ).all()
+        written = connection.execute(sa.select(states.c.version, states.c.as_of)).all()
+    assert len(answers) == 60
+    for answer in answers:
+        assert (answer.calibration_source, answer.calibration_as_of) == ("stored", answer.origin)
+        assert (answer.version, answer.origin) in set(written)
+
+
+def test_coverage_by_volatility_and_horizon(report: dict[str, Any], btc: pd.Series) -> None:
+    coverage, s = report["coverage"], report["summary"]
+    assert set(coverage["overall"]) == {f"coverage_{n}" for n in (50, 80, 90, 95)}
+    assert coverage["overall"]["coverage_80"] == pytest.approx(s["coverage_80"])
+    # Terciles by the trailing 30-day volatility known on each forecast day, from the raw export.
+    scored = [d for d in report["days"] if d["actual"] is not None]
+    returns = np.log(btc).diff()
+    vol = {d["origin"]: returns.loc[: d["origin"]].tail(30).std() for d in scored}
+    ranked = sorted(scored, key=lambda d: vol[d["origin"]])
+    calm = ranked[: len(ranked) // 3 + (len(ranked) % 3 > 0)]
+    inside = np.mean([d["lower_80"] <= d["actual"] <= d["upper_80"] for d in calm])
+    assert coverage["by_volatility"]["coverage_80_calm"] == pytest.approx(inside)
+    assert coverage["by_volatility"]["n"] == len(scored)
+    # By horizon day, over the origins whose every day's close is known.
+    horizon = report["plan"]["horizon"]
+    assert coverage["by_horizon"]["n"] == 60 - horizon
+    assert {k for k in coverage["by_horizon"] if k != "n"} == {
+        f"coverage_{n}_d{h}" for n in (50, 80, 90, 95) for h in range(1, horizon + 1)
+    }
+
+
+def test_each_champion_move_is_judged_on_the_days_that_followed() -> None:
+    """A move pays off when the new champion's CRPS beats the replaced version's (forecast as
+    previous-champion) on the same days, up to the next move."""
+    from simulation.report import move_outcomes
+
+    origins = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(20)]
+
+    def served(version: int, days: list[dt.date], spread: float) -> pd.DataFrame:
+        rows = []
+        for origin in days:
+            actual = 100.0 + origin.day  # every forecast's median is 100: errors grow
+            q = [100.0 - spread, 100.0, 100.0 + spread]
+            rows.append(
+                {
+                    "origin": origin,
+                    "day": origin + dt.timedelta(days=1),
+                    "version": version,
+                    "median": 100.0,
+                    "lower_80": q[0],
+                    "upper_80": q[2],
+                    "lower_95": q[0],
+                    "upper_95": q[2],
+                    "levels": [0.1, 0.5, 0.9],
+                    "quantiles": q,
+                    "actual": actual,
+                    "origin_close": actual - 1,
+                }
+            )
+        return pd.DataFrame(rows)
+
+    moves = [
+        {"day": "2024-01-06", "action": "promote", "champion_before": 1, "champion_after": 2},
+        {"day": "2024-01-11", "action": "promote", "champion_before": 2, "champion_after": 3},
+    ]
+    champion = pd.concat(
+        [served(1, origins[:5], 5), served(2, origins[5:10], 10), served(3, origins[10:], 1)]
+    )
+    previous = pd.concat([served(1, origins[5:10], 1), served(2, origins[10:], 15)])
+    first, second = move_outcomes(moves, champion, previous)
+    # v2's wider band beats v1's narrow one on days its misses are large; v3 loses to v2.
+    assert (first["move"], first["days"], second["days"]) == ("promote v1 → v2", 5, 10)
+    assert first["paid_off"] is True and second["paid_off"] is False
+    assert first["new_scores"]["crps"] < first["replaced_scores"]["crps"]
+    assert second["new_scores"]["crps"] > second["replaced_scores"]["crps"]
+
+
 def test_cut_at_a_day_never_sees_later_rows(btc: pd.Series) -> None:
     from simulation.replay import cut_at, load_assets
 
@@ -177,6 +307,8 @@ def test_report_files_and_mlflow_run(report: dict[str, Any]) -> None:
         "days",
         "rolling_30d",
         "monitor_30d",
+        "coverage",
+        "move_outcomes",
         "mlflow",
         "artifacts",
     ):

@@ -28,6 +28,7 @@ TINY_SWEEP = {
         "lr": [0.001, 0.01],
         "lookback": [5, 10],
         "cell": ["rnn", "lstm", "gru"],
+        "median": ["persistence", "learned"],
     },
 }
 

@@ -134,6 +134,32 @@ def test_same_seed_same_weights_and_losses() -> None:
     assert fit_a.history[-1][1] < fit_a.history[0][1] or fit_a.best_epoch > 1  # it learns
 
 
+@pytest.mark.unit
+def test_a_persistence_median_model_is_persistence_at_the_median_and_learns_the_spread() -> None:
+    from forecasting.quantiles import coverage
+    from forecasting.scores import score_quantiles
+    from pipelines.training.train import predict_quantiles
+
+    data = synthetic_data(n=240)
+    params = train_params(
+        hidden_size=8, num_layers=1, lookback=5, max_epochs=40, batch_size=32, lr=1e-2
+    )
+    learned, _ = train_model(params, data)
+    net, fit = train_model(params.model_copy(update={"median": "persistence"}), data)
+    assert net.config.median == "persistence" and fit.calibration is not None
+    rows = data.end_rows("test", params.lookback)
+    raw = predict_quantiles(net, data, "test", params.lookback)
+    assert (raw[:, net.median] == 0).all()  # exactly today's close
+    scores = score_quantiles(raw, data.close[rows], data.next_close[rows], params.levels)
+    assert scores["mase"] == 1.0
+    # The spread is what it learns: with the median fixed, the pinball loss falls only by it,
+    # and its raw 80% interval holds about 80% of the targets (0.5 x feature 0 + noise).
+    assert fit.history[-1][0] < 0.9 * fit.history[0][0]
+    assert 0.65 < coverage(raw, data.y[rows], 2, 6) < 0.95  # untrained: ~0.99
+    other = predict_quantiles(learned, data, "test", params.lookback)
+    assert np.abs(other[:, learned.median]).max() > 1e-3  # the learned family's median moves
+
+
 @pytest.mark.model
 def test_diverged_run_ends_failed_and_the_process_goes_on(workspace: Path) -> None:
     import mlflow

@@ -70,6 +70,8 @@ def test_sweep_parent_three_children_and_best_model(workspace: Path) -> None:
         assert run.data.tags["coinflow.study_name"] == result.study_name
         assert run.data.tags["coinflow.data_version"] == "v0.3"
         assert run.data.params["max_epochs"] == str(params.sweep.max_epochs)
+        assert run.data.tags["coinflow.median"] == run.data.params["median"]
+        assert run.data.params["median"] in ("persistence", "learned")  # the family searched
     assert result.n_complete + result.n_pruned + result.n_failed == 3
     values = [r.data.metrics["objective"] for r in children if r.info.status == "FINISHED"]
     assert result.best_value == pytest.approx(min(values))
@@ -81,6 +83,8 @@ def test_sweep_parent_three_children_and_best_model(workspace: Path) -> None:
         == result.best_run_id
         == [r.info.run_id for r in children if r.data.tags.get("coinflow.model_uri")][0]
     )
+    best = mlflow.get_run(result.best_run_id).data.metrics  # the winner's 7-day coverage
+    assert all(0 <= best[f"test_coverage_80_d{h}"] <= 1 for h in range(1, 8))
     again = close_sweep(_handle(result), params)  # idempotent: no second model
     assert again.best_run_id == result.best_run_id and again.model_uri == result.model_uri
     assert len(mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")) == 1
@@ -150,6 +154,7 @@ def test_bad_search_space_is_refused_before_anything_runs(
     for change, message in (
         ({"lookback": (5, 5000)}, "lookback upper bound 5000"),
         ({"hidden_size": (8, 4)}, r"hidden_size must be \[low, high\]"),
+        ({"median": []}, "sweep.space.median lists no median"),
     ):
         space = params.sweep.space.model_copy(update=change)
         bad = params.model_copy(update={"sweep": params.sweep.model_copy(update={"space": space})})

@@ -46,9 +46,9 @@ def test_tracked_run_logs_params_metrics_lineage_dataset_plot_and_model(workspac
     from core.files import file_md5
     from core.params import load_params
     from core.tracking import configure_mlflow
+    from forecasting.calibration import CalibrationState, apply
     from forecasting.features import CLOSE, features_array
     from forecasting.forecast import rows_to_arrays
-    from forecasting.quantiles import apply_offsets
     from forecasting.scores import score_forecast
     from pipelines.training.packaging import recent_rows
     from pipelines.training.tracked_run import tracked_training
@@ -115,8 +115,11 @@ def test_tracked_run_logs_params_metrics_lineage_dataset_plot_and_model(workspac
         "test_width_80",
         "val_coverage_80",
         "val_raw_coverage_80",
+        *(f"test_coverage_{n}_{t}" for n in (50, 80, 90, 95) for t in ("calm", "turbulent")),
+        *(f"test_coverage_{n}_d{h}" for n in (50, 95) for h in range(1, 8)),
     ):
         assert np.isfinite(metrics[key]), key
+    assert run.data.tags["coinflow.median"] == params.median
     assert metrics["best_val_loss"] == pytest.approx(outcome.val_loss)
     # the gate's drift report of the run's version (pipelines.gate.drift.drift_metrics)
     assert (metrics["drift_btc_volume_ks"], metrics["drift_btc_volume_p"]) == (0.49, 1e-9)
@@ -166,9 +169,15 @@ def test_tracked_run_logs_params_metrics_lineage_dataset_plot_and_model(workspac
     window = data.scaler.transform(features_array(values[-params.lookback - 1 :]))
     with torch.inference_mode():
         scaled = net(torch.from_numpy(window[None].astype("float32"))).numpy()
-    first = apply_offsets(
-        data.scaler.target_from_scaled(scaled.astype("float64")), fit.calibration, params.levels
-    )[0]
+    # The version ships the calibration state its validation days gave (as of the first test
+    # day's close), and forecasts with it unless it is handed a newer one.
+    assert fit.calibration is not None and fit.calibration.updates == data.split.n_val
+    assert fit.calibration.as_of == str(data.dates[data.split.test_start].date())
+    shipped = f"{model.artifact_location}/artifacts/config.json"
+    config = json.loads(Path(mlflow.artifacts.download_artifacts(artifact_uri=shipped)).read_text())
+    assert CalibrationState.from_dict(config["calibration"]) == fit.calibration
+    assert config["median"] == params.median
+    first = apply(data.scaler.target_from_scaled(scaled.astype("float64")), fit.calibration)[0]
     assert loaded["date"][0] == str(dates[-1] + np.timedelta64(1, "D"))
     levels = [f"q{level:g}" for level in params.levels]
     np.testing.assert_allclose(

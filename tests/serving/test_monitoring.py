@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from core.params import MonitorParams
 from registry.store import Registry, aliases
 from serving import prediction_log
-from serving.monitoring import monitor
+from serving.monitoring import monitor, trusted
 
 pytestmark = pytest.mark.serving
 LEVELS = [0.025, 0.1, 0.5, 0.9, 0.975]
@@ -49,8 +49,13 @@ def registry(store: Store) -> Iterator[Any]:
     mlflow.set_registry_uri(None)  # type: ignore[arg-type]
 
 
+def platform(real_versions: Path) -> trusted.PlatformRows:
+    """The platform's rows: v0.3, cut from the repository's raw exports."""
+    return trusted.version_rows(real_versions / "v0.3.parquet")
+
+
 def closes(real_versions: Path) -> pd.Series:
-    return monitor.realized_closes(real_versions / "v0.3.parquet")
+    return platform(real_versions).closes()
 
 
 def record(model: str, version: int, origin: dt.date, median: float, **kw: Any) -> dict[str, Any]:
@@ -122,7 +127,7 @@ def test_live_scores_alert_and_guarded_rollback(
     again = [{**r, "id": prediction_log.new_id()} for r in bad[:5]]  # the same answer served twice
     write(engine, bad + good + again)  # counts once
 
-    report = monitor.score(engine, registry, real_versions / "v0.3.parquet", PARAMS)
+    report = monitor.score(engine, registry, platform(real_versions), PARAMS)
     assert report.scored_days == 30 and report.versions == [1, 3]
     scores = monitor.read_scores(engine, registry.name)
     last = scores[(scores["window"] == "30d") & (scores["day"] == dt.date(2024, 10, 1))]
@@ -162,7 +167,7 @@ def test_live_scores_alert_and_guarded_rollback(
     rolled = monitor.score(
         engine,
         registry,
-        real_versions / "v0.3.parquet",
+        platform(real_versions),
         PARAMS.model_copy(update={"auto_rollback": True}),
     )
     assert rolled.alert and rolled.rolled_back and "rolling back" in rolled.reason
@@ -183,13 +188,13 @@ def test_a_healthy_champion_is_left_alone_and_monitoring_serves_the_scores(
     write(private, mine)
     before = aliases(registry)
     lenient = PARAMS.model_copy(update={"auto_rollback": True, "coverage_tol": 0.3})
-    report = monitor.score(private, registry, real_versions / "v0.3.parquet", lenient)
+    report = monitor.score(private, registry, platform(real_versions), lenient)
     assert not report.alert and "healthy" in report.reason and aliases(registry) == before
 
     # The API's own log (other tests' answers are in it too) serves what scoring wrote.
     engine = prediction_log.engine_for(f"sqlite:///{api.log.parent / f'predictions-{api.port}.db'}")
     write(engine, mine)
-    monitor.score(engine, registry, real_versions / "v0.3.parquet", PARAMS)
+    monitor.score(engine, registry, platform(real_versions), PARAMS)
     body = httpx.get(f"{api.url}/monitoring?window=30d").json()
     assert body["model_name"] == "btc-forecaster" and body["computed_at"].endswith(("Z", "+00:00"))
     month = {(s["version"], s["role"], s["day"]): s for s in body["series"]}

@@ -1,4 +1,5 @@
-"""Live scores of hand-made logged forecasts with known answers."""
+"""Live scores of hand-made logged forecasts with known answers, and which logged forecasts
+count: those made on the platform's own rows."""
 
 from __future__ import annotations
 
@@ -99,3 +100,44 @@ def test_monitor_verdict_each_way(
         champion, previous, max_mase=1.1, coverage_tol=0.1, min_days=14, auto_rollback=False
     )
     assert off[1] is False  # never a rollback with auto_rollback off
+    if champion.get("coverage_80") == 0.5:  # a coverage alert: the calibrator fell behind
+        assert "calibration could not keep up" in why
+
+
+def test_only_forecasts_on_the_platforms_rows_count() -> None:
+    """No rows sent (the version's own), or rows equal to the platform's for the same days:
+    counted. Other rows, rows past the platform's last day, an unknown row count: not."""
+    from forecasting.features import INPUT_COLUMNS
+    from serving.monitoring.trusted import PlatformRows, trusted
+    from serving.prediction_log import rows_hash
+
+    days = pd.date_range("2024-01-01", periods=10, freq="D")
+    frame = pd.DataFrame(
+        np.arange(80, dtype="float64").reshape(10, 8) + 1, index=days, columns=INPUT_COLUMNS
+    )
+    platform = PlatformRows(frame)
+    ours = frame.to_numpy()[5:8]  # three rows ending 2024-01-08
+    doctored = ours.copy()
+    doctored[-1, INPUT_COLUMNS.index("btc_close")] *= 0.5
+
+    def logged(source: str, origin: D, count: int | None, digest: str) -> dict[str, object]:
+        return day_row(1, origin, 1.0, 0.0, 2.0) | {
+            "rows_source": source,
+            "rows_days": count,
+            "rows_hash": digest,
+        }
+
+    rows = pd.DataFrame(
+        [
+            logged("dataset", D(2024, 1, 8), None, "shipped"),
+            logged("request", D(2024, 1, 8), 3, rows_hash(ours)),
+            logged("request", D(2024, 1, 8), 3, rows_hash(doctored)),
+            logged("request", D(2024, 1, 9), 3, rows_hash(ours)),  # not the rows of those days
+            logged("request", D(2024, 1, 12), 3, rows_hash(ours)),  # days the platform lacks
+            logged("request", D(2024, 1, 8), None, rows_hash(ours)),
+        ]
+    )
+    kept = trusted(rows, platform)
+    assert list(kept.index) == [0, 1]
+    assert platform.rows_hash(D(2024, 1, 8), 3) == rows_hash(ours)
+    assert platform.rows_hash(D(2024, 1, 12), 3) is None

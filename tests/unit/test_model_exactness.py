@@ -63,3 +63,23 @@ def test_numpy_forward_equals_the_float64_torch_forward(
         expected = net(torch.from_numpy(x)).numpy()
     got = numpy_forward(net.config, numpy_weights(net), x)
     np.testing.assert_allclose(got, expected, atol=1e-8, rtol=0)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_a_persistence_median_is_exactly_zero_and_the_spread_learns(cell: str) -> None:
+    from forecasting.quantiles import pinball_torch
+
+    torch.manual_seed(1)
+    net = Forecaster(ModelConfig(8, 12, 2, cell, True, 0.0, LEVELS, median="persistence"))
+    x = torch.randn(16, 20, 8)
+    out = net(x)
+    assert torch.all(out[:, 2] == 0) and torch.all(out[:, 3] > out[:, 1])
+    pinball_torch(out, torch.randn(16) * 3, torch.tensor(LEVELS)).backward()
+    assert net.fc2.weight.grad is not None and net.fc2.weight.grad.abs().sum() > 0
+    net = net.double().eval()
+    xs = np.random.default_rng(2).normal(size=(3, 15, 8))
+    with torch.inference_mode():
+        expected = net(torch.from_numpy(xs)).numpy()
+    got = numpy_forward(net.config, numpy_weights(net), xs)
+    np.testing.assert_allclose(got, expected, atol=1e-8, rtol=0)
+    assert (got[:, 2] == 0).all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,39 @@ def test_migrations_create_exactly_the_declared_schema(tmp_path: Path) -> None:
     with engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), prediction_log.metadata)
     assert diff == []  # tables, columns and indexes as prediction_log.py declares them
+
+
+def test_the_second_revision_fills_in_what_older_records_hold(tmp_path: Path) -> None:
+    """Upgrading a log written at revision 0001: a request's row count comes from its stored
+    rows, and every older answer was computed with its version's fixed offsets."""
+    from alembic import command
+    from alembic.config import Config
+
+    engine = prediction_log.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
+    config = Config()
+    config.set_main_option("script_location", str(prediction_log.MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    added = {"rows_days", "calibration_source", "calibration_as_of", "calibration_digest"}
+    old_columns = [c.name for c in prediction_log.predictions.c if c.name not in added]
+    sent = {**record(1), "rows_source": "request", "rows": [{"date": "2024-10-31"}] * 3}
+    shipped = record(2)
+    with engine.begin() as connection:
+        for r in (sent, shipped):
+            r["levels"], r["forecast"] = json.dumps(r["levels"]), json.dumps(r["forecast"])
+            r["rows"] = None if r["rows"] is None else json.dumps(r["rows"])
+            connection.execute(
+                sa.text(
+                    f"INSERT INTO predictions ({', '.join(old_columns)}) VALUES "
+                    f"({', '.join(':' + c for c in old_columns)})"
+                ),
+                {c: r.get(c) for c in old_columns},
+            )
+    prediction_log.migrate(engine)
+    got = {pid: prediction_log.read_predictions(engine, pid) for pid in (sent["id"], shipped["id"])}
+    assert got[sent["id"]]["rows_days"] == 3 and got[shipped["id"]]["rows_days"] is None
+    assert {g["calibration_source"] for g in got.values()} == {"fixed"}
 
 
 def test_every_record_is_written_under_load(tmp_path: Path) -> None:
@@ -153,6 +187,7 @@ def served(n: int, from_request: bool = True) -> prediction_log.Served:
         from_request,
         "0" * 32,
         "abc",
+        prediction_log.CalibrationUsed("stored", "2024-10-31", "d" * 64),
     )
 
 
@@ -177,6 +212,12 @@ def test_the_writer_builds_the_stored_record_of_a_served_forecast(tmp_path: Path
     assert stored["rows_hash"] == prediction_log.rows_hash(
         sent.values
     )  # the rows the forecast read
+    assert stored["rows_days"] == 2  # how many: the monitor compares that many platform rows
+    assert (
+        stored["calibration_source"],
+        stored["calibration_as_of"],
+        stored["calibration_digest"],
+    ) == ("stored", dt.date(2024, 10, 31), "d" * 64)
     assert stored["rows"][1] == {
         "date": "2024-10-31",
         "btc_open": 8.0,
