@@ -10,7 +10,7 @@ export GIT_PYTHON_REFRESH := quiet
 # dvc.yaml stages call `coinflow <command>`: make that the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install demo test lint airflow
+.PHONY: install demo test test-fast lint airflow
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -30,9 +30,15 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The whole suite on both cores (tests sharing a built world run on one worker: tests/conftest.py).
 test: lint
 	$(BIN)/dvc pull -q data.dvc
-	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc
+	$(PY) -m pytest -n 2 --dist loadgroup; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc
+
+# The inner loop (≤ 90 s): unit, data-rule, model and in-process API tests; no service, no server.
+test-fast: install
+	$(BIN)/dvc pull -q data.dvc
+	$(PY) -m pytest -n 2 --dist loadgroup -m "(unit or model) and not slow"; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc
 
 airflow: install  ## Airflow 3 locally (airflow standalone, SQLite in .airflow/); prints UI address + login
 	scripts/airflow_local.sh

@@ -6,16 +6,42 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.processes import free_port, pg_database  # noqa: F401  (re-exported for tests)
+
+if TYPE_CHECKING:
+    from tests.serving.serving_helpers import Store
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+
+
+# Session fixtures worth building once per run: every test using one runs on the same xdist
+# worker (`make test` runs `pytest -n 2 --dist loadgroup`). Every other test is grouped by its
+# module, so a module-scoped fixture is built once too.
+SHARED_WORLDS = ("store", "learnable_workspace", "built_versions")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the markers
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put each test in its xdist group: the first shared world it uses, else its module. Modules
+    holding a slow test or a shared world run first (workers hand out groups in this order: the
+    long ones start early instead of finishing last); a module's tests stay together."""
+    heavy_modules = set()
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        world = next((name for name in SHARED_WORLDS if name in fixtures), None)
+        module = item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(world or module))
+        if world or item.get_closest_marker("slow"):
+            heavy_modules.add(module)
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in heavy_modules)
 
 
 def services_required() -> bool:
@@ -169,3 +195,40 @@ def learnable_workspace(real_versions: Path, tmp_path_factory: pytest.TempPathFa
         root / "metrics",
     )
     return root
+
+
+@pytest.fixture(scope="session")
+def store(
+    tmp_path_factory: pytest.TempPathFactory, features_v03: Path, real_versions: Path
+) -> Store:
+    """Two tiny trained torch models + persistence, registered as versions 1, 2, 3 of each
+    name in MODEL_NAMES (aliases champion → 1, challenger → 2, baseline → 3). Built once per
+    run; a test that moves a name's aliases uses its own name, or a `copy_store` of it."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.serving.serving_helpers import MODEL_NAMES, Store, clean_env
+
+    root = tmp_path_factory.mktemp("serving-store")
+    log = root / "build.log"
+    with log.open("w") as out:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "tests" / "serving" / "build_registry.py"),
+                str(root),
+                str(features_v03),
+                str(real_versions),
+                *MODEL_NAMES,
+            ],
+            cwd=root,
+            env=clean_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=300,
+        )
+    if proc.returncode != 0:
+        pytest.fail(f"building the registry failed:\n{log.read_text()[-4000:]}")
+    manifest = json.loads((root / "manifest.json").read_text())
+    return Store(root, manifest["uri"], manifest)

@@ -179,9 +179,16 @@ WRITES = (
 )
 
 
-def _killed_promote(name: str, ws: str, version: int, kill_at: int, results: Any) -> None:
+KILL_PRELOAD = ["mlflow", "registry.promote", "registry.scoring", "registry.store"]
+
+
+def _killed_promote(
+    name: str, ws: str, version: int, kill_at: int, env: dict[str, str], results: Any
+) -> None:
     """Promote `version`, dying on the spot (os._exit: no finally, no lock release) at the
     `kill_at`-th write to the MLflow store; reports how many writes a whole promotion makes."""
+    os.environ.clear()
+    os.environ.update(env)  # the test's environment (the fork server's may be older)
     from mlflow import MlflowClient
 
     from registry.promote import promote
@@ -209,10 +216,15 @@ def _killed_promote(name: str, ws: str, version: int, kill_at: int, results: Any
 
 
 def killed_promotion(name: str, ws: Path, version: int, kill_at: int) -> dict[str, Any] | None:
-    """Run `_killed_promote` in a fresh process; its report, or None when it was killed."""
-    ctx = mp.get_context("spawn")
+    """Run `_killed_promote` in a fresh process; its report, or None when it was killed.
+
+    The process is forked from a fork server that imported MLflow and the registry once (no
+    SQLite connection of this process is shared), so each of the many kills costs no imports."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(KILL_PRELOAD)
     results = ctx.Queue()
-    child = ctx.Process(target=_killed_promote, args=(name, str(ws), version, kill_at, results))
+    args = (name, str(ws), version, kill_at, dict(os.environ), results)
+    child = ctx.Process(target=_killed_promote, args=args)
     child.start()
     child.join(timeout=240)
     if child.is_alive():

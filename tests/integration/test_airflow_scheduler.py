@@ -2,10 +2,13 @@
 dag-processor on Postgres, runs triggered through the REST API.
 
 The workspace holds the real exports up to 2024-09-30; the source holds them whole. Triggering
-coinflow_fetch cuts and validates v0.4 and emits the Asset event, and the scheduler then starts
-exactly one coinflow_train run for it: LocalExecutor (parallelism 4) runs its mapped sweep
-workers as separate processes sharing one Optuna study in a second Postgres database. A second
-fetch finds no new day: it short-circuits, emits nothing, and no train run follows.
+coinflow_fetch fetches October, cuts v0.4 (used by params.yaml), validates it and emits the Asset
+event, and the scheduler then starts exactly one coinflow_train run for it: LocalExecutor
+(parallelism 4) runs its mapped sweep workers as separate processes sharing one Optuna study in
+a second Postgres database. A second fetch finds no new day: it short-circuits, emits nothing,
+changes no params and no train run follows. coinflow_train triggered by hand with the
+data_version Param on the same data reuses the finished sweep: no new run, version or alias.
+(The failed-gate path runs under dag.test() in tests/dags/test_dag_run.py.)
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests.dags.airflow_helpers import (
     AFTER_SHORT_CIRCUIT,
     AIRFLOW,
     FETCH_TASKS,
+    NEW_CUTOFF,
     NEW_VERSION,
     TRAIN_TASKS,
     UNTIL,
@@ -35,6 +40,7 @@ from tests.dags.airflow_helpers import (
     migrate,
     mlflow_client,
     sweep_runs,
+    tiny_params,
     version_md5,
     write_exports,
 )
@@ -45,6 +51,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.dags, pytest.mark.slow]
 FETCH, TRAIN = "coinflow_fetch", "coinflow_train"
 N_TRIALS = 4  # the workspace's sweep.n_trials: the Asset-triggered run uses the Param defaults
 READY_S, RUN_S, QUIET_S = 120.0, 420.0, 15.0
+MODEL = tiny_params()["registry"]["model_name"]
 
 
 class Airflow:
@@ -176,9 +183,9 @@ class Api:
         done = self.http.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False})
         assert done.status_code == 200, done.text
 
-    def trigger(self, dag_id: str) -> str:
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         created = self.http.post(
-            f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": {}}
+            f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}}
         )
         assert created.status_code == 200, created.text
         return str(created.json()["dag_run_id"])
@@ -225,6 +232,11 @@ def test_new_days_train_once_and_no_new_day_trains_nothing(airflow: Airflow) -> 
     fetch = api.finished(FETCH, api.trigger(FETCH))
     assert fetch["state"] == "success", _states(fetch)
     assert _states(fetch) == dict.fromkeys(FETCH_TASKS, "success")
+    assert api.xcom(FETCH, fetch["dag_run_id"], "fetch") == {"btc": 31, "eth": 31, "gold": 23}
+    params = yaml.safe_load((airflow.workdir / "params.yaml").read_text())
+    assert params["data"]["version"] == NEW_VERSION  # cut with --use
+    assert params["data"]["versions"][NEW_VERSION] == NEW_CUTOFF.isoformat()
+    assert (airflow.workdir / f"reports/validation/{NEW_VERSION}/index.html").is_file()
     md5 = version_md5(airflow.workdir, NEW_VERSION)
     announced = {"version": NEW_VERSION, "md5": md5}
     assert api.xcom(FETCH, fetch["dag_run_id"], "announce") == announced
@@ -253,13 +265,39 @@ def test_new_days_train_once_and_no_new_day_trains_nothing(airflow: Airflow) -> 
     assert len(trials[parents[0].info.run_id]) == N_TRIALS  # one study, no overshoot
     assert "champion" in aliases(client)
 
-    # 3. no new day: fetch short-circuits, no Asset event, no train run
+    # 3. no new day: fetch short-circuits, no Asset event, no params change, no train run
+    params_before = (airflow.workdir / "params.yaml").read_bytes()
     again = api.finished(FETCH, api.trigger(FETCH))
     assert again["state"] == "success", _states(again)
     states = _states(again)
     assert {states["fetch"], states["has_new_day"]} == {"success"}
     assert {states[t] for t in AFTER_SHORT_CIRCUIT} == {"skipped"}
+    assert api.xcom(FETCH, again["dag_run_id"], "fetch") == {"btc": 0, "eth": 0, "gold": 0}
+    assert (airflow.workdir / "params.yaml").read_bytes() == params_before  # no second version
     assert len(api.dataset_events()) == 1
     time.sleep(QUIET_S)  # scheduler loops that would have queued a run for a new event
     assert [r["dag_run_id"] for r in api.runs(TRAIN)] == [train["dag_run_id"]]
     assert len(sweep_runs(client)[0]) == 1
+
+    # 4. coinflow_train by hand with the data_version Param, same data: the finished sweep is
+    # reused, nothing is swept, registered or moved
+    def snapshot() -> dict[str, Any]:
+        parents, trials = sweep_runs(client)
+        return {
+            "aliases": aliases(client),
+            "versions": len(client.search_model_versions(f"name = '{MODEL}'")),
+            "trials": {k: len(v) for k, v in trials.items()},
+            "parents": {p.info.run_id: (p.info.status, p.info.end_time) for p in parents},
+        }
+
+    before = snapshot()
+    manual = api.finished(TRAIN, api.trigger(TRAIN, {"data_version": NEW_VERSION}))
+    assert manual["run_type"] == "manual"
+    assert manual["state"] == "success", _states(manual)
+    run_id = manual["dag_run_id"]
+    chosen = api.xcom(TRAIN, run_id, "dataset")
+    assert chosen == {"data_version": NEW_VERSION, "md5": None, "by": "param"}
+    assert [job["reused"] for job in api.xcom(TRAIN, run_id, "open_sweep")] == [True]
+    closed = api.xcom(TRAIN, run_id, "close_sweep")
+    assert closed["reused"] is True and closed["parent_run_id"] in before["parents"]
+    assert snapshot() == before  # no new parent or trial run, no new version, no alias moved

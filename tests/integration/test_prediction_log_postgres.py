@@ -6,9 +6,6 @@ from the registry's audit trail."""
 from __future__ import annotations
 
 import datetime as dt
-import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,10 +22,10 @@ from core.params import MonitorParams
 from forecasting.forecast import input_frame
 from serving import prediction_log
 from serving.monitoring import monitor, trusted
-from tests.serving.serving_helpers import Server, Store, clean_env, running_api
+from tests.serving.serving_helpers import Server, Store, copy_store, running_api
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-BUILDER = Path(__file__).resolve().parents[1] / "serving" / "build_registry.py"
+
 MODEL = "btc-forecaster"
 ORIGINS = pd.date_range("2024-09-01", "2024-09-24", freq="D").date  # v0.3 days: closes known
 HORIZON = 2
@@ -39,34 +36,22 @@ PARAMS = MonitorParams(
 )
 
 
-@pytest.fixture(scope="module")
-def store(
-    tmp_path_factory: pytest.TempPathFactory, features_v03: Path, real_versions: Path
-) -> Store:
-    """tests/serving/build_registry.py's store, for one model name: v1 (tiny torch, lookback
-    10) is @champion."""
-    root = tmp_path_factory.mktemp("pg-log-store")
-    log = root / "build.log"
-    with log.open("w") as out:
-        proc = subprocess.run(
-            [sys.executable, str(BUILDER), str(root), str(features_v03), str(real_versions), MODEL],
-            cwd=root,
-            env=clean_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            timeout=300,
-        )
-    if proc.returncode != 0:
-        pytest.fail(f"building the registry failed:\n{log.read_text()[-4000:]}")
-    manifest = json.loads((root / "manifest.json").read_text())
-    return Store(root, manifest["uri"], manifest)
+@pytest.fixture
+def pg_store(tmp_path: Path, store: Store) -> Store:
+    """A copy of the session store (tests/conftest.py): v1 (tiny torch, lookback 10) is
+    @champion of MODEL; this test rolls it back there, not in the shared store."""
+    return copy_store(store, tmp_path / "store")
 
 
 @pytest.fixture
-def api(tmp_path: Path, store: Store, fresh_pg_db: str) -> Iterator[Server]:
+def api(tmp_path: Path, pg_store: Store, fresh_pg_db: str) -> Iterator[Server]:
     """The API serving MODEL, logging to the fresh Postgres database (not migrated yet)."""
     with running_api(
-        tmp_path, store.uri, MODEL, coinflow_prediction_log_url=fresh_pg_db, coinflow_refresh_s="0"
+        tmp_path,
+        pg_store.uri,
+        MODEL,
+        coinflow_prediction_log_url=fresh_pg_db,
+        coinflow_refresh_s="0",
     ) as server:
         yield server
 
@@ -99,7 +84,7 @@ def written(engine: sa.Engine, n: int, timeout_s: float = 20.0) -> int:
 
 def test_the_prediction_log_on_postgres(
     api: Server,
-    store: Store,
+    pg_store: Store,
     fresh_pg_db: str,
     real_versions: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -112,7 +97,7 @@ def test_the_prediction_log_on_postgres(
     from registry.store import open_registry
 
     assert fresh_pg_db.startswith("postgresql+psycopg2://")
-    rows = requests_rows(real_versions, int(store.manifest["versions"]["1"]["rows_needed"]))
+    rows = requests_rows(real_versions, int(pg_store.manifest["versions"]["1"]["rows_needed"]))
 
     # N concurrent answers of @champion (the default), each from rows ending on its own day.
     def ask(client: httpx.Client, origin: dt.date) -> dict[str, Any]:
@@ -162,8 +147,8 @@ def test_the_prediction_log_on_postgres(
         assert (ready["written"], ready["dropped"], ready["healthy"]) == (len(ORIGINS), 0, True)
 
         # `coinflow monitor score` on the Postgres log: next-day MAE as computed by hand.
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
-        monkeypatch.setenv("MLFLOW_REGISTRY_URI", store.uri)  # never an earlier test's registry
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", pg_store.uri)
+        monkeypatch.setenv("MLFLOW_REGISTRY_URI", pg_store.uri)  # never an earlier test's registry
         monkeypatch.setenv("COINFLOW_EXPERIMENT", "serving-tests")
         monkeypatch.setenv("COINFLOW_PREDICTION_LOG_URL", fresh_pg_db)
         monkeypatch.setenv("COINFLOW_MODEL_NAME", MODEL)

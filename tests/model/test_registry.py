@@ -39,7 +39,7 @@ from tests.registry_scenarios import (
     train_runs,
 )
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.slow]  # a trained registry per module
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.slow]  # sweeps of real trials, spawned workers
 
 
 def _runs(filter_string: str) -> list[Any]:

@@ -39,6 +39,7 @@ def _git_commit(root: Path) -> str:
     return git("rev-parse", "HEAD")
 
 
+@pytest.mark.slow  # a whole tracked training run: params, epochs, plot, model, lineage
 def test_tracked_run_logs_params_metrics_lineage_dataset_plot_and_model(workspace: Path) -> None:
     import mlflow
     import torch

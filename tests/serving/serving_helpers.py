@@ -42,6 +42,21 @@ class Store:
         return list(self.manifest["versions"][str(version)]["recent_rows"])
 
 
+def copy_store(store: Store, dest: Path) -> Store:
+    """A private copy of the session store's database (its artifacts stay shared, read-only): a
+    test that moves aliases or writes decision records does it there, never in the shared one."""
+    import sqlite3
+
+    dest.mkdir(parents=True, exist_ok=True)
+    source = sqlite3.connect(store.uri.removeprefix("sqlite:///"))
+    target = sqlite3.connect(dest / "mlflow.db")
+    with target:
+        source.backup(target)  # a consistent copy even while other tests read the store
+    source.close()
+    target.close()
+    return Store(dest, f"sqlite:///{dest / 'mlflow.db'}", store.manifest)
+
+
 def api_shape(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """pyfunc predict() records (date, close, q<level> columns) as the API answers them: the
     median close and each central interval, widest first."""
