@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.dags.airflow_helpers import tiny_params
 from tests.repo_copy import pulled_copy, run
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]
@@ -60,7 +61,7 @@ def drift_alphas(record: dict[str, Any]) -> tuple[float, set[float]]:
 
 def test_dvc_repro_from_a_fresh_copy(tmp_path: Path) -> None:
     work, env = pulled_copy(tmp_path / "repo", tmp_path)
-    params = yaml.safe_load((work / "params.yaml").read_text())
+    params = tiny_params(n_trials=TINY_SWEEP["n_trials"])  # models that train in seconds
     params["sweep"].update(TINY_SWEEP)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert sorted(p.name for p in (work / "data" / "raw").iterdir()) == [

@@ -41,6 +41,7 @@ def project(
             "lr": [0.001, 0.01],
             "lookback": [5, 20],
             "cell": ["rnn", "lstm", "gru"],
+            "median": ["persistence", "learned"],
         },
     )
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
