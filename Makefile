@@ -15,9 +15,13 @@ export PATH := $(abspath $(BIN)):$(PATH)
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# CPU torch first (a wheel on disk); the project's torch range admits it, so pip keeps it.
+	# CPU torch first (a wheel on disk, found by this machine's pip config); the project's torch
+	# range admits it, so the install below keeps it.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	# The rest through uv (from PyPI, like pip, resolving and installing in parallel: ~15 s
+	# against ~2.5 min with pip on 2 cores); it keeps every installed package that satisfies.
+	$(PY) -m pip install -q 'uv>=0.9,<1'
+	$(BIN)/uv pip install -q --python $(PY) -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
