@@ -264,6 +264,7 @@ def test_new_days_train_once_and_no_new_day_trains_nothing(airflow: Airflow) -> 
     assert parents[0].data.tags["coinflow.dvc_md5"] == md5  # the sweep ran on the new version
     assert len(trials[parents[0].info.run_id]) == N_TRIALS  # one study, no overshoot
     assert "champion" in aliases(client)
+    assert (airflow.workdir / "data/features/meta.json").is_file()  # features of v0.4 written
 
     # 3. no new day: fetch short-circuits, no Asset event, no params change, no train run
     params_before = (airflow.workdir / "params.yaml").read_bytes()
