@@ -38,7 +38,8 @@ from core.params import Params
 from core.paths import Project
 from forecasting.forecast import MAX_HORIZON
 from pipelines.data.cut import last_common_day
-from serving.monitoring.trusted import PlatformRows, load_assets
+from pipelines.data.ingest import load_assets
+from serving.monitoring.trusted import PlatformRows
 from simulation.workspace import (
     Plan,
     Simulation,
@@ -62,7 +63,6 @@ __all__ = [
     "SimulationError",
     "check_plan",
     "cut_at",
-    "load_assets",
     "simulate",
 ]
 

@@ -132,10 +132,15 @@ def load_prices(path: Path) -> pd.DataFrame:
     return parse_investing_csv(text, source=str(path))
 
 
+def load_assets(raw: Path) -> dict[str, pd.DataFrame]:
+    """Every asset's raw export in `raw`, parsed (nothing is written)."""
+    return {asset: load_prices(raw / f"{asset}.csv") for asset in ASSETS}
+
+
 def main(proj: Project | None = None) -> None:
     """Parse every asset's CSV in data/raw and write data/interim/<asset>.parquet."""
     proj = proj or project()
-    frames = {asset: load_prices(proj.raw / f"{asset}.csv") for asset in ASSETS}
+    frames = load_assets(proj.raw)
     proj.interim.mkdir(parents=True, exist_ok=True)
     for asset, frame in frames.items():  # parse all first: a bad file writes nothing
         frame.to_parquet(proj.interim / f"{asset}.parquet")

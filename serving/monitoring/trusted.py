@@ -21,20 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.paths import ASSETS
 from forecasting.features import INPUT_COLUMNS
 from forecasting.forecast import rows_to_arrays
 from pipelines.data.cut import last_common_day
+from pipelines.data.ingest import load_assets
 from pipelines.data.version import align_assets
 
 DATASET, REQUEST = "dataset", "request"  # the prediction log's rows_source values
-
-
-def load_assets(raw: Path) -> dict[str, pd.DataFrame]:
-    """The raw exports of every asset, parsed by pipelines.data.ingest (nothing is written)."""
-    from pipelines.data.ingest import load_prices
-
-    return {asset: load_prices(raw / f"{asset}.csv") for asset in ASSETS}
 
 
 @dataclass(frozen=True)

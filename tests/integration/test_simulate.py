@@ -278,7 +278,8 @@ def test_each_champion_move_is_judged_on_the_days_that_followed() -> None:
 
 
 def test_cut_at_a_day_never_sees_later_rows(btc: pd.Series) -> None:
-    from simulation.replay import cut_at, load_assets
+    from pipelines.data.ingest import load_assets
+    from simulation.replay import cut_at
 
     assets = load_assets(REPO / "data" / "raw")
     start, day = dt.date(2016, 1, 1), dt.date(2024, 1, 31)
