@@ -1,24 +1,25 @@
-"""Throughput and latency of coinflow's API vs `mlflow models serve` on the same version and load.
+"""Throughput and latency of coinflow's API vs `mlflow models serve` on the same version and rows,
+load driven by `wrk` (a C load generator: it shares no interpreter with the servers).
 
     .venv/bin/python benchmarks/serving.py                      # scratch store, tiny training
     .venv/bin/python benchmarks/serving.py --tracking-uri sqlite:///mlruns.db --versions 3
 
-By default: the persistence champion (what /predict serves by default) and a torch version,
-each with the prediction log on and off, interleaved rounds, medians reported.
-
-Both servers run on 127.0.0.1 with their own defaults (ours: `coinflow serve`, uvloop +
-httptools, no access log; theirs: `mlflow models serve --env-manager local`). One asyncio
-client process drives each with keep-alive HTTP/1.1 connections at each concurrency, bounded
-in requests and seconds, and sends the same explicit rows (theirs as `dataframe_split`).
+Needs `wrk` on PATH (Debian/Ubuntu: `apt-get install wrk`); without it the script says so and
+exits 0. By default it trains a scratch store: a sweep-sized torch GRU (14-row requests) and
+the persistence champion. Servers, all on 127.0.0.1 with the prediction log on: `coinflow
+serve` with one worker and with two, and `mlflow models serve --env-manager local` (the
+baseline: same version, same rows as `dataframe_split`). Requests: the default champion (no
+body; ours only) and explicit rows. Rounds are interleaved (every server and request in turn,
+then again), so a busy machine slows all of them alike; medians and ratios are reported.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.processes import free_port, stop_group  # noqa: E402  (needs REPO on sys.path)
+
+# The scratch torch version: a sweep-sized GRU (15 units, lookback 13: 14-row requests), the
+# shape of issue 28's figures; 2 epochs (the weights do not change the request path's cost).
+SCRATCH_TORCH = {"cell": "gru", "hidden_size": 15, "num_layers": 1, "bidirectional": False}
+SCRATCH_TORCH |= {"lookback": 13}
 
 
 @dataclass(frozen=True)
@@ -51,59 +57,44 @@ class Result:
         return self.requests / self.seconds
 
 
-async def _worker(
-    port: int,
-    request: bytes,
-    budget: list[int],
-    deadline: float,
-    latencies: list[float],
-    errors: list[int],
-) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        while budget[0] > 0 and time.perf_counter() < deadline:
-            budget[0] -= 1
-            start = time.perf_counter()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            fields = dict(line.split(b":", 1) for line in head.split(b"\r\n")[1:] if b":" in line)
-            length = {k.strip().lower(): v for k, v in fields.items()}.get(b"content-length")
-            if length is None:
-                raise RuntimeError("the benchmark client needs Content-Length responses")
-            await reader.readexactly(int(length))
-            latencies.append(time.perf_counter() - start)
-            if not head.startswith(b"HTTP/1.1 200"):
-                errors[0] += 1
-    finally:
-        writer.close()
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open(os.getenv("BENCH_BODY"), "rb"); wrk.body = f:read("*a"); f:close()
+done = function(s, latency, requests)
+  local e = s.errors
+  io.write(string.format("RESULT %d %.6f %d %d %d %d\\n", s.requests, s.duration / 1e6,
+    e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
 
 
 def drive(
-    name: str, port: int, path: str, body: bytes, concurrency: int, requests: int, max_s: float
+    name: str, url: str, body: Path, concurrency: int, seconds: float, script: Path
 ) -> Result:
-    """POST `body` to 127.0.0.1:port `requests` times (or for `max_s` seconds), keep-alive."""
-    request = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-    latencies: list[float] = []
-    errors = [0]
-
-    async def main() -> float:
-        budget = [requests]
-        start = time.perf_counter()
-        await asyncio.gather(
-            *(
-                _worker(port, request, budget, start + max_s, latencies, errors)
-                for _ in range(concurrency)
-            )
-        )
-        return time.perf_counter() - start
-
-    seconds = asyncio.run(main())
-    latencies.sort()
-    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1e3  # noqa: E731
-    return Result(name, concurrency, len(latencies), errors[0], seconds, pick(0.5), pick(0.99))
+    """`wrk` POSTs `body` to `url` from `concurrency` keep-alive connections for `seconds`."""
+    cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "--timeout", "10s"]
+    cmd += ["-s", str(script), url]
+    out = subprocess.run(
+        cmd,
+        env={**os.environ, "BENCH_BODY": str(body)},
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+    requests, duration, errors, non2xx, p50_us, p99_us = line.split()[1:]
+    return Result(
+        name,
+        concurrency,
+        int(requests),
+        int(errors) + int(non2xx),
+        float(duration),
+        int(p50_us) / 1e3,
+        int(p99_us) / 1e3,
+    )
 
 
 @contextlib.contextmanager
@@ -157,6 +148,18 @@ def scratch_registry(root: Path, name: str) -> tuple[str, int, int]:
     params = load_params(REPO / "params.yaml")
     versions = REPO / "data" / "versions"
     path = versions / f"{params.data.version}.parquet"
+    if not path.is_file():  # a fresh clone (`dvc pull` only): cut the version from data/raw
+        from pipelines.data.ingest import load_assets
+        from pipelines.data.version import align_assets
+
+        versions = root / "versions"
+        versions.mkdir()
+        path = versions / f"{params.data.version}.parquet"
+        cutoff = params.data.versions[params.data.version]
+        frame = align_assets(
+            **load_assets(REPO / "data" / "raw"), start=params.data.start, cutoff=cutoff
+        )
+        frame.to_parquet(path)
     proj = Project(root)
     shutil.copy(REPO / "params.yaml", proj.params_file)
     proj.versions.parent.mkdir(parents=True, exist_ok=True)
@@ -178,7 +181,7 @@ def scratch_registry(root: Path, name: str) -> tuple[str, int, int]:
         )
     )
     outcome = tracked_training(
-        params.train.model_copy(update={"max_epochs": 2}),
+        params.train.model_copy(update={"max_epochs": 2, **SCRATCH_TORCH}),
         load_training_data(proj.features),
         run_name="benchmark",
         proj=proj,
@@ -217,36 +220,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tracking-uri", help="existing store (default: a scratch one)")
     parser.add_argument("--model", default="btc-forecaster")
-    parser.add_argument("--versions", type=int, nargs="+", help="default: torch and persistence")
-    parser.add_argument("--requests", type=int, default=2000, help="per run, at most")
-    parser.add_argument("--max-seconds", type=float, default=6.0, help="per run, at most")
+    parser.add_argument(
+        "--versions", type=int, nargs="+", help="explicit-rows versions (default: the torch one)"
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repeats per setting")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("benchmarks/serving.py skipped: `wrk` is not installed (apt-get install wrk)")
+        return
 
     with tempfile.TemporaryDirectory(prefix="coinflow-bench-") as tmp_dir:
         tmp = Path(tmp_dir)
         if args.tracking_uri:
             uri, versions = args.tracking_uri, list(args.versions or [1])
         else:
-            uri, torch_v, persistence_v = scratch_registry(tmp, args.model)
-            versions = list(args.versions or [persistence_v, torch_v])
+            uri, torch_v, _ = scratch_registry(tmp, args.model)
+            versions = list(args.versions or [torch_v])
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "COINFLOW_"))}
         env.update(
             MLFLOW_TRACKING_URI=uri,
             PYTHONPATH=str(REPO),
             PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         )
-        results: list[Result] = []
-        for version in versions:
-            results += bench_version(args, uri, env, tmp, version)
+        print(f"load average before: {os.getloadavg()[0]:.2f} (2-core figures need a quiet box)")
+        results = bench(args, uri, env, tmp, versions)
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
     report(results)
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ | {"rps": r.rps} for r in results], indent=2))
 
 
-def ours_cmd(port: int) -> list[str]:
+def ours_cmd(port: int, workers: int) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -254,89 +261,124 @@ def ours_cmd(port: int) -> list[str]:
         "serve",
         "--port",
         str(port),
+        "--workers",
+        str(workers),
         "--log-level",
         "warning",
     ]
 
 
-def bench_version(
-    args: argparse.Namespace, uri: str, env: dict[str, str], tmp: Path, version: int
-) -> list[Result]:
-    """One version: our API with the prediction log on and off vs `mlflow models serve`,
-    interleaved round by round at each concurrency."""
-    import httpx
-
-    rows, kind = payload_rows(uri, args.model, version)
-    logged, unlogged, theirs_port = free_port(), free_port(), free_port()
-    theirs_cmd = [
+def theirs_cmd(model: str, version: int, port: int) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "mlflow",
         "models",
         "serve",
         "-m",
-        f"models:/{args.model}/{version}",
+        f"models:/{model}/{version}",
         "--env-manager",
         "local",
         "-h",
         "127.0.0.1",
         "-p",
-        str(theirs_port),
+        str(port),
     ]
-    ours_body = json.dumps({"horizon": 1, "rows": rows}).encode()
+
+
+def bodies(tmp: Path, rows: list[dict[str, Any]], version: int) -> tuple[Path, Path]:
+    """Request files: ours (explicit rows, horizon 1) and theirs (the same as dataframe_split)."""
     columns = list(rows[0])
-    theirs_body = json.dumps(
-        {
-            "dataframe_split": {
-                "columns": columns,
-                "data": [[r[c] for c in columns] for r in rows],
-            },
-            "params": {"horizon": 1},
-        }
-    ).encode()
+    theirs = {
+        "dataframe_split": {"columns": columns, "data": [[r[c] for c in columns] for r in rows]},
+        "params": {"horizon": 1},
+    }
+    ours_path, theirs_path = tmp / f"ours-v{version}.json", tmp / f"theirs-v{version}.json"
+    ours_path.write_text(json.dumps({"horizon": 1, "rows": rows}))
+    theirs_path.write_text(json.dumps(theirs))
+    return ours_path, theirs_path
+
+
+def same_forecast(ours_url: str, ours: Path, theirs_url: str, theirs: Path) -> list[float]:
+    """Both servers give the same median closes for the same rows (else the comparison is off)."""
+    import httpx
+
+    headers = {"content-type": "application/json"}
+    a = httpx.post(ours_url, content=ours.read_bytes(), timeout=60, headers=headers).json()
+    b = httpx.post(theirs_url, content=theirs.read_bytes(), timeout=60, headers=headers).json()
+    ours_close = [f["close"] for f in a["forecasts"]]
+    theirs_close = [p["close"] for p in b["predictions"]]
+    if ours_close != theirs_close:
+        raise SystemExit(f"the servers disagree: {ours_close} vs {theirs_close}")
+    return ours_close
+
+
+def bench(
+    args: argparse.Namespace, uri: str, env: dict[str, str], tmp: Path, versions: list[int]
+) -> list[Result]:
+    """Every (server, request) pair, interleaved round by round at each concurrency."""
+    script = tmp / "post.lua"
+    script.write_text(WRK_SCRIPT)
+    empty = tmp / "empty.json"
+    empty.write_text("")
+    one, two, theirs_ports = free_port(), free_port(), {v: free_port() for v in versions}
+    # One client sends all the load: the per-client rate limit (20/s by default) is off here.
     base = {**env, "COINFLOW_MODEL_NAME": args.model, "COINFLOW_REFRESH_S": "0"}
-    log_on = {**base, "COINFLOW_PREDICTION_LOG_URL": f"sqlite:///{tmp / f'log-v{version}.db'}"}
-    log_off = {**base, "COINFLOW_PREDICTION_LOG_URL": ""}
-    path = f"/predict?version={version}"
-    label = f"v{version} {kind}"
-    out: list[Result] = []
-    with (
-        server(ours_cmd(logged), log_on, tmp / f"ours-on-{version}.log", logged, "/health"),
-        server(ours_cmd(unlogged), log_off, tmp / f"ours-off-{version}.log", unlogged, "/health"),
-        server(theirs_cmd, env, tmp / f"theirs-{version}.log", theirs_port, "/ping"),
-    ):
-        headers = {"content-type": "application/json"}
-        ours = httpx.post(
-            f"http://127.0.0.1:{logged}{path}", content=ours_body, timeout=60, headers=headers
-        ).json()
-        theirs = httpx.post(
-            f"http://127.0.0.1:{theirs_port}/invocations",
-            content=theirs_body,
-            timeout=60,
-            headers=headers,
-        ).json()
-        ours_close = [f["close"] for f in ours["forecasts"]]
-        theirs_close = [p["close"] for p in theirs["predictions"]]
-        if ours_close != theirs_close:
-            raise SystemExit(f"the servers disagree: {ours_close} vs {theirs_close}")
-        print(f"{label}: same forecast from both servers, median {ours_close} ({len(rows)} rows)")
-        runs = (
-            (f"{label} coinflow, log on", logged, path, ours_body),
-            (f"{label} coinflow, log off", unlogged, path, ours_body),
-            (f"{label} mlflow models serve", theirs_port, "/invocations", theirs_body),
-        )
+    base["COINFLOW_RATE_LIMIT_PER_S"] = "0"
+    runs: list[tuple[str, str, Path]] = []  # (name, url, body)
+    with contextlib.ExitStack() as stack:
+        for port, workers in ((one, 1), (two, 2)):
+            log_on = {**base, "COINFLOW_PREDICTION_LOG_URL": f"sqlite:///{tmp / f'log-{port}.db'}"}
+            log = tmp / f"ours-{workers}.log"
+            stack.enter_context(server(ours_cmd(port, workers), log_on, log, port, "/health"))
+            wait_ready(port)
+            label = "coinflow" if workers == 1 else "coinflow x2"
+            runs.append((f"champion {label}", f"http://127.0.0.1:{port}/predict", empty))
+        for version in versions:
+            rows, kind = payload_rows(uri, args.model, version)
+            ours, theirs = bodies(tmp, rows, version)
+            port = theirs_ports[version]
+            log = tmp / f"theirs-{version}.log"
+            stack.enter_context(
+                server(theirs_cmd(args.model, version, port), env, log, port, "/ping")
+            )
+            label = f"v{version} {kind} {len(rows)} rows"
+            path = f"/predict?version={version}"
+            closes = same_forecast(
+                f"http://127.0.0.1:{one}{path}",
+                ours,
+                f"http://127.0.0.1:{port}/invocations",
+                theirs,
+            )
+            print(f"{label}: same forecast from both servers, median {closes}")
+            runs += [
+                (f"{label} coinflow", f"http://127.0.0.1:{one}{path}", ours),
+                (f"{label} coinflow x2", f"http://127.0.0.1:{two}{path}", ours),
+                (f"{label} mlflow", f"http://127.0.0.1:{port}/invocations", theirs),
+            ]
+        out: list[Result] = []
         for concurrency in args.concurrency:
-            for name, port, url, body in runs:
-                drive(name, port, url, body, concurrency, 200, 5)  # warm-up
+            for name, url, body in runs:
+                drive(name, url, body, concurrency, 1, script)  # warm-up
             rounds: dict[str, list[Result]] = {name: [] for name, *_ in runs}
-            for _ in range(args.rounds):  # interleaved: each round runs all three in turn
-                for name, port, url, body in runs:
-                    rounds[name].append(
-                        drive(name, port, url, body, concurrency, args.requests, args.max_seconds)
-                    )
-            for name, done in rounds.items():
-                out.append(summarise(name, concurrency, done))
+            for _ in range(args.rounds):  # interleaved: each round runs every pair in turn
+                for name, url, body in runs:
+                    rounds[name].append(drive(name, url, body, concurrency, args.seconds, script))
+            out += [summarise(name, concurrency, done) for name, done in rounds.items()]
     return out
+
+
+def wait_ready(port: int, timeout_s: float = 300) -> None:
+    """Until /ready says the default alias is served (workers load in the background)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=5).status_code == 200:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"the API on port {port} never became ready")
 
 
 def summarise(name: str, concurrency: int, done: list[Result]) -> Result:
@@ -357,7 +399,7 @@ def summarise(name: str, concurrency: int, done: list[Result]) -> Result:
 
 
 def report(results: list[Result]) -> None:
-    """A table, then ratios against `mlflow models serve` per version and concurrency."""
+    """A table, then ratios against `mlflow models serve` and the issue's targets."""
     print(
         f"\n{'server':<44} {'conc':>4} {'requests':>8} {'errors':>6} {'req/s':>8} "
         f"{'p50 ms':>7} {'p99 ms':>7}"
@@ -368,22 +410,33 @@ def report(results: list[Result]) -> None:
             f"{r.p50_ms:>7.2f} {r.p99_ms:>7.2f}"
         )
     print("(median of the interleaved rounds; '(noisy)': rounds differed by more than 15%)\n")
-    labels = sorted({r.name.split(" coinflow")[0].split(" mlflow")[0] for r in results})
-    for label in labels:
-        for concurrency in sorted({r.concurrency for r in results}):
-            at = {
-                r.name.replace(" (noisy)", ""): r
-                for r in results
-                if r.concurrency == concurrency and r.name.startswith(label + " ")
-            }
-            theirs = at[f"{label} mlflow models serve"]
-            for mode in ("log on", "log off"):
-                ours = at[f"{label} coinflow, {mode}"]
-                print(
-                    f"{label} c={concurrency:>2} {mode:<7}: throughput "
-                    f"{ours.rps / theirs.rps:.1f}x, p50 {theirs.p50_ms / ours.p50_ms:.1f}x lower, "
-                    f"p99 {theirs.p99_ms / ours.p99_ms:.1f}x lower than mlflow models serve"
-                )
+    at = {(r.name.replace(" (noisy)", ""), r.concurrency): r for r in results}
+    for (name, concurrency), theirs in sorted(at.items()):
+        if not name.endswith(" mlflow"):
+            continue
+        label = name.removesuffix(" mlflow")
+        for mode in ("coinflow", "coinflow x2"):
+            ours = at[(f"{label} {mode}", concurrency)]
+            print(
+                f"{label} c={concurrency:>2} {mode:<11}: throughput {ours.rps / theirs.rps:.1f}x, "
+                f"p50 {theirs.p50_ms / ours.p50_ms:.1f}x lower, "
+                f"p99 {theirs.p99_ms / ours.p99_ms:.1f}x lower than mlflow models serve"
+            )
+    targets(at)
+
+
+def targets(at: dict[tuple[str, int], Result]) -> None:
+    """Issue 28's targets, met or not, from this run's medians."""
+    for (name, concurrency), r in sorted(at.items()):
+        if name.endswith(" rows coinflow") and concurrency == 1:
+            ok = r.p50_ms <= 0.7 and r.p99_ms <= 3
+            print(f"target {name} c=1 p50 <= 0.7 ms, p99 <= 3 ms: {'met' if ok else 'NOT met'}")
+        if name.endswith(" rows coinflow x2") and concurrency == 16:
+            ratio = r.rps / at[(name.removesuffix(" coinflow x2") + " mlflow", 16)].rps
+            verdict = "met" if ratio >= 10 else "NOT met"
+            print(f"target {name} c=16 >= 10x mlflow: {ratio:.1f}x {verdict}")
+        if name == "champion coinflow" and concurrency == 1:
+            print(f"target champion c=1 p99 <= 2 ms: {'met' if r.p99_ms <= 2 else 'NOT met'}")
 
 
 if __name__ == "__main__":

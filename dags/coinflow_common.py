@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 DATASET = Asset(name="coinflow_dataset", uri="x-coinflow://dataset/versions")
 START_DATE = pendulum.datetime(2024, 11, 1, tz="UTC")
 TAGS = ["coinflow", "mlops"]
+# Where coinflow_fetch finds the exports: this Airflow Variable, else this env var (the name
+# pipelines.data.fetch reads; not imported from there: DAG parsing stays light).
+SOURCE_VARIABLE, SOURCE_ENV = "coinflow_data_source", "COINFLOW_DATA_SOURCE"
 
 
 def workdir() -> Path:
@@ -46,6 +49,20 @@ def fetch_schedule() -> str | None:
     triggered), default @daily."""
     value = os.environ.get("COINFLOW_FETCH_SCHEDULE", "@daily").strip()
     return None if value.lower() in ("", "none") else value
+
+
+def data_source(variable: str | None) -> str:
+    """Where coinflow_fetch reads the exports: the Airflow Variable SOURCE_VARIABLE (its value
+    passed in), else $SOURCE_ENV; refused, naming both, when neither is set."""
+    source = (variable or os.environ.get(SOURCE_ENV) or "").strip()
+    if not source:
+        raise ValueError(
+            f"coinflow_fetch has no data source: set the Airflow Variable {SOURCE_VARIABLE!r} "
+            f"(UI: Admin > Variables, or `airflow variables set {SOURCE_VARIABLE} DIR|URL`) or "
+            f"the environment variable {SOURCE_ENV} of the Airflow workers to a directory or "
+            "http(s) base URL holding btc.csv, eth.csv and gold.csv"
+        )
+    return source
 
 
 def param_defaults(root: Path) -> dict[str, Any]:

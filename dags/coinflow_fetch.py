@@ -1,8 +1,9 @@
 """coinflow_fetch: new exports → new complete day? → cut a version → GE gate → scores → Asset.
 
 Thin TaskFlow wrappers over `pipelines/` (and `coinflow monitor score`); heavy libraries are
-imported inside the tasks, so parsing this file stays fast. Deployment settings come from env:
-COINFLOW_DATA_SOURCE (directory or http(s) base URL of the btc/eth/gold exports),
+imported inside the tasks, so parsing this file stays fast. Where the exports are: the Airflow
+Variable `coinflow_data_source`, else the env var COINFLOW_DATA_SOURCE (a directory or an http(s)
+base URL holding btc.csv, eth.csv, gold.csv). Other deployment settings come from env:
 COINFLOW_WORKDIR (the project root; default: the folder above dags/), COINFLOW_FETCH_SCHEDULE
 (default @daily; `none`: only when triggered), COINFLOW_DVC_PUSH_REMOTE (a writable DVC remote
 the merged data/raw is pushed to), COINFLOW_PREDICTION_LOG_URL (the API's prediction log: when
@@ -24,8 +25,10 @@ from typing import Any
 from airflow.sdk import dag, get_current_context, task
 from coinflow_common import (
     DATASET,
+    SOURCE_VARIABLE,
     START_DATE,
     TAGS,
+    data_source,
     dataset_extra,
     default_args,
     ensure_raw,
@@ -54,20 +57,25 @@ def coinflow_fetch() -> None:
     @task
     def fetch() -> dict[str, int]:
         """Merge the source's exports into data/raw (`coinflow data fetch`), then parse them."""
+        from airflow.sdk import Variable
         from airflow.sdk.exceptions import AirflowFailException
 
         from core.paths import project
         from pipelines.data import fetch as fetching
         from pipelines.data import ingest
 
+        try:
+            source = data_source(Variable.get(SOURCE_VARIABLE, default=None))
+        except ValueError as err:
+            raise AirflowFailException(str(err)) from err  # a person must set it: no retry
         proj = project(workdir())
         ensure_raw(proj)
         try:
-            merges = fetching.fetch(None, proj)
+            merges = fetching.fetch(source, proj)  # data/raw and data.dvc, all or nothing
         except fetching.FetchError as err:
             if type(err.__cause__).__module__.startswith("httpx"):
                 raise  # the source was down or slow: worth a retry
-            # rewritten history, a bad export, no source: retrying cannot help; a person can
+            # rewritten history, a bad export: retrying cannot help; a person can
             raise AirflowFailException(str(err)) from err
         for m in merges:
             if m.added:
@@ -77,10 +85,7 @@ def coinflow_fetch() -> None:
             if m.revised:
                 log.info("%s: newest day %s revised: %s", m.asset, m.revised, m.revision)
         if any(m.changed for m in merges):
-            if (proj.root / ".dvc").is_dir():
-                log.info(fetching.dvc_add(proj))
-            else:
-                log.info("%s is not a DVC project: data.dvc not updated", proj.root)
+            log.info(merges.dvc or f"{proj.root} is not a DVC project: data.dvc not updated")
         else:
             log.info("nothing new from the source: data/raw unchanged")
         ingest.main(proj)  # data/interim: what the cut-off of a new version is read from

@@ -28,6 +28,11 @@ class RegistryUnavailableError(RegistryError):
     """The tracking store / registry did not answer (down, timed out, or too busy)."""
 
 
+class RegistryBusyError(RegistryUnavailableError):
+    """The call was shed, never tried: too many registry calls are already in flight (the
+    registry may be healthy, or slow); cached models are still served."""
+
+
 class LineageError(RegistryError):
     """A version lacks lineage tags, or its lineage disqualifies it (data failed the GE gate)."""
 

@@ -31,13 +31,22 @@ def register_candidate(
     from registry.register import ensure_champion, register_baseline, register_run
 
     ensure_champion(registry, eval_set, proj)  # an empty registry: persistence is v1
-    promote_candidate(
-        registry, register_baseline(registry, eval_set, "ewma", proj), eval_set, policy
+    ewma = register_baseline(registry, eval_set, "ewma", proj)
+    judged = promote_candidate(registry, ewma, eval_set, policy)
+    # Says whose decision this is: registering run X is not when a reader expects "v2: ...".
+    log.info(
+        "%s v%d (EWMA baseline, judged before registering run %s): %s",
+        registry.name,
+        ewma,
+        run_id,
+        judged["reason"],
     )
     champion = int(aliases(registry)[CHAMPION])
     version = register_run(registry, run_id, alias=None)
     if version != champion and aliases(registry).get(CHALLENGER) != version:
         registry.client.set_registered_model_alias(registry.name, CHALLENGER, str(version))
+    role = "the champion" if version == champion else f"challenger to champion v{champion}"
+    log.info("%s v%d (run %s) is %s", registry.name, version, run_id, role)
     return version, champion
 
 
@@ -53,7 +62,10 @@ def _summary_from_record(version: int, record: dict[str, Any]) -> dict[str, Any]
         "challenger_mase": mase("challenger"),
         "champion_mase": mase("champion"),
         "baseline_mase": mase("baseline"),
-        "reason": f"already judged: {record.get('reason', '')}",
+        "reason": (
+            f"already judged against champion v{record.get('champion_before')}, not re-scored: "
+            f"{record.get('reason', '')}"
+        ),
         "rule": record.get("rule"),
         "record_run_id": record.get("record_run_id"),
     }
@@ -81,8 +93,7 @@ def promote_candidate(
         and judged.get("champion_before") == champion
         and (judged.get("eval") or {}).get("dvc_md5") == eval_set.md5
     ):
-        log.info("%s v%d: already judged against champion v%s", registry.name, version, champion)
-        return _summary_from_record(version, judged)
+        return _summary_from_record(version, judged)  # its caller logs the reason
     return promote(registry, eval_set, policy, version).summary()
 
 

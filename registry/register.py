@@ -87,6 +87,8 @@ def register_run(registry: Registry, run_id: str, alias: str | None = CHALLENGER
     if version is None:
         version = _register(registry, run, "torch")
         log.info("registered %s v%d from run %s", registry.name, version, run_id)
+    else:
+        log.info("run %s is already %s v%d: not registered again", run_id, registry.name, version)
     if alias and aliases(registry).get(CHAMPION) != version:  # the champion is nobody's challenger
         registry.client.set_registered_model_alias(registry.name, alias, str(version))
     return version

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from core import tags
-from registry.description import OUTCOME, fmt
+from registry.description import OUTCOME, fmt, percent
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -93,13 +93,17 @@ def _wrap(field: str, value: str) -> list[list[str]]:
 
 
 def _scores_line(decision: dict[str, Any]) -> str:
-    """'challenger 0.97, champion v1 1.00, persistence 1.00' from a decision record."""
+    """'CRPS $/MASE: challenger 512.30/0.9700, champion v1 ..., persistence ...' from a record."""
+
+    def pair(score: dict[str, Any]) -> str:
+        return f"{fmt(score.get('crps'), 2)}/{fmt(score.get('mase'))}"
+
     champ = decision.get("champion") or {}
-    parts = [f"challenger {fmt((decision.get('challenger') or {}).get('mase'))}"]
+    parts = [f"challenger {pair(decision.get('challenger') or {})}"]
     if champ:
-        parts.append(f"champion v{champ.get('version') or '-'} {fmt(champ.get('mase'))}")
-    parts.append(f"persistence {fmt((decision.get('baseline') or {}).get('mase'))}")
-    return "MASE " + ", ".join(parts)
+        parts.append(f"champion v{champ.get('version') or '-'} {pair(champ)}")
+    parts.append(f"persistence {pair(decision.get('baseline') or {})}")
+    return "CRPS $/MASE: " + ", ".join(parts)
 
 
 def lineage_table(lin: Lineage) -> str:
@@ -186,6 +190,9 @@ def decision_table(outcome: PromotionOutcome) -> str:
             role,
             "-" if s.version is None else f"v{s.version}",
             s.kind,
+            fmt(s.crps, 2),
+            percent(s.coverage_80),
+            percent(s.coverage_95),
             fmt(s.mase),
             fmt(s.mae, 2),
             fmt(s.rmse, 2),
@@ -197,7 +204,10 @@ def decision_table(outcome: PromotionOutcome) -> str:
         )
         if s is not None
     ]
-    table = format_table(["role", "version", "kind", "MASE", "MAE $", "RMSE $"], rows)
+    headers = ["role", "version", "kind", "CRPS $", "80% covers", "95% covers", "MASE"]
+    table = format_table([*headers, "MAE $", "RMSE $"], rows)
+    dm = d.dm
+    tested = f"dm test: p = {dm.p_value:.3g} (daily CRPS, {dm.n} days)" if dm is not None else ""
     before, after = outcome.champion_before, outcome.champion_after
     if before == after:
         moved = f"champion stays v{before}"
@@ -209,6 +219,7 @@ def decision_table(outcome: PromotionOutcome) -> str:
     return "\n".join(
         [
             table,
+            *([tested] if tested else []),
             f"rule:     {d.rule}",
             f"decision: {verdict}: {d.reason}",
             f"aliases:  {moved}",

@@ -7,7 +7,8 @@
 #   own and a JWT secret, all kept between runs. Port: AIRFLOW_PORT (default 8080).
 #   The DAGs' stages run in the repo (COINFLOW_WORKDIR): MLflow store mlruns.db, Optuna journal
 #   optuna/journal.log, unless MLFLOW_TRACKING_URI / COINFLOW_OPTUNA_STORAGE say otherwise.
-# Stop with Ctrl-C.
+#   The api-server listens on 127.0.0.1 (AIRFLOW__API__HOST to change it).
+# Stop with Ctrl-C or SIGTERM: every process Airflow started is gone within 10 s.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,6 +40,7 @@ export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="$USER_NAME:admin"
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE="$PASSWORDS"
 export AIRFLOW__API_AUTH__JWT_SECRET="$(cat "$AIRFLOW_HOME/jwt_secret")"
 export AIRFLOW__API__PORT="$PORT"
+export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"  # not every interface
 export AIRFLOW__API__BASE_URL="http://localhost:$PORT"
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://localhost:$PORT/execution/"
 export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"  # 2 sweep workers + slack
@@ -46,13 +48,50 @@ export COINFLOW_WORKDIR="${COINFLOW_WORKDIR:-$REPO}"
 export DVC_NO_ANALYTICS=1 GIT_PYTHON_REFRESH=quiet PATH="$BIN:$PATH"
 
 cat <<EOF
-Airflow UI:  http://localhost:$PORT   (login: $USER_NAME / $PASSWORD)
+Airflow UI:  http://localhost:$PORT   (login: $USER_NAME / $PASSWORD; listening on $AIRFLOW__API__HOST)
 DAGs:        coinflow_fetch (daily; exports from COINFLOW_DATA_SOURCE=${COINFLOW_DATA_SOURCE:-<unset>})
              -> Asset coinflow_dataset -> coinflow_train (sweep, register, promote)
              Both start paused: unpause them; trigger coinflow_train by hand with a data_version.
 State:       $AIRFLOW_HOME (SQLite metadata, logs); stages run in $COINFLOW_WORKDIR
 REST:        curl -s -X POST http://localhost:$PORT/auth/token -H 'Content-Type: application/json' \\
                -d '{"username": "$USER_NAME", "password": "$PASSWORD"}'
-Stop:        Ctrl-C
+Stop:        Ctrl-C (or SIGTERM)
 EOF
-exec "$BIN/airflow" standalone
+
+# Not `exec`: airflow standalone stops its components on SIGINT only, and a SIGTERM left the
+# scheduler, triggerer, api-server and task processes running. It runs in a session of its own
+# (task runners leave its process group, never its session); Ctrl-C / SIGTERM here stop that
+# whole session: SIGTERM to each process, SIGKILL to whatever is left after the grace period.
+GRACE_S="${AIRFLOW_STOP_GRACE_S:-6}"
+session_pids() { ps -o pid=,stat= -s "$1" 2>/dev/null | awk '$2 !~ /^Z/ {print $1}' || true; }
+signal_session() {  # signal_session SIGNAL: send it to every live process of the session
+    local pids
+    pids="$(session_pids "$AIRFLOW_SID")"
+    [ -z "$pids" ] || kill "-$1" $pids 2>/dev/null || true
+}
+now_us() { echo "${EPOCHREALTIME//[.,]/}"; }  # wall clock: `ps` itself is slow on a busy box
+wait_session() {  # wait_session SECONDS: until the session is empty (0) or the time is up (1)
+    local deadline=$(($(now_us) + $1 * 1000000))
+    while [ -n "$(session_pids "$AIRFLOW_SID")" ]; do
+        [ "$(now_us)" -lt "$deadline" ] || return 1
+        sleep 0.2
+    done
+}
+stop_session() {
+    trap "" INT TERM  # a second Ctrl-C must not cut the stop short
+    echo "stopping Airflow (session $AIRFLOW_SID, up to ${GRACE_S} s) ..." >&2
+    signal_session TERM
+    wait_session "$GRACE_S" && return 0
+    echo "killing what ignored SIGTERM: $(session_pids "$AIRFLOW_SID" | tr '\n' ' ')" >&2
+    signal_session KILL
+    wait_session 1 || echo "still running: $(session_pids "$AIRFLOW_SID" | tr '\n' ' ')" >&2
+}
+
+setsid "$BIN/airflow" standalone &
+AIRFLOW_SID=$!  # a background job is no group leader, so setsid runs in place: pid = session
+trap 'stop_session; exit 130' INT
+trap 'stop_session; exit 143' TERM
+status=0
+wait "$AIRFLOW_SID" || status=$?
+stop_session  # standalone ended by itself: leave none of its components behind
+exit "$status"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`, after install: data → gate → features → sweep → promote on embedded defaults
-# (SQLite MLflow store mlruns.db + mlartifacts/, Optuna journal in optuna/), then the API and
-# the UI until Ctrl-C. DEMO_SERVE=0 stops after the summary (what CI-like runs want).
+# (SQLite MLflow store mlruns.db + mlartifacts/, Optuna journal in optuna/), a short replay of
+# the newest version's last days through the API (so the Live tab has scores), then the API
+# and the UI until Ctrl-C. DEMO_SERVE=0 stops after the summary (what CI-like runs want).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -27,6 +28,11 @@ step "registry"
 coinflow registry status
 step "champion lineage"
 coinflow registry lineage champion
+REPLAY_DAYS="${DEMO_REPLAY_DAYS:-60}"
+step "replay: the champion serves the newest version's last $REPLAY_DAYS days again (role replay)"
+coinflow simulate --recent "$REPLAY_DAYS"
+step "live scores of the replay (the monitor rule judges the champion role only)"
+coinflow monitor score
 
 cat <<TXT
 
@@ -37,6 +43,7 @@ Where to look:
   DVC metrics       $BIN/dvc metrics show
   forecast quality  $BIN/python benchmarks/forecast_quality.py   (CRPS, coverage, DM test)
   prediction log    predictions.db (every /predict answer); score it: coinflow monitor score
+  live scores       UI Live tab, GET /monitoring: the replay above, role "replay" (not live)
 TXT
 
 [ "${DEMO_SERVE:-1}" = "1" ] || exit 0

@@ -10,14 +10,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from registry.errors import RegistryError
-from serving.middleware import BodyLimitMiddleware
-from serving.problems import PROBLEM_TYPE, install_problem_handlers
+from serving.middleware import BodyLimitMiddleware, RateLimitMiddleware
+from serving.problems import PROBLEM_TYPE, Problem, install_problem_handlers
 from serving.prometheus import Metrics, MetricsMiddleware
 from serving.settings import ServingSettings
 from serving.startup import Startup
+from serving.workers import worker_duties
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +61,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
         engine = engine_for(settings.coinflow_prediction_log_url)  # connects on first write
         capacity = settings.coinflow_prediction_log_capacity
-        app.state.prediction_log = PredictionLog(engine, capacity=capacity).start()
+        app.state.prediction_log = PredictionLog(
+            engine, capacity=capacity, retention=settings.log_retention()
+        ).start()
     startup = app.state.startup = Startup(app, settings)
     startup.thread.start()
     task = None
     if settings.coinflow_refresh_s > 0:
         task = asyncio.create_task(refresh_forever(app, settings.coinflow_refresh_s))
     try:
-        yield
+        async with worker_duties(app):  # --workers N: reloads reach every worker (serving.workers)
+            yield
     finally:
         startup.stop.set()
         if app.state.prediction_log is not None:
@@ -78,31 +83,43 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def problem_openapi(app: FastAPI) -> dict[str, Any]:
-    """OpenAPI schema whose Problem responses are declared as application/problem+json."""
+    """OpenAPI schema whose Problem responses are declared as application/problem+json, FastAPI's
+    default 422 (HTTPValidationError) included: every 422 the app sends is a Problem."""
     if app.openapi_schema:
         return app.openapi_schema
+    import json
+
     from fastapi.openapi.utils import get_openapi
 
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
+    problem = "#/components/schemas/Problem"
     for path in schema.get("paths", {}).values():
         for operation in path.values():
-            for response in operation.get("responses", {}).values():
+            for status, response in operation.get("responses", {}).items():
                 content = response.get("content", {})
-                body = content.get("application/json", {})
-                if body.get("schema", {}).get("$ref", "").endswith("/Problem"):
-                    content[PROBLEM_TYPE] = content.pop("application/json")
+                ref = content.get("application/json", {}).get("schema", {}).get("$ref", "")
+                if ref == problem or (status == "422" and ref.endswith("/HTTPValidationError")):
+                    del content["application/json"]
+                    content[PROBLEM_TYPE] = {"schema": {"$ref": problem}}
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.setdefault("Problem", Problem.model_json_schema())
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if f"#/components/schemas/{unused}" not in json.dumps(schema):
+            components.pop(unused, None)
     app.openapi_schema = schema
     return schema
 
 
 def create_app(settings: ServingSettings | None = None) -> FastAPI:
     """The coinflow model API."""
-    from serving.routes import models, monitoring, ops, predict
+    from serving.routes import decisions, models, monitoring, ops, predict
 
     settings = settings or ServingSettings()
-    app = FastAPI(
+    # /docs and /redoc from Swagger UI and ReDoc files shipped in a package: no CDN, so they
+    # work offline and behind a firewall.
+    app = FastAPIOffline(
         title="coinflow model API",
         version="1.0.0",
         lifespan=lifespan,
@@ -115,6 +132,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(predict.router)
     app.include_router(models.router)
+    app.include_router(decisions.router)
     app.include_router(ops.router)
     app.include_router(monitoring.router)
     app.add_middleware(
@@ -122,6 +140,12 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         limit=settings.coinflow_max_body_bytes,
         timeout=settings.coinflow_body_timeout_s,
     )
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: sees 413s
+    if settings.coinflow_rate_limit_per_s > 0:  # before the body is read: a 429 costs nothing
+        app.add_middleware(
+            RateLimitMiddleware,
+            per_s=settings.coinflow_rate_limit_per_s,
+            burst=settings.coinflow_rate_limit_burst,
+        )
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost: sees 413/429
     app.openapi = lambda: problem_openapi(app)  # type: ignore[method-assign]
     return app

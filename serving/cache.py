@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 from registry.errors import (
     AliasNotSetError,
     ModelLoadError,
+    RegistryBusyError,
     RegistryError,
     RegistryUnavailableError,
 )
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# A version that failed to load is answered from memory (500, same reason) for this long before
+# the next attempt: a broken artifact costs one download per period, not one per request.
+BROKEN_RETRY_S = 30.0
 # versions → the newest stored calibration state of those that have one
 StateReader = Callable[[list[int]], dict[int, "StoredState"]]
 
@@ -71,6 +75,7 @@ class ModelCache:
         self._refresh_lock = threading.Lock()
         self._probing = threading.Lock()  # held by the one running probe
         self._load_errors: dict[int, str] = {}  # version → why it last failed to load
+        self._broken: dict[int, tuple[float, ModelLoadError]] = {}  # version → when, why
         self._on_change = on_change
         self._states = states
 
@@ -87,6 +92,8 @@ class ModelCache:
         """Run a registry look-up, recording whether the registry answered."""
         try:
             result = call()
+        except RegistryBusyError:
+            raise  # shed before it was tried: it says nothing about the registry
         except RegistryUnavailableError as exc:
             self._failed(exc)
             raise
@@ -122,18 +129,26 @@ class ModelCache:
         return model
 
     def _load_once(self, version: int) -> LoadedModel:
-        """_load, remembering why a version failed (logged once per version and reason)."""
+        """_load, remembering why a version failed (logged once per version and reason); a
+        failure is answered from memory for BROKEN_RETRY_S before the load is tried again."""
+        with self._lock:
+            broken = self._broken.get(version)
+        if broken is not None and time.monotonic() - broken[0] < BROKEN_RETRY_S:
+            old = broken[1]  # a fresh exception: a re-raised one would grow its traceback
+            raise ModelLoadError(str(old), old.version, old.fingerprint)
         try:
             model = self._load(version)
         except ModelLoadError as exc:
             with self._lock:
                 first = self._load_errors.get(version) != str(exc)
                 self._load_errors[version] = str(exc)
+                self._broken[version] = (time.monotonic(), exc)
             if first:
                 log.error("version %s cannot be served: %s", version, exc)
             raise
         with self._lock:
             self._load_errors.pop(version, None)
+            self._broken.pop(version, None)
         return model
 
     def load_error(self, version: int) -> str | None:

@@ -10,31 +10,36 @@ Flow control: the writer asks for each batch (it sends its status, `ready` once 
 is committed), so at most one batch is in flight and the queue's depth is the backlog. When the
 queue is full, when the database is down or when the writer process died (it is restarted), a
 request still answers; the record is dropped and counted, and the log reports itself degraded.
+A database that hangs is reported too: records wait and the writer (serving/log_process.py) has
+said nothing for `stall_s`. `close` is bounded: what it cannot flush in time is dropped and
+logged, and a writer stuck on the database is terminated.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import multiprocessing as mp
 import queue
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from serving.prediction_log import Record, engine_for, finished, migrate, short_error, write_records
+from serving.log_process import STOP, write_forever
+from serving.retention import Retention
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
     import sqlalchemy as sa
 
+    from serving.prediction_log import Record
+
 log = logging.getLogger(__name__)
-STOP = None  # sent to the writer: nothing more comes, exit
 RESTART_S = (1.0, 10.0)  # a writer process that died is started again after 1 s, then up to 10 s
+# Records wait and the writer has said nothing for this long: the database hangs (reported).
+STALL_S = 10.0
 
 
 @dataclass
@@ -48,55 +53,6 @@ class LogStatus:
     depth: int = 0
     healthy: bool = True
     reasons: list[str] = field(default_factory=list)
-
-
-def _wait_or_stop(conn: Connection, seconds: float) -> bool:
-    """Sleep `seconds` unless the API says stop meanwhile (True: stop)."""
-    return conn.poll(seconds) and conn.recv() is STOP
-
-
-def _retry(conn: Connection, attempt: Callable[[], object]) -> bool:
-    """Call `attempt` until it succeeds, reporting each failure and backing off (0.5 s doubling
-    to 10 s); False when the API said stop meanwhile."""
-    delay = 0.5
-    while True:
-        try:
-            attempt()
-            return True
-        except Exception as exc:  # the database is down or refused: report, wait, try again
-            conn.send({"error": short_error(exc), "error_at": time.time(), "ready": False})
-            if _wait_or_stop(conn, delay):
-                return False
-            delay = min(delay * 2, 10.0)
-
-
-def _write_forever(url: str, conn: Connection) -> None:
-    """The writer process: migrate (retried), then build and write each batch it is sent.
-
-    It answers every batch with one status message (written, dropped, the error or None, and
-    `ready`: the batch is accounted for, send the next); a batch that cannot be written is kept
-    and retried until it lands or the API stops the log (then it is counted dropped)."""
-    engine = engine_for(url)
-    if not _retry(conn, lambda: migrate(engine)):
-        return
-    conn.send({"error": None, "ready": True})
-    while (batch := conn.recv()) is not STOP:
-        pending: list[dict[str, Any]] = []
-        status: dict[str, Any] = {"ready": True, "dropped": 0}
-        for record in batch:
-            try:
-                pending.append(finished(record))
-            except Exception as exc:  # a bug, never a reason to stop logging the others
-                log.exception("prediction record not built")
-                status.update(
-                    dropped=status["dropped"] + 1, error=short_error(exc), error_at=time.time()
-                )
-        if pending:
-            if not _retry(conn, functools.partial(write_records, engine, pending)):
-                conn.send({"dropped": status["dropped"] + len(pending), "ready": True})
-                return
-            status.update(written=len(pending), error=None)  # written: the log is healthy again
-        conn.send(status)
 
 
 class PredictionLog:
@@ -113,10 +69,17 @@ class PredictionLog:
         batch: int = 200,
         flush_s: float = 0.2,
         linger_s: float = 0.05,
+        retention: Retention | None = None,
+        stall_s: float = STALL_S,
     ) -> None:
         self.engine = engine  # for readers in the API (GET /monitoring); the writer has its own
         self.url = engine.url.render_as_string(hide_password=False)
         self.batch, self.flush_s, self.linger_s = batch, flush_s, linger_s
+        self.retention, self.stall_s = retention or Retention(), stall_s
+        self._waiting_since: float | None = None  # monotonic: the writer owes us an answer since
+        self._heard_at = 0.0  # monotonic: the writer's last message
+        self._owed = 0  # records sent to the writer and not accounted for yet
+        self._end = float("inf")  # monotonic: close() gives up on the writer's last status
         self.queue: queue.Queue[Record] = queue.Queue(maxsize=capacity)
         self.status = LogStatus()
         self._lock = threading.Lock()
@@ -151,14 +114,23 @@ class PredictionLog:
             self._conn.close()  # the end of a pipe to a writer that died
         ours, theirs = self._spawn.Pipe()
         self._process = self._spawn.Process(
-            target=_write_forever, args=(self.url, theirs), name="prediction-log", daemon=True
+            target=write_forever,
+            args=(self.url, theirs, self.retention),
+            name="prediction-log",
+            daemon=True,
         )
+        self._waiting_since = None  # set when it has started (imports take seconds)
         self._process.start()
         theirs.close()  # the writer holds its end: its exit is EOF here
         self._conn = ours
 
     def _apply(self, message: dict[str, Any]) -> bool:
         """Fold one status message of the writer into `status`; True when it is ready."""
+        self._heard_at = time.monotonic()
+        if message.get("started"):
+            self._waiting_since = self._heard_at  # its migration: the database owes an answer
+        if message.get("ready"):
+            self._waiting_since, self._owed = None, 0
         with self._lock:
             self.status.written += message.get("written", 0)
             self.status.dropped += message.get("dropped", 0)
@@ -229,8 +201,9 @@ class PredictionLog:
                 continue
             self._next_send = time.monotonic() + self.linger_s
             try:
+                self._waiting_since = time.monotonic()
                 self._conn.send(records)
-                in_flight = len(records)
+                in_flight = self._owed = len(records)
             except (OSError, ValueError):  # the writer died while it waited: for the next one
                 unsent = records
             ready = False
@@ -248,7 +221,8 @@ class PredictionLog:
         assert self._conn is not None
         with contextlib.suppress(EOFError, OSError, ValueError):
             self._conn.send(STOP)
-            while self._conn.poll(5.0):  # its last status, until it exits (EOF)
+            # Its last status, until it exits (EOF) or close() gives up (a hung database).
+            while self._conn.poll(max(0.0, self._end - time.monotonic())):
                 if self._apply(self._conn.recv()):
                     in_flight = 0  # written or counted by the writer
         self._drop(in_flight)
@@ -264,16 +238,47 @@ class PredictionLog:
             status.reasons.append("prediction log queue full: new records are dropped")
         if not (self._stop.is_set() or self._process.is_alive()):
             status.reasons.append(f"prediction log writer exited (code {self._process.exitcode})")
+        if stalled := self._stalled(status.depth):
+            status.reasons.append(stalled)
         status.healthy = not status.reasons
         return status
 
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Flush what is queued (best effort within `timeout_s`) and stop the writer."""
-        self._deadline = time.monotonic() + timeout_s
+    def _stalled(self, depth: int) -> str | None:
+        """Why the log is stalled: records wait and the writer has said nothing (no write, no
+        error) for `stall_s` (a database that accepts and never answers); else None."""
+        since = self._waiting_since
+        if since is None or self._stop.is_set():
+            return None
+        silent = time.monotonic() - max(since, self._heard_at)
+        if silent < self.stall_s or depth + self._owed == 0:
+            return None
+        return (
+            f"prediction log stalled: the database has not answered for {silent:.0f} s "
+            f"while {depth + self._owed} record(s) wait (nothing written meanwhile)"
+        )
+
+    def close(self, timeout_s: float = 4.0) -> None:
+        """Flush what is queued and stop the writer, all within `timeout_s` (4 s: a server's
+        whole shutdown stays within 5 s): past it, what is left is dropped (counted, and
+        logged) and a writer stuck on the database is terminated. A log already failing or
+        stalled gets 1 s: waiting on a database that does not answer saves nothing."""
+        started = time.monotonic()
+        now = self.snapshot()
+        before = now.dropped
+        if now.last_error or any("stalled" in r for r in now.reasons):
+            timeout_s = min(timeout_s, 1.0)
+        end = started + timeout_s
+        self._end = end - min(0.5, timeout_s / 4)  # the writer's last word, if it has one
+        self._deadline = self._end - min(0.5, timeout_s / 4)  # no batch is sent after this
         self._stop.set()
-        self._thread.join(timeout=timeout_s + 6.0)
-        if self._process is not None:
-            self._process.join(timeout=1.0)
-            if self._process.is_alive():
-                self._process.terminate()
-                self._process.join(timeout=1.0)
+        self._thread.join(timeout=max(0.0, end - time.monotonic()))
+        if self._process is not None and self._process.is_alive():
+            self._process.join(timeout=max(0.0, end - time.monotonic()))
+            for stop in (self._process.terminate, self._process.kill):
+                if self._process.is_alive():
+                    stop()
+                    self._process.join(timeout=0.2)
+        status = self.snapshot()
+        message = "prediction log closed in %.1f s: %d written in all, %d queued record(s) dropped"
+        level = logging.WARNING if status.dropped > before else logging.INFO
+        log.log(level, message, time.monotonic() - started, status.written, status.dropped - before)

@@ -1,22 +1,29 @@
 """Request bodies: size limit (Content-Length checked up front, streamed bodies counted as they
 arrive) and a read deadline (a client that declares a body and sends part of it is answered
-408 and disconnected, instead of holding a connection and a worker)."""
+408 and disconnected, instead of holding a connection and a worker); a per-client rate limit
+(429 with Retry-After)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
+import math
 import time
+from collections import OrderedDict
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.problems import PROBLEM_TYPE
+from serving.problems import PROBLEM_TYPE, problem_bytes
 
 
-async def _problem(send: Send, status: int, kind: str, title: str, detail: str) -> None:
-    body = json.dumps(
-        {"type": f"urn:coinflow:problem:{kind}", "title": title, "status": status, "detail": detail}
-    ).encode()
+async def _problem(
+    send: Send,
+    status: int,
+    kind: str,
+    title: str,
+    detail: str,
+    headers: tuple[tuple[bytes, bytes], ...] = ((b"connection", b"close"),),
+) -> None:
+    body = problem_bytes(status, kind, title, detail)
     await send(
         {
             "type": "http.response.start",
@@ -24,7 +31,7 @@ async def _problem(send: Send, status: int, kind: str, title: str, detail: str) 
             "headers": [
                 (b"content-type", PROBLEM_TYPE.encode()),
                 (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
+                *headers,
             ],
         }
     )
@@ -95,3 +102,60 @@ class BodyLimitMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class RateLimitMiddleware:
+    """A token bucket per client address: `per_s` requests a second, bursts of `burst`; past it
+    429 problem JSON with Retry-After (whole seconds until a request would pass). Probes and
+    scrapes (`exempt` paths) are never counted; at most `clients` buckets are kept (the least
+    recently seen is dropped: a dropped client starts again with a full bucket)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        per_s: float,
+        burst: int,
+        exempt: frozenset[str] = frozenset({"/health", "/ready", "/metrics"}),
+        clients: int = 10_000,
+    ) -> None:
+        self.app = app
+        self.per_s, self.burst = per_s, burst
+        self.exempt, self.clients = exempt, clients
+        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tokens, at
+
+    def wait_s(self, client: str, now: float) -> float:
+        """Take a token for `client`: 0 when the request may pass, else seconds to wait."""
+        tokens, at = self.buckets.pop(client, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - at) * self.per_s)
+        wait = 0.0
+        if tokens >= 1:
+            tokens -= 1
+        else:
+            wait = (1 - tokens) / self.per_s
+        self.buckets[client] = (tokens, now)  # most recently seen last
+        if len(self.buckets) > self.clients:
+            self.buckets.popitem(last=False)
+        return wait
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        wait = self.wait_s(client[0] if client else "unknown", time.monotonic())
+        if wait <= 0:
+            await self.app(scope, receive, send)
+            return
+        retry = max(1, math.ceil(wait))
+        detail = (
+            f"this client is limited to {self.per_s:g} requests a second (bursts of "
+            f"{self.burst}); retry in {retry} s"
+        )
+        await _problem(
+            send,
+            429,
+            "rate-limited",
+            "Too many requests",
+            detail,
+            ((b"retry-after", str(retry).encode()),),
+        )

@@ -1,16 +1,6 @@
 """The prediction log: every served forecast, recorded off the request path.
 
-Tables (created and upgraded by alembic migrations in serving/migrations, never ad-hoc DDL):
-- predictions: one row per /predict answer (or shadow forecast): who answered (model, version,
-  alias asked for), the origin day, horizon, where the rows came from and their hash, the rows
-  themselves when the request sent them (replay needs them), the forecast as returned;
-- forecast_days: one row per forecast day (step, day, median, 80% and 95% bounds, all
-  quantiles): what scoring joins with the realized closes;
-- live_scores: what `coinflow monitor score` computed, per version, alias, horizon, window and
-  day (the API's /monitoring and gauges read it);
-- calibration_states: each served version's adaptive calibration state as `coinflow monitor
-  score` advanced it from the platform's rows (serving.calibration_states reads and writes it;
-  the API serves with the newest one of each version and every answer names the one it used).
+Tables: serving/log_schema.py (the stored facts, and how little a repeated answer costs).
 
 A request hands its forecast over as a `Served` (references to the arrays it already has);
 serving/log_writer.py queues it and writes it from a separate process, off the request path.
@@ -19,6 +9,7 @@ serving/log_writer.py queues it and writes it from a separate process, off the r
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,84 +17,23 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from serving import log_schema
+
+# The tables, where readers look for them (defined in serving/log_schema.py).
+KEY, metadata, answers = log_schema.KEY, log_schema.metadata, log_schema.answers
+predictions, forecasts, inputs = log_schema.predictions, log_schema.forecasts, log_schema.inputs
+forecast_days, live_scores = log_schema.forecast_days, log_schema.live_scores
+calibration_states = log_schema.calibration_states
+
 if TYPE_CHECKING:
     import numpy as np
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
-metadata = sa.MetaData()
-predictions = sa.Table(
-    "predictions",
-    metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
-    sa.Column("model_name", sa.String(200), nullable=False),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("alias", sa.String(64)),
-    sa.Column("shadow", sa.Boolean, nullable=False, default=False),
-    sa.Column("origin", sa.Date, nullable=False, index=True),
-    sa.Column("horizon", sa.Integer, nullable=False),
-    sa.Column("rows_source", sa.String(16), nullable=False),  # request | dataset
-    sa.Column("rows_hash", sa.String(64), nullable=False),
-    sa.Column("rows_days", sa.Integer),  # how many rows it read, ending at the origin day
-    sa.Column("rows", sa.JSON),  # the request's rows (None: the version's own shipped rows)
-    sa.Column("data_md5", sa.String(64)),
-    sa.Column("code_fingerprint", sa.String(32)),
-    sa.Column("levels", sa.JSON, nullable=False),
-    sa.Column("forecast", sa.JSON, nullable=False),  # the answer's forecasts, as returned
-    # The calibration the answer used: stored | shipped | fixed (a kernel without adaptive
-    # calibration), and the state's day and digest (replay finds it by them).
-    sa.Column("calibration_source", sa.String(16)),
-    sa.Column("calibration_as_of", sa.Date),
-    sa.Column("calibration_digest", sa.String(64)),
-)
-forecast_days = sa.Table(
-    "forecast_days",
-    metadata,
-    sa.Column("prediction_id", sa.String(32), sa.ForeignKey("predictions.id"), primary_key=True),
-    sa.Column("step", sa.Integer, primary_key=True),
-    sa.Column("day", sa.Date, nullable=False, index=True),
-    sa.Column("median", sa.Float, nullable=False),
-    sa.Column("lower_80", sa.Float),
-    sa.Column("upper_80", sa.Float),
-    sa.Column("lower_95", sa.Float),
-    sa.Column("upper_95", sa.Float),
-    sa.Column("quantiles", sa.JSON, nullable=False),
-)
-live_scores = sa.Table(
-    "live_scores",
-    metadata,
-    sa.Column("model_name", sa.String(200), primary_key=True),
-    sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("role", sa.String(64), primary_key=True),  # the alias asked for, or "shadow"
-    sa.Column("horizon", sa.Integer, primary_key=True),
-    sa.Column("window", sa.String(32), primary_key=True),  # 7d | 30d | 90d | since-promotion
-    sa.Column("day", sa.Date, primary_key=True),
-    sa.Column("n", sa.Integer, nullable=False),
-    sa.Column("mae", sa.Float),
-    sa.Column("persistence_mae", sa.Float),
-    sa.Column("mase", sa.Float),
-    sa.Column("coverage_80", sa.Float),
-    sa.Column("coverage_95", sa.Float),
-    sa.Column("pinball", sa.Float),
-    sa.Column("crps", sa.Float),
-    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
-)
-calibration_states = sa.Table(
-    "calibration_states",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("model_name", sa.String(200), nullable=False),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("as_of", sa.Date, nullable=False),  # the last realised close folded in
-    sa.Column("updates", sa.Integer, nullable=False),
-    sa.Column("digest", sa.String(64), nullable=False),
-    sa.Column("state", sa.JSON, nullable=False),  # levels, multipliers, step: the kernel's to_dict
-    sa.Column("data_md5", sa.String(32), nullable=False),  # the platform rows it learned from
-    sa.Column("written_at", sa.DateTime(timezone=True), nullable=False),
-    sa.UniqueConstraint("model_name", "version", "digest", name="uq_calibration_states_digest"),
-    sa.Index("ix_calibration_states_version", "model_name", "version", "as_of"),
-)
+# Postgres: a connection attempt, a statement and a lock wait each end in bounded time, so a
+# database that accepts and never answers fails a write (retried) instead of hanging the writer.
+PG_CONNECT_TIMEOUT_S = 5
+PG_STATEMENT_TIMEOUT_MS = 15_000
 
 
 def short_error(exc: BaseException) -> str:
@@ -130,8 +60,40 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
 
 
+def sqlite_path(engine: sa.Engine) -> Path | None:
+    """The file of a SQLite engine (None: another database, or in memory)."""
+    if engine.dialect.name != "sqlite" or not engine.url.database:
+        return None
+    return Path(engine.url.database)
+
+
+def file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a file: what changes when it is replaced (None: it is gone)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _watch_file(engine: sa.Engine, path: Path) -> None:
+    """Each pooled SQLite connection remembers the file it opened; checked out after the file
+    was removed or replaced (`rm predictions.db`, a restored copy), it is discarded and a new
+    one opens the path again: a process never keeps writing to, or reading, a deleted file."""
+
+    @sa.event.listens_for(engine, "connect")
+    def opened(_connection: Any, record: Any) -> None:
+        record.info["file_id"] = file_id(path)
+
+    @sa.event.listens_for(engine, "checkout")
+    def check(_connection: Any, record: Any, _proxy: Any) -> None:
+        if record.info.get("file_id") != file_id(path):
+            raise sa.exc.DisconnectionError(f"{path.name} was removed or replaced")
+
+
 def engine_for(url: str) -> sa.Engine:
-    """An engine for the log's URL (SQLite files get their folder, a busy timeout and WAL).
+    """An engine for the log's URL: SQLite files get their folder, a busy timeout, WAL and a
+    reopen when the file is replaced; Postgres gets connect and statement timeouts.
 
     JSON columns go through orjson: the same text as the json module (shortest round-trip
     floats), in a fifth of its CPU: the writer spends most of a record's time encoding rows."""
@@ -142,12 +104,40 @@ def engine_for(url: str) -> sa.Engine:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, connect_args={"timeout": 5}, **codec)
         sa.event.listen(engine, "connect", _sqlite_wal)
+        if (path := sqlite_path(engine)) is not None:
+            _watch_file(engine, path)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2, **codec)
+    connect: dict[str, Any] = {}
+    if sa.engine.make_url(url).get_backend_name() == "postgresql":
+        connect = {
+            "connect_timeout": PG_CONNECT_TIMEOUT_S,
+            "options": f"-c statement_timeout={PG_STATEMENT_TIMEOUT_MS} "
+            f"-c lock_timeout={PG_STATEMENT_TIMEOUT_MS}",
+        }
+    return sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=2,
+        max_overflow=2,
+        pool_timeout=PG_CONNECT_TIMEOUT_S,
+        connect_args=connect,
+        **codec,
+    )
+
+
+def _alembic_chatter(record: logging.LogRecord) -> bool:
+    """False for alembic's per-run lines ("Context impl SQLiteImpl.", "Will assume ... DDL.");
+    an actual upgrade still logs "Running upgrade ..."."""
+    return not record.getMessage().startswith(("Context impl", "Will assume"))
 
 
 def migrate(engine: sa.Engine) -> None:
     """Bring the schema to the newest alembic revision (idempotent)."""
+    # alembic logs each of its plugins at import ("setup plugin ..."): noise in every command.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    migration_log = logging.getLogger("alembic.runtime.migration")
+    if _alembic_chatter not in migration_log.filters:
+        migration_log.addFilter(_alembic_chatter)
     from alembic import command
     from alembic.config import Config
 
@@ -272,13 +262,43 @@ class Served:
 Record = dict[str, Any] | Served
 
 
-def _day_rows(prediction_id: str, record: dict[str, Any]) -> list[dict[str, Any]]:
+FORECAST_FIELDS = [str(c.name) for c in forecasts.c if c.name not in ("key", "created_at")]
+
+
+def _digest(value: Any) -> str:
+    import hashlib
+
+    import orjson
+
+    text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    return hashlib.sha256(text).hexdigest()[:KEY]
+
+
+def split(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """A record as stored: its `predictions` row, its `forecasts` row (keyed by a hash of its
+    content: equal answers, equal key) and its `inputs` row (None: no rows were sent)."""
+    rows = record.get("rows")
+    stored_input = None if rows is None else {"key": _digest(rows), "rows": rows}
+    content = {f: record.get(f) for f in FORECAST_FIELDS}
+    content["input_key"] = None if stored_input is None else stored_input["key"]
+    key = _digest(content)
+    answer = {
+        "id": record["id"],
+        "created_at": record["created_at"],
+        "alias": record.get("alias"),
+        "shadow": bool(record.get("shadow", False)),
+        "forecast_key": key,
+    }
+    return answer, {**content, "key": key, "created_at": record["created_at"]}, stored_input
+
+
+def _day_rows(key: str, forecast: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
-    for step, point in enumerate(record["forecast"], start=1):
+    for step, point in enumerate(forecast, start=1):
         bands = {b["level"]: b for b in point.get("intervals", [])}
         out.append(
             {
-                "prediction_id": prediction_id,
+                "forecast_key": key,
                 "step": step,
                 "day": dt.date.fromisoformat(point["date"]),
                 "median": point["close"],
@@ -297,23 +317,60 @@ def finished(record: Record) -> dict[str, Any]:
     return record.record() if isinstance(record, Served) else record
 
 
+def insert_new(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING: a row another writer (process) stored meanwhile is
+    kept as it is, never an error (content-keyed rows are equal whoever writes them)."""
+    if not rows:
+        return
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    name = connection.dialect.name
+    if name == "postgresql":
+        connection.execute(postgresql.insert(table).on_conflict_do_nothing(), rows)
+    elif name == "sqlite":
+        connection.execute(sqlite.insert(table).on_conflict_do_nothing(), rows)
+    else:  # pragma: no cover - the log runs on SQLite or Postgres
+        connection.execute(table.insert(), rows)
+
+
+def _unknown(connection: sa.Connection, table: sa.Table, rows: dict[str, Any]) -> list[Any]:
+    """The rows (by key) `table` does not hold yet: a repeated answer is never encoded again."""
+    if not rows:
+        return []
+    query = sa.select(table.c.key).where(table.c.key.in_(list(rows)))
+    held = set(connection.execute(query).scalars())
+    return [row for key, row in rows.items() if key not in held]
+
+
 def write_records(engine: sa.Engine, records: list[dict[str, Any]]) -> None:
-    """Insert prediction records (and their forecast days) in one transaction."""
+    """Insert prediction records in one transaction: a row per answer, its forecast (and days)
+    and its input rows only when that content is not stored yet."""
+    answers_rows: list[dict[str, Any]] = []
+    new_forecasts: dict[str, dict[str, Any]] = {}
+    new_inputs: dict[str, dict[str, Any]] = {}
+    for record in records:
+        answer, forecast, stored_input = split(record)
+        answers_rows.append(answer)
+        new_forecasts.setdefault(forecast["key"], forecast)
+        if stored_input is not None:
+            new_inputs.setdefault(stored_input["key"], stored_input)
     with engine.begin() as connection:
-        connection.execute(
-            predictions.insert(),
-            [{k: v for k, v in r.items() if k in predictions.c} for r in records],
+        insert_new(connection, inputs, _unknown(connection, inputs, new_inputs))
+        fresh = _unknown(connection, forecasts, new_forecasts)
+        insert_new(connection, forecasts, fresh)
+        insert_new(
+            connection,
+            forecast_days,
+            [d for f in fresh for d in _day_rows(f["key"], f["forecast"])],
         )
-        days = [day for r in records for day in _day_rows(r["id"], r)]
-        if days:
-            connection.execute(forecast_days.insert(), days)
+        connection.execute(predictions.insert(), answers_rows)
 
 
 def read_predictions(engine: sa.Engine, prediction_id: str) -> dict[str, Any] | None:
-    """One logged prediction (None when there is no such id)."""
+    """One logged prediction, every field of its record (None when there is no such id)."""
     with engine.connect() as connection:
         row = (
-            connection.execute(predictions.select().where(predictions.c.id == prediction_id))
+            connection.execute(answers.select().where(answers.c.id == prediction_id))
             .mappings()
             .first()
         )

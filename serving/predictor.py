@@ -4,6 +4,7 @@ calibration state it answers with."""
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -14,6 +15,8 @@ from forecasting.features import CLOSE
 from forecasting.forecast import InputRowsError, check_arrays
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mlflow.entities.model_registry import ModelVersion
 
     from forecasting.calibration import CalibrationState
@@ -33,6 +36,12 @@ def points(dates: np.ndarray, closes: np.ndarray) -> list[dict[str, object]]:
 
 
 SHIPPED, STORED, FIXED = "shipped", "stored", "fixed"  # where an answer's calibration came from
+MAX_PARTS = 256  # encoded answer parts a version keeps (horizons x levels x alias sets)
+
+
+def encode(value: object) -> str:
+    """JSON exactly as /predict has always sent it (compact separators, no NaN)."""
+    return json.dumps(value, allow_nan=False, separators=(",", ":"))
 
 
 def adaptive_state(py: PackagedModel) -> CalibrationState | None:
@@ -110,6 +119,9 @@ class LoadedModel:
     # Forecasts from the shipped rows depend only on the horizon and the calibrator: computed
     # once each (emptied when the calibrator changes).
     _cached: dict[int, Answer] = field(default_factory=dict, repr=False)
+    # Encoded parts of answers, keyed by everything they depend on (the calibration state's
+    # digest among it): a state swap or an alias move selects another key, never a stale text.
+    _parts: dict[tuple[Any, ...], str] = field(default_factory=dict, repr=False)
 
     @property
     def levels(self) -> tuple[float, ...]:
@@ -130,6 +142,52 @@ class LoadedModel:
             )
         return self._history[days]
 
+    def _part(self, key: tuple[Any, ...], build: Callable[[], str]) -> str:
+        parts = self._parts
+        text = parts.get(key)
+        if text is None:
+            text = build()
+            if len(parts) >= MAX_PARTS:
+                parts.clear()  # bounded; rebuilt on the next request that needs one
+            parts[key] = text
+        return text
+
+    def lineage_json(self, calibrator: Calibrator, aliases: list[str]) -> str:
+        """An answer's lineage, encoded once per calibration state and alias set."""
+
+        def build() -> str:
+            calibration = {**self.lineage["calibration"], **calibrator.lineage}
+            return encode({**self.lineage, "calibration": calibration, "aliases": aliases})
+
+        return self._part(("lineage", calibrator.used, tuple(aliases)), build)
+
+    def answer_json(
+        self,
+        out: Answer,
+        *,
+        prediction_id: str | None,
+        shown: list[float],
+        history: list[dict[str, object]],
+        aliases: list[str],
+        history_days: int | None,
+    ) -> str:
+        """The /predict body, byte for byte `encode` of the whole answer. From the version's
+        own rows (`history_days` given) all but the id depends only on the calibration state,
+        horizon, levels, aliases and days: encoded once; from request rows, the lineage is."""
+
+        def tail() -> str:
+            from serving.prediction_log import forecast_points
+
+            forecasts = encode(forecast_points(out.dates, out.quantiles, self.levels, shown))
+            lineage = self.lineage_json(out.calibrator, aliases)
+            return f',"forecasts":{forecasts},"history":{encode(history)},"lineage":{lineage}}}'
+
+        head = f'{{"prediction_id":{encode(prediction_id)}'
+        if history_days is None:
+            return head + tail()
+        key = ("answer", out.calibrator.used, len(out.dates), tuple(shown), tuple(aliases))
+        return head + self._part((*key, history_days), tail)
+
     def use_state(self, stored: StoredState | None) -> bool:
         """Calibrate from now on with a stored state (None: the shipped one); True when that
         changed the calibrator. A version without adaptive calibration keeps its offsets; a
@@ -145,7 +203,8 @@ class LoadedModel:
             new = Calibrator.of(read_state(self.py, stored), STORED)
         if new.used == self.calibrator.used:
             return False
-        self.calibrator, self._cached = new, {}  # each a single assignment: requests see old or new
+        # Each a single assignment: requests see old or new (parts are keyed by state).
+        self.calibrator, self._cached, self._parts = new, {}, {}
         return True
 
     def predict(self, dates: np.ndarray | None, values: np.ndarray | None, horizon: int) -> Answer:

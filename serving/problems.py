@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,6 +17,7 @@ from registry.errors import (
     AliasNotSetError,
     ModelLoadError,
     NotFoundError,
+    RegistryBusyError,
     RegistryError,
     RegistryUnavailableError,
     UnknownVersionError,
@@ -23,6 +26,21 @@ from registry.errors import (
 log = logging.getLogger(__name__)
 PROBLEM_TYPE = "application/problem+json"
 _TYPE_PREFIX = "urn:coinflow:problem:"
+# An absolute local path (two folders deep at least, not the path part of a URL or models:/
+# URI): what a client never sees of the server's disk. "sqlite:////srv/a/mlruns.db" keeps
+# "sqlite:///…/mlruns.db"; "http://host/a/b" and "models:/name/3" are left alone.
+_LOCAL_PATH = re.compile(r"(?<![\w.~:-])(?<!:/)/(?:[^\s/'\"(),:;]+/){2,}([^\s/'\"(),:;]*)")
+
+
+def without_paths(text: str) -> str:
+    """`text` with every absolute local path cut to its last component."""
+    return _LOCAL_PATH.sub(r"…/\1", text)
+
+
+def problem_bytes(status: int, slug: str, title: str, detail: str) -> bytes:
+    """A problem+json body, for answers sent below FastAPI (middleware, the HTTP protocol)."""
+    body = {"type": _TYPE_PREFIX + slug, "title": title, "status": status, "detail": detail}
+    return json.dumps(body).encode()
 
 
 class Problem(BaseModel):
@@ -79,6 +97,8 @@ REGISTRY_PROBLEMS: list[tuple[type[RegistryError], int, str, str]] = [
     (AliasNotSetError, 404, "alias-not-set", "Alias not set"),
     (UnknownVersionError, 404, "unknown-version", "Model version not found"),
     (NotFoundError, 404, "not-found", "Not found"),
+    # Load shedding: the registry was never asked (it may be healthy); retry in a moment.
+    (RegistryBusyError, 503, "registry-busy", "Too many registry calls in flight"),
     (RegistryUnavailableError, 503, "registry-unavailable", "Model registry unreachable"),
     # A version that will not load stays broken: a 500, not a retry-later 503.
     (ModelLoadError, 500, "model-load-failed", "Model could not be loaded"),
@@ -106,12 +126,13 @@ def problem_response(
     errors: list[dict[str, Any]] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    """A problem+json response (RFC 9457 extension members in `extra`)."""
+    """A problem+json response (RFC 9457 extension members in `extra`); local paths in the
+    detail are cut to their last component."""
     body: dict[str, Any] = {
         "type": _TYPE_PREFIX + slug,
         "title": title,
         "status": status,
-        "detail": detail,
+        "detail": without_paths(detail),
         **(extra or {}),
     }
     if errors is not None:
@@ -147,7 +168,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def registry_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RegistryError)
         status, slug, title, extra = registry_problem(exc)
-        return problem_response(status, slug, title, str(exc), extra=extra)
+        headers = {"Retry-After": "1"} if isinstance(exc, RegistryBusyError) else None
+        return problem_response(status, slug, title, str(exc), headers, extra=extra)
 
     async def validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

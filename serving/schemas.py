@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from functools import lru_cache
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from core.rules import MAX_PRICE, MAX_VOLUME, RULES, OhlcRules, ohlc_slacks
 from forecasting.forecast import MAX_HORIZON
@@ -17,6 +25,34 @@ ALIAS_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 FIRST_DAY = dt.date(2009, 1, 3)  # Bitcoin's genesis block: no BTC price is older
 # Numbers must be JSON numbers (strict: "63205.1" is refused, not coerced), finite, bounded.
 Price = Annotated[float, Field(gt=0, le=MAX_PRICE, strict=True, description="USD")]
+MAX_LEVELS = 16  # more interval levels than any model forecasts
+
+
+def _digits_only(value: object) -> object:
+    """A version in a query is written in digits: "1.0", " 1" or "+1" are refused, not read
+    as 1 (pydantic's int parsing would accept them)."""
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]+", value):
+        raise ValueError(f"must be a whole number written in digits, such as 3 (got {value!r})")
+    return value
+
+
+def _split_commas(value: object) -> object:
+    """?levels=0.8,0.95 and ?levels=0.8&levels=0.95 are the same request (at most MAX_LEVELS)."""
+    if isinstance(value, list):
+        value = [part for item in value for part in str(item).split(",")]
+        if len(value) > MAX_LEVELS:
+            raise ValueError(f"at most {MAX_LEVELS} levels (got {len(value)})")
+    return value
+
+
+# Query parameters of /predict (the validators wrap the whole optional type: FastAPI must
+# still see a list to read repeated parameters); the OpenAPI schema shows types and bounds.
+Level = Annotated[float, Field(gt=0, lt=1)]
+VersionQuery = Annotated[
+    Annotated[int, Field(ge=1, le=2**31 - 1)] | None, BeforeValidator(_digits_only)
+]
+# (FastAPI reads repeated parameters only into a plain list: the count is checked above.)
+LevelsQuery = Annotated[list[Level] | None, BeforeValidator(_split_commas)]
 
 
 @lru_cache(maxsize=1)

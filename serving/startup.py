@@ -8,6 +8,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
+from core.tracking import quiet_mlflow
 from registry.errors import RegistryError
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ def build_state(app: FastAPI, settings: ServingSettings) -> None:
     from serving.registry_client import RegistryClient
 
     torch.set_num_threads(1)  # one small forecast per request: threads only contend
+    quiet_mlflow()  # no artifact download bars in the server's log, one per version load
     settings.apply_mlflow_client_limits()
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.registry_uri)

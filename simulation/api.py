@@ -104,26 +104,39 @@ class Api:
 
 @contextlib.contextmanager
 def running_api(root: Path, registry: Registry) -> Iterator[Api]:
-    """The app on the workspace's registry and prediction log (no periodic alias refresh:
-    the replay reloads after every alias move, as a deploy hook would)."""
+    """The app on the workspace's registry and prediction log."""
+    env = workspace_env(root)
+    with api_on(
+        registry,
+        env["MLFLOW_TRACKING_URI"],
+        env["MLFLOW_REGISTRY_URI"],
+        env["COINFLOW_PREDICTION_LOG_URL"],
+    ) as api:
+        yield api
+
+
+@contextlib.contextmanager
+def api_on(registry: Registry, tracking_uri: str, registry_uri: str, log_url: str) -> Iterator[Api]:
+    """The app on a registry and a prediction log (no periodic alias refresh: the replay
+    reloads after every alias move, as a deploy hook would)."""
     from fastapi.testclient import TestClient
     from pydantic import SecretStr
 
     from serving.app import create_app
     from serving.settings import ServingSettings
 
-    env = workspace_env(root)
     token = secrets.token_hex(16)
     settings = ServingSettings(
-        mlflow_tracking_uri=env["MLFLOW_TRACKING_URI"],
-        mlflow_registry_uri=env["MLFLOW_REGISTRY_URI"],
+        mlflow_tracking_uri=tracking_uri,
+        mlflow_registry_uri=registry_uri,
         coinflow_model_name=registry.name,
         coinflow_default_alias="champion",
         coinflow_refresh_s=0,
         coinflow_admin_token=SecretStr(token),
-        coinflow_prediction_log_url=env["COINFLOW_PREDICTION_LOG_URL"],
+        coinflow_prediction_log_url=log_url,
         coinflow_shadow_alias=None,
         coinflow_history_days=0,
+        coinflow_rate_limit_per_s=0,  # the replay posts days as fast as it can, from one client
     )
     with TestClient(create_app(settings)) as client:
         api = Api(client, token, registry)

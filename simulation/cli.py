@@ -18,8 +18,8 @@ def _day(flag: str, text: str) -> dt.date:
 
 
 def simulate(
-    start: str = typer.Option("2024-01-01", "--from", help="first simulated day"),
-    end: str = typer.Option("2024-10-31", "--to", help="last simulated day"),
+    start: str = typer.Option(None, "--from", help="first simulated day [default: 2024-01-01]"),
+    end: str = typer.Option(None, "--to", help="last simulated day [default: 2024-10-31]"),
     retrain_every: int = typer.Option(
         30, "--retrain-every", help="days between retrains (sweep → register → promote rule)"
     ),
@@ -34,22 +34,40 @@ def simulate(
     workdir: str | None = typer.Option(
         None, help="workspace for the replay's store, registry and log (default: a new temp dir)"
     ),
+    recent: int | None = typer.Option(
+        None,
+        "--recent",
+        metavar="DAYS",
+        help="instead: this project's champion serves the newest dataset version's last DAYS "
+        "days again, through the API into this project's prediction log (role `replay`; no "
+        "retrain, no alias moves); `make demo` ends with --recent 60",
+    ),
 ) -> None:
     """Replay the platform day by day: cut the data at each day, forecast with the champion
     through the API, log and score, retrain every K days and let the promotion rule decide.
 
     Writes report/simulation.json and .png in the workspace and logs them to its MLflow store;
-    the project's own store, registry and prediction log are never touched.
+    the project's own store, registry and prediction log are never touched. With --recent, the
+    project's own champion and prediction log instead (what the Live tab shows after a demo).
     """
     from core.console import refusals
     from core.paths import project
-    from simulation.replay import Plan
+    from simulation.replay import Plan, SimulationError
     from simulation.replay import simulate as run
 
+    if recent is not None:
+        with refusals("simulate"):
+            if start or end or workdir:
+                raise SimulationError(
+                    "--recent replays the newest version's last days in this project: "
+                    "it takes no --from, --to or --workdir"
+                )
+            _recent(recent, horizon)
+        return
     with refusals("simulate"):
         plan = Plan(
-            _day("--from", start),
-            _day("--to", end),
+            _day("--from", start or "2024-01-01"),
+            _day("--to", end or "2024-10-31"),
             retrain_every,
             trials,
             epochs,
@@ -89,6 +107,27 @@ def simulate(
     typer.echo(
         f"MLflow run {report['mlflow']['run_id']} in {report['mlflow']['tracking_uri']} "
         f"(mlflow ui --backend-store-uri {report['mlflow']['tracking_uri']})"
+    )
+
+
+def _recent(days: int, horizon: int) -> None:
+    """`coinflow simulate --recent DAYS`: serve the newest version's last days again."""
+    from core.paths import project
+    from simulation.recent import REPLAY, replay_recent
+
+    done = replay_recent(project(), days, horizon)
+    span = f"the last {days} days of {done.data_version} ({done.first} .. {done.last})"
+    if not done.forecasts:
+        typer.echo(f"{done.model_name} v{done.version} already replayed {span}: nothing to do")
+        return
+    typer.echo(
+        f"replayed {span}: champion {done.model_name} v{done.version} answered "
+        f"{done.forecasts} POST /predict?alias={REPLAY} ({done.horizon} days ahead, rows up to "
+        f"each day) into the prediction log, in {done.wall_s:.1f} s"
+    )
+    typer.echo(
+        f"labelled role `{REPLAY}` (not the champion's live record); score them: "
+        "coinflow monitor score, then GET /monitoring or the UI's Live tab"
     )
 
 

@@ -186,6 +186,11 @@ def replay(
     sim.events += new_records(registry, seen)
     monitor_params = load_workspace_params(proj).monitor
     retrain_days = set(plan.retrain_days)
+    if plan.skipped_retrain is not None:
+        log.info(
+            "simulate: no retrain on the last day %s: the version it made could never serve",
+            plan.skipped_retrain,
+        )
     with running_api(workdir, registry) as api:
         for day in plan.days:
             frame = cut_at(assets, params.data.start, day)

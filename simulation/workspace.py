@@ -45,8 +45,15 @@ class Plan:
 
     @property
     def retrain_days(self) -> list[dt.date]:
-        """start + k x retrain_every (k >= 1) up to end: after each full period of serving."""
-        return self.days[self.retrain_every :: self.retrain_every]
+        """start + k x retrain_every (k >= 1) before end: after each full period of serving. A
+        retrain on the last day is left out: its version could never serve a day."""
+        return [d for d in self.days[self.retrain_every :: self.retrain_every] if d < self.end]
+
+    @property
+    def skipped_retrain(self) -> dt.date | None:
+        """The last day, when the schedule puts a retrain there (retrain_days leaves it out)."""
+        scheduled = (self.end - self.start).days
+        return self.end if scheduled and scheduled % self.retrain_every == 0 else None
 
 
 def check_workdir(workdir: Path | None) -> None:

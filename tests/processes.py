@@ -55,3 +55,44 @@ def pg_database(postgres_url: str, stem: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+# Children a test starts carry this variable (value: a token of that test's own); whatever they
+# spawn inherits it, even processes that left the process group (Airflow's task runner calls
+# setpgid), so `tagged()` finds every process a test left behind.
+TAG = "COINFLOW_TEST_PROCS"
+
+
+def tagged(token: str) -> dict[int, str]:
+    """pid → command line of every live process whose environment holds TAG=token."""
+    marker = f"{TAG}={token}".encode()
+    found = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as env:
+                if marker not in env.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                if stat.read().rsplit(b")", 1)[-1].split()[0] == b"Z":
+                    continue  # a zombie holds nothing; its parent (or init) reaps it
+            with open(f"/proc/{entry.name}/cmdline", "rb") as cmd:
+                found[int(entry.name)] = cmd.read().replace(b"\0", b" ").decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return found
+
+
+def leftovers(token: str, wait_s: float = 5.0) -> dict[int, str]:
+    """The processes tagged with `token` still alive after `wait_s`, SIGKILLed (so nothing leaks
+    into the next test) and returned, so the caller can fail on them."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while (left := tagged(token)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left

@@ -1,4 +1,5 @@
-"""Gradio Blocks over the serving API: forecast + lineage, version comparison, latest sweep."""
+"""Gradio Blocks over the serving API: forecast + lineage + decision, versions compared on the
+same days, latest sweep, live scores."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from typing import Any
 
 import gradio as gr
 import pandas as pd
+from starlette.middleware import Middleware
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ui import plots, shaping
+from ui import compare, plots, shaping
 from ui.client import ApiClient, ApiClientError, ApiError
 from ui.settings import UiSettings
 
@@ -26,12 +30,12 @@ class Handlers:
         self.client = client
         self.mlflow_ui_url = mlflow_ui_url
 
-    def refresh_models(self, current: str | None) -> tuple[Any, str, pd.DataFrame, Any]:
-        """Picker choices, status line, comparison table and metrics chart from `GET /models`."""
+    def refresh_models(self, current: str | None) -> tuple[Any, str]:
+        """Picker choices and status line from `GET /models`."""
         try:
             models = self.client.models()
         except ApiClientError as exc:  # keep what the page already shows; say why it is stale
-            return gr.skip(), _warning(exc.message), gr.skip(), gr.skip()
+            return gr.skip(), _warning(exc.message)
         choices = shaping.model_choices(models)
         aliases = ", ".join(f"@{a} → v{v}" for a, v in models.aliases.items()) or "no aliases"
         status = (
@@ -43,14 +47,42 @@ class Handlers:
                 f"{models.name} has no registered versions yet: run a sweep and "
                 "`coinflow registry promote`, then press Refresh models."
             )
-        rows = pd.DataFrame(shaping.version_rows(models), columns=shaping.VERSION_HEADERS)
-        figure = plots.metrics_figure(models) if models.versions else None
         return (
             gr.Dropdown(choices=choices, value=shaping.default_choice(choices, current)),
             status,
-            rows,
-            figure,
         )
+
+    def refresh_compare(self) -> tuple[str, pd.DataFrame, Any]:
+        """Note, table and dot plot of every version on the same days (`GET /models/compare`);
+        an API that cannot score them gets each version's own test scores, said to differ."""
+        try:
+            comparison = self.client.compare()
+        except ApiClientError as exc:
+            return self._own_windows(exc.message)
+        rows = pd.DataFrame(compare.compare_rows(comparison), columns=compare.COMPARE_HEADERS)
+        dots = compare.compare_dots(comparison)
+        base = comparison.baseline
+        figure = plots.compare_figure(dots, base.crps, base.mase) if dots else None
+        return compare.compare_note(comparison), rows, figure
+
+    def _own_windows(self, why: str) -> tuple[str, pd.DataFrame, Any]:
+        try:
+            models = self.client.models()
+        except ApiClientError as exc:
+            return _warning(exc.message), gr.skip(), gr.skip()
+        rows = pd.DataFrame(shaping.version_rows(models), columns=shaping.VERSION_HEADERS)
+        note = _warning(
+            f"Same-day scores unavailable ({why}). Below, each version's scores on its own "
+            "training run's test window: windows of different data versions are not comparable."
+        )
+        return note, rows, None
+
+    def decision(self, version: int) -> str:
+        """The decision panel of a served version (`GET /models/{version}/decision`)."""
+        try:
+            return compare.decision_markdown(self.client.decision(version))
+        except ApiClientError as exc:
+            return f"### Decision\n\n{_warning(exc.message)}"
 
     def horizon_limit(self) -> Any:
         """The horizon slider's maximum, from the API's bounds (unchanged while it is down)."""
@@ -59,21 +91,23 @@ class Handlers:
         except ApiClientError:
             return gr.skip()
 
-    def forecast(self, choice: str | None, horizon: float) -> tuple[Any, Any, str]:
-        """Plot, lineage panel and status for one forecast; on failure keep the last result."""
+    def forecast(self, choice: str | None, horizon: float) -> tuple[Any, Any, Any, str]:
+        """Plot, lineage and decision panels and status for one forecast; on failure keep the
+        last result."""
         try:
             ref = shaping.parse_choice(choice)
             result = self.client.predict(ref, int(horizon))
             series = shaping.forecast_series(result)
         except ApiClientError as exc:
-            return gr.skip(), gr.skip(), _warning(exc.message)
+            return gr.skip(), gr.skip(), gr.skip(), _warning(exc.message)
         except ValueError as exc:  # a bad picker value or an answer without history
-            return gr.skip(), gr.skip(), _warning(str(exc))
+            return gr.skip(), gr.skip(), gr.skip(), _warning(str(exc))
         lineage = result.lineage
         title = f"{lineage.model_name} v{lineage.version}: {int(horizon)}-day forecast"
         return (
             plots.forecast_figure(series, title),
             shaping.lineage_markdown(lineage, self.mlflow_ui_url),
+            self.decision(lineage.version),
             shaping.forecast_summary(series, lineage),
         )
 
@@ -163,14 +197,25 @@ def build_app(client: ApiClient, mlflow_ui_url: str | None = None) -> gr.Blocks:
             plot = gr.Plot(
                 label="BTC close: actual, model, persistence", format="png", elem_id="forecast-plot"
             )
-            lineage = gr.Markdown(elem_id="lineage")
+            with gr.Row():
+                lineage = gr.Markdown(elem_id="lineage")
+                decision = gr.Markdown(elem_id="decision")
         with gr.Tab("Compare versions"):
+            compare_note = gr.Markdown(elem_id="compare-note")
+            compare_refresh = gr.Button("Refresh comparison", elem_id="compare-refresh")
             table = gr.Dataframe(
-                pd.DataFrame(columns=shaping.VERSION_HEADERS),
+                pd.DataFrame(columns=compare.COMPARE_HEADERS),
                 interactive=False,
+                wrap=True,
+                column_widths=compare.COMPARE_WIDTHS,
+                max_height=640,
                 elem_id="versions-table",
             )
-            bars = gr.Plot(label="test metrics per version", format="png", elem_id="metrics-plot")
+            dots = gr.Plot(
+                label="every version on the same days, best CRPS first",
+                format="png",
+                elem_id="compare-plot",
+            )
         with gr.Tab("Latest sweep"):
             sweep_note = gr.Markdown(elem_id="sweep-note")
             sweep_refresh = gr.Button("Refresh sweep", elem_id="sweep-refresh")
@@ -189,12 +234,17 @@ def build_app(client: ApiClient, mlflow_ui_url: str | None = None) -> gr.Blocks:
                 pd.DataFrame(columns=shaping.LIVE_HEADERS), interactive=False, elem_id="live-table"
             )
             live_plot = gr.Plot(label="live scores over time", format="png", elem_id="live-plot")
-        model_outputs = [picker, status, table, bars]
+        model_outputs = [picker, status]
+        compare_outputs = [compare_note, table, dots]
         demo.load(handlers.refresh_models, inputs=picker, outputs=model_outputs)
         demo.load(handlers.horizon_limit, outputs=horizon)
         demo.load(handlers.refresh_sweep, outputs=[sweep_note, trials, scatter])
+        demo.load(handlers.refresh_compare, outputs=compare_outputs)
         refresh.click(handlers.refresh_models, inputs=picker, outputs=model_outputs)
-        go.click(handlers.forecast, inputs=[picker, horizon], outputs=[plot, lineage, status])
+        compare_refresh.click(handlers.refresh_compare, outputs=compare_outputs)
+        go.click(
+            handlers.forecast, inputs=[picker, horizon], outputs=[plot, lineage, decision, status]
+        )
         sweep_refresh.click(handlers.refresh_sweep, outputs=[sweep_note, trials, scatter])
         live_outputs = [live_note, live_table, live_plot]
         demo.load(handlers.refresh_live, outputs=live_outputs)
@@ -202,7 +252,23 @@ def build_app(client: ApiClient, mlflow_ui_url: str | None = None) -> gr.Blocks:
     return demo
 
 
-UPLOAD_LIMIT = "1kb"  # the UI takes no files: Gradio's upload route refuses anything larger
+UPLOAD_LIMIT = "1kb"  # a second guard: Gradio's own size cap, should a route slip through
+
+
+class RefuseUploads:
+    """The UI takes no files: Gradio's upload routes answer 403 before a byte is stored, so no
+    client can fill the temp folder with upload directories (Gradio keeps them until exit)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", "")).rstrip("/")
+        if scope["type"] == "http" and path.endswith(("/upload", "/upload_progress")):
+            refused = PlainTextResponse("this UI takes no file uploads", status_code=403)
+            await refused(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def launch(host: str, port: int, settings: UiSettings | None = None) -> None:
@@ -218,6 +284,7 @@ def launch(host: str, port: int, settings: UiSettings | None = None) -> None:
             show_error=False,
             quiet=True,
             max_file_size=UPLOAD_LIMIT,
+            app_kwargs={"middleware": [Middleware(RefuseUploads)]},
         )
     finally:
         client.close()

@@ -8,6 +8,8 @@ from typing import Any, Literal, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+COMPARE_TIMEOUT_S = 120.0
+
 
 class _Response(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -105,6 +107,81 @@ class Models(_Response):
     name: str
     aliases: dict[str, int] = {}
     versions: list[ModelVersion] = []
+
+
+class Scores(_Response):
+    """Scores on a set of test days (USD except MASE and the coverage shares)."""
+
+    mase: float | None = None
+    crps: float | None = None
+    coverage_80: float | None = None
+    coverage_95: float | None = None
+    mae: float | None = None
+    rmse: float | None = None
+
+
+class RoleScores(Scores):
+    """One model a decision compared: challenger, champion or baseline."""
+
+    role: str
+    version: int | None = None
+    kind: str | None = None
+
+
+class EvalWindow(_Response):
+    """The test days a decision (or the comparison) scored models on."""
+
+    data_version: str | None = None
+    dvc_md5: str | None = None
+    rows: int | None = None
+    first_day: str | None = None
+    last_day: str | None = None
+
+
+class Decision(_Response):
+    """A version's latest decision: what happened, when, by which rule, why, the scores."""
+
+    action: str
+    outcome: str
+    version: int | None = None
+    decided_at: str | None = None
+    actor: str | None = None
+    reason: str = ""
+    rule: str | None = None
+    champion_before: int | None = None
+    champion_after: int | None = None
+    eval: EvalWindow | None = None
+    scores: list[RoleScores] = []
+    dm_p_value: float | None = None
+
+
+class VersionDecision(_Response):
+    """`GET /models/{version}/decision`."""
+
+    name: str
+    version: int
+    aliases: list[str] = []
+    decision: Decision | None = None
+
+
+class ComparedVersion(Scores):
+    """One version scored on the comparison's days, with its latest decision."""
+
+    version: int
+    aliases: list[str] = []
+    kind: str | None = None
+    trained_on: str | None = None
+    error: str | None = None
+    decision: Decision | None = None
+
+
+class Comparison(_Response):
+    """`GET /models/compare`: every version scored on the same test days."""
+
+    name: str
+    eval: EvalWindow
+    baseline: Scores
+    versions: list[ComparedVersion] = []
 
 
 class Trial(_Response):
@@ -291,6 +368,17 @@ class ApiClient:
     def monitoring(self, window: str = "30d") -> Monitoring:
         """Live scores of served forecasts (`GET /monitoring`)."""
         return self._call("GET", "/monitoring", Monitoring, params={"window": window})
+
+    def decision(self, version: int) -> VersionDecision:
+        """A version's latest decision (`GET /models/{version}/decision`)."""
+        return self._call("GET", f"/models/{int(version)}/decision", VersionDecision)
+
+    def compare(self) -> Comparison:
+        """Every version scored on the same test days (`GET /models/compare`)."""
+        # The first call scores versions not scored on these days yet (~1 s each): wait longer.
+        return self._call(
+            "GET", "/models/compare", Comparison, timeout=max(self.timeout_s, COMPARE_TIMEOUT_S)
+        )
 
     def latest_sweep(self) -> Sweep:
         """The latest sweep's trials (`GET /sweeps/latest`)."""

@@ -6,8 +6,11 @@ from collections.abc import Sequence
 
 import matplotlib.dates as mdates
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
-from ui.client import Models, Sweep
+from ui.client import Sweep
+from ui.compare import Dot, sig
 from ui.shaping import ForecastSeries, LiveMark, LiveSeries
 
 ACTUAL, MODEL, PERSISTENCE = "#1f2937", "#2563eb", "#9ca3af"
@@ -64,29 +67,73 @@ def forecast_figure(series: ForecastSeries, title: str) -> Figure:
     return fig
 
 
-def metrics_figure(models: Models) -> Figure:
-    """Bars per version: MASE vs persistence (1 = persistence) and CRPS/MAE in USD."""
-    versions = sorted(models.versions, key=lambda v: v.version)
-    labels = [f"v{v.version}" for v in versions]
-    fig = Figure(figsize=(9, 3.6), layout="constrained")
-    mase_ax, usd_ax = fig.subplots(1, 2)
-    mase = [v.metrics.test_mase or 0.0 for v in versions]
-    mase_ax.bar_label(mase_ax.bar(labels, mase, color=MODEL), fmt="%.3f")
-    mase_ax.axhline(1.0, color=ACTUAL, lw=1, ls="--", label="persistence")
-    mase_ax.set_title("test MASE (lower is better)")
-    mase_ax.legend(loc="lower right")
-    xs = list(range(len(versions)))
-    width = 0.4
-    for offset, name, color in ((-width / 2, "crps", MODEL), (width / 2, "mae", PERSISTENCE)):
-        values = [getattr(v.metrics, f"test_{name}") or 0.0 for v in versions]
-        bars = usd_ax.bar([x + offset for x in xs], values, width, label=name.upper(), color=color)
-        usd_ax.bar_label(bars, fmt="$%.0f")
-    usd_ax.set_xticks(xs, labels)
-    usd_ax.set_title("test error (USD)")
-    usd_ax.yaxis.set_major_formatter("${x:,.0f}")
-    usd_ax.legend(loc="lower right")
-    for ax in (mase_ax, usd_ax):
-        ax.grid(axis="y", alpha=0.3)
+OUTCOME_COLOURS = {  # a version's latest decision → its dot's colour on the Compare plot
+    "promoted": PROMOTED,
+    "first-champion": PROMOTED,
+    "restored": PROMOTED,
+    "refused": ROLLED_BACK,
+}
+OTHER = "#6b7280"
+
+
+def _span(values: Sequence[float]) -> tuple[float, float]:
+    """x-limits around the values (never from 0): 1.000 and 1.006 stay apart."""
+    lo, hi = min(values), max(values)
+    pad = max((hi - lo) * 0.12, abs(hi) * 0.002, 1e-9)
+    return lo - pad, hi + 2.5 * pad  # room on the right for the value labels
+
+
+def compare_figure(
+    dots: Sequence[Dot], baseline_crps: float | None, baseline_mase: float | None
+) -> Figure:
+    """A dot plot of every version on the same days, one row each, best CRPS at the top: CRPS
+    (USD) and MASE side by side, persistence dashed, each dot labelled with its value and
+    coloured by the version's latest decision (green: serves or served, red: refused)."""
+    rows = len(dots)
+    fig = Figure(figsize=(9, max(2.8, 1.6 + 0.3 * rows)), layout="constrained")
+    crps_ax, mase_ax = fig.subplots(1, 2, sharey=True)
+    ys = list(range(rows))
+    colours = [OUTCOME_COLOURS.get(d.outcome, OTHER) for d in dots]
+    panels = (
+        (crps_ax, [d.crps for d in dots], baseline_crps, "CRPS, USD (lower is better)"),
+        (mase_ax, [d.mase for d in dots], baseline_mase, "MASE (1 = persistence)"),
+    )
+    for ax, values, reference, title in panels:
+        shown = [(y, v, c) for y, v, c in zip(ys, values, colours, strict=True) if v is not None]
+        ax.scatter(
+            [v for _, v, _ in shown], [y for y, _, _ in shown], c=[c for *_, c in shown], zorder=3
+        )
+        for y, v, _ in shown:
+            ax.annotate(
+                sig(v),
+                (v, y),
+                xytext=(5, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize="small",
+            )
+        if reference is not None:
+            ax.axvline(reference, color=ACTUAL, lw=1, ls="--", label="persistence")
+        ax.set_xlim(
+            *_span([v for _, v, _ in shown] + ([reference] if reference is not None else []))
+        )
+        ax.set_title(title)
+        ax.xaxis.set_major_locator(MaxNLocator(5))  # a few readable ticks, however narrow the span
+        ax.grid(axis="x", alpha=0.3)
+        ax.grid(axis="y", alpha=0.15)
+    crps_ax.set_yticks(ys, [d.label for d in dots])
+    crps_ax.set_ylim(rows - 0.5, -0.5)  # best at the top
+    fig.legend(  # above the panels: never over a dot, however many rows
+        handles=[
+            Line2D([], [], color=PROMOTED, marker="o", ls="", label="promoted / champion"),
+            Line2D([], [], color=ROLLED_BACK, marker="o", ls="", label="refused"),
+            Line2D([], [], color=OTHER, marker="o", ls="", label="not judged"),
+            Line2D([], [], color=ACTUAL, ls="--", label="persistence"),
+        ],
+        loc="outside upper center",
+        ncols=4,
+        fontsize="small",
+    )
     return fig
 
 

@@ -171,11 +171,15 @@ def forecast_summary(series: ForecastSeries, lineage: Lineage) -> str:
     if not series.forecast_close:
         return f"v{lineage.version} returned no forecast."
     end, value = series.forecast_dates[-1], series.forecast_close[-1]
-    change = value / series.last_close - 1
     text = (
         f"**{lineage.model_name} v{lineage.version}** forecasts **${value:,.0f}** (median) for "
-        f"{end.isoformat()} ({change:+.2%} vs persistence at ${series.last_close:,.0f})"
+        f"{end.isoformat()}"
     )
+    if lineage.kind == "persistence":  # it IS persistence: no comparison with itself
+        text += f" (the persistence baseline: last close ${series.last_close:,.0f})"
+    else:
+        change = value / series.last_close - 1
+        text += f" ({change:+.2%} vs persistence at ${series.last_close:,.0f})"
     if 0.8 in series.bands:
         lower, upper = series.bands[0.8]
         text += f"; 80% interval ${lower[-1]:,.0f} – ${upper[-1]:,.0f}"

@@ -29,11 +29,13 @@ def fetch(
     source: str = typer.Option(None, help="directory or http(s) base URL of the exports"),
     dvc: bool = typer.Option(True, help="`dvc add data/raw` (and push) after a merge"),
 ) -> None:
-    """Merge newer investing.com exports into data/raw (btc, eth, gold), then `dvc add` it."""
+    """Merge newer investing.com exports into data/raw (btc, eth, gold), then `dvc add` it.
+
+    All or nothing: a refused or failed fetch leaves data/raw and data.dvc as they were."""
     from pipelines.data import fetch as fetching
 
     with refusals("fetch"):
-        merges = fetching.fetch(source)
+        merges = fetching.fetch(source, dvc=dvc)
         for m in merges:
             if m.added:
                 typer.echo(f"{m.asset}: {len(m.added)} new day(s) {m.added[0]} .. {m.added[-1]}")
@@ -43,9 +45,10 @@ def fetch(
         if not any(m.changed for m in merges):
             typer.echo("nothing new: data/raw unchanged")
             return
-        if dvc:
-            typer.echo(fetching.dvc_add())
-        typer.echo("next: `coinflow data cut --use`, `dvc repro`, then")
+        typer.echo(merges.dvc)
+        add = "" if dvc else "`dvc add data/raw`, "
+        # cut reads data/raw itself (it re-ingests a missing or older data/interim)
+        typer.echo(f"next: {add}`coinflow data cut --use` (the next version), `dvc repro`, then")
         typer.echo("  git add data.dvc params.yaml dvc.lock && git commit")
 
 
@@ -73,15 +76,7 @@ def cut(
 
 def versions() -> None:
     """Table of dataset versions: rows, first/last date, content hash (DVC md5)."""
-    from core.params import load_params
-    from pipelines.data.version import describe_version
+    from pipelines.data.version import versions_table
 
     with refusals("versions"):
-        params = load_params()
-        typer.echo(f"{'version':<8} {'rows':>6}  {'first':<10}  {'last':<10}  md5")
-        for version in params.data.versions:
-            info = describe_version(version)
-            marker = "*" if version == params.data.version else " "
-            typer.echo(
-                f"{version:<7}{marker} {info.rows:>6}  {info.first}  {info.last}  {info.md5}"
-            )
+        typer.echo("\n".join(versions_table()))

@@ -2,8 +2,9 @@
 
 The version's name follows the last one (v0.3 → v0.4); its cut-off defaults to the last day on
 which every required series (BTC, ETH, gold) has a real observation, so a version never ends on
-carried-forward values. params.yaml keeps its comments and layout (ruamel.yaml round-trip), and
-dvc.yaml's `foreach` stage makes the new version a DVC output with its own hash.
+carried-forward values. params.yaml keeps every other line byte for byte: the version is one
+line added after the last one, quoted like it (ruamel.yaml only finds the lines), and dvc.yaml's
+`foreach` stage makes the new version a DVC output with its own hash.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from io import StringIO
 
 import pandas as pd
 import yaml as safe_yaml
@@ -52,14 +52,17 @@ def last_common_day(frames: dict[str, pd.DataFrame]) -> dt.date:
 
 
 def last_complete_day(proj: Project) -> dt.date:
-    """last_common_day of the assets in data/interim."""
-    frames = {}
-    for asset in ASSETS:
-        path = proj.interim / f"{asset}.parquet"
-        if not path.is_file():
-            raise CutError(f"{path} not found: run `coinflow data ingest` first")
-        frames[asset] = pd.read_parquet(path)
-    return last_common_day(frames)
+    """last_common_day of the assets in data/interim, ingested from data/raw first when an
+    interim file is missing or older than its export (a fresh clone, a fetch since)."""
+    from pipelines.data import ingest
+
+    paths = {asset: proj.interim / f"{asset}.parquet" for asset in ASSETS}
+    for asset, path in paths.items():
+        raw = proj.raw / f"{asset}.csv"
+        if not path.is_file() or (raw.is_file() and raw.stat().st_mtime > path.stat().st_mtime):
+            ingest.main(proj)  # refuses, naming the file, when data/raw lacks an export
+            break
+    return last_common_day({asset: pd.read_parquet(path) for asset, path in paths.items()})
 
 
 def cut(
@@ -69,8 +72,6 @@ def cut(
     proj: Project | None = None,
 ) -> Cut:
     """Append the next version to params.yaml `data.versions` (and make it data.version)."""
-    from ruamel.yaml import YAML
-
     proj = proj or project()
     params = load_params(proj.params_file)
     versions = params.data.versions
@@ -91,14 +92,54 @@ def cut(
         raise CutError(
             f"cut-off {cutoff} is past the data: the last day every series has is {latest}"
         )
-    yaml = YAML()  # round-trip: comments, order and quoting survive
-    yaml.preserve_quotes = True
-    doc = yaml.load(proj.params_file.read_text())
-    doc["data"]["versions"][name] = cutoff.isoformat()
-    if use:
-        doc["data"]["version"] = name
-    out = StringIO()
-    yaml.dump(doc, out)
-    Params.model_validate(safe_yaml.safe_load(out.getvalue()))  # still valid, before writing
-    write_atomic(proj.params_file, out.getvalue().encode())
+    # bytes, not read_text(): universal newlines would turn a CRLF file into LF
+    text = with_version(proj.params_file.read_bytes().decode(), name, cutoff, use)
+    Params.model_validate(safe_yaml.safe_load(text))  # still valid, before writing
+    write_atomic(proj.params_file, text.encode())
     return Cut(name, cutoff, use)
+
+
+def _scalar(name: str, quote: str) -> str:
+    """A version name as a YAML scalar in the given quote style ('' plain, unless plain would
+    not read back as this string, e.g. a name like 1.0)."""
+    if not quote and safe_yaml.safe_load(f"k: {name}")["k"] != name:
+        quote = '"'
+    return f"{quote}{name}{quote}"
+
+
+def with_version(text: str, name: str, cutoff: dt.date, use: bool) -> str:
+    """params.yaml's text with `name: "cutoff"` on the line after the last version (its indent
+    and quoting), and with `use` data.version's value set to `name` (its quoting and comment
+    kept); every other line byte for byte as it was."""
+    from ruamel.yaml import YAML
+
+    data = YAML().load(text)["data"]  # only to find the lines: the text is edited, not dumped
+    versions = data["versions"]
+    if versions.fa.flow_style():
+        raise CutError("params.yaml data.versions is a {...} mapping: write one version a line")
+    lines = text.split("\n")
+    last = list(versions)[-1]
+    key_row, key_col = versions.lc.key(last)
+    row, col = versions.lc.value(last)
+
+    def quote(row: int, col: int) -> str:
+        return lines[row][col] if lines[row][col] in "\"'" else ""
+
+    end = "\r" if lines[row].endswith("\r") else ""  # a CRLF file stays CRLF
+    added = (
+        f"{' ' * key_col}{_scalar(name, quote(key_row, key_col))}: "
+        f"{quote(row, col)}{cutoff.isoformat()}{quote(row, col)}{end}"
+    )
+    if use:
+        vrow, vcol = data.lc.value("version")
+        line = lines[vrow]
+        vquote = quote(vrow, vcol)
+        # the old value: through its closing quote, or up to a space or comment when plain
+        vend = (
+            line.index(vquote, vcol + 1) + 1
+            if vquote
+            else vcol + len(re.split(r"[\s#]", line[vcol:], maxsplit=1)[0])
+        )
+        lines[vrow] = line[:vcol] + _scalar(name, vquote) + line[vend:]
+    lines.insert(row + 1, added)
+    return "\n".join(lines)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from core.errors import CoinflowError
 from core.files import file_md5
 from core.params import load_params
 from core.paths import ASSETS, Project, project
@@ -81,6 +82,31 @@ def describe_version(version: str, proj: Project | None = None) -> VersionInfo:
     return VersionInfo(
         version, len(frame), frame.index[0].date(), frame.index[-1].date(), file_md5(path)
     )
+
+
+class NotBuiltError(CoinflowError, FileNotFoundError):
+    """No dataset version is built in this workspace yet (a fresh clone)."""
+
+
+def versions_table(proj: Project | None = None) -> list[str]:
+    """`coinflow data versions`: a header and one row per built version (* marks data.version),
+    then one line naming the versions not built yet; refused, once, when none is built."""
+    proj = proj or project()
+    params = load_params(proj.params_file)
+    built = [v for v in params.data.versions if proj.version_file(v).is_file()]
+    todo = [v for v in params.data.versions if v not in built]
+    pull = "" if (proj.raw / "btc.csv").is_file() else "`dvc pull data.dvc`, then "
+    run = f"run {pull}`dvc repro validate` (or `make demo`)"
+    if not built:
+        raise NotBuiltError(f"no dataset version is built yet ({', '.join(todo)}): {run}")
+    lines = [f"{'version':<8} {'rows':>6}  {'first':<10}  {'last':<10}  md5"]
+    for version in built:
+        info = describe_version(version, proj)
+        marker = "*" if version == params.data.version else " "
+        lines.append(f"{version:<7}{marker} {info.rows:>6}  {info.first}  {info.last}  {info.md5}")
+    if todo:
+        lines.append(f"not built yet: {', '.join(todo)}: {run}")
+    return lines
 
 
 def main(version: str, proj: Project | None = None) -> VersionInfo:

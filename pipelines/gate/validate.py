@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -285,15 +286,20 @@ def read_version(path: Path) -> pd.DataFrame:
         ) from exc
 
 
+# "v0.3 as published at git HEAD 1a2b3c4": the sha stays in the Data Docs and the log, never in
+# the committed metrics/validation.json (it would change with every commit: a dirty tree).
+HEAD_SHA = re.compile(r"(git HEAD) [0-9a-f]{7,40}\b")
+
+
 def outcome_record(
     outcome: ValidationOutcome, md5: str, root: Path | None = None
 ) -> dict[str, Any]:
     """The metrics/validation.json entry for one version (features' gate reads success + md5);
-    the Data Docs path relative to the project `root` (the file is committed)."""
+    the Data Docs path relative to the project `root`, no git sha (the file is committed)."""
     docs = outcome.docs_path
     if root is not None and docs.is_relative_to(root):
         docs = docs.relative_to(root)
-    return {
+    record: dict[str, Any] = {
         "success": outcome.success,
         "md5": md5,
         "n_rows": outcome.n_rows,
@@ -305,6 +311,10 @@ def outcome_record(
         "drift": outcome.drift,
         "docs": str(docs),
     }
+    record["history"] = HEAD_SHA.sub(r"\1", outcome.history)
+    for failure in record["failures"]:  # the history expectation's text names the reference
+        failure["description"] = HEAD_SHA.sub(r"\1", failure["description"])
+    return record
 
 
 def main(proj: Project | None = None) -> None:

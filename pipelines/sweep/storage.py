@@ -81,11 +81,22 @@ def check_parallel(url: str, workers: int) -> None:
         )
 
 
+def route_optuna_logs() -> None:
+    """Optuna's messages ("A new study created ...") through `logging`, at their own level, not
+    through Optuna's own stderr handler: Airflow's task log shows stderr lines as errors."""
+    import optuna
+
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+
+
 def open_storage(url: str) -> Any:
-    """The Optuna storage behind a URL (journal file, or RDB with heartbeats)."""
+    """The Optuna storage behind a URL (journal file, or RDB with heartbeats); every study of a
+    sweep is opened through it, so Optuna logs through `logging` from here on."""
     import optuna
     from optuna.storages.journal import JournalFileBackend
 
+    route_optuna_logs()
     if is_journal(url):
         path = Path(url).resolve()
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -143,7 +143,8 @@ def claim_trial(study: Any, handle: SweepHandle) -> Any:
 def run_trial(
     study: Any, trial: Any, handle: SweepHandle, params: Params, data: TrainingData
 ) -> str:
-    """The thin objective: sample → tracked run (checkpoint, no pyfunc) → tell Optuna."""
+    """The thin objective: sample → tracked run (checkpoint, no pyfunc) → tell Optuna; the
+    state Optuna ended the trial in (COMPLETE, PRUNED or FAIL), as the console and tag say it."""
     import mlflow
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
@@ -193,7 +194,7 @@ def run_trial(
         study.tell(trial, state=state, skip_if_finished=True)
     # MLflow says KILLED for a pruned run, which reads as a crash: say what Optuna decided.
     mlflow.MlflowClient().set_tag(outcome.run_id, tags.OPTUNA_STATE, state.name)
-    return str(outcome.status)
+    return str(state.name)
 
 
 def run_trials(
@@ -223,8 +224,8 @@ def run_trials(
         if trial is None:
             break
         with heartbeat(study._storage, trial):
-            status = run_trial(study, trial, handle, params, data)
-        log.info("trial %d %s: %s", trial.number, status, trial.params)
+            state = run_trial(study, trial, handle, params, data)
+        log.info("trial %d %s: %s", trial.number, state, trial.params)
         ran += 1
         bar.update(1)
     bar.close()

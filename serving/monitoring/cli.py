@@ -1,5 +1,5 @@
-"""`coinflow monitor score | replay | states`: live scores of served forecasts, replaying one, and
-a version's calibration states."""
+"""`coinflow monitor score | replay | states | prune`: live scores of served forecasts, replaying
+one, a version's calibration states, and the prediction log's retention."""
 
 from __future__ import annotations
 
@@ -11,24 +11,31 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
     from registry.store import Registry
+    from serving.settings import ServingSettings
 app = typer.Typer(
     help="Score served forecasts as the truth arrives; replay any of them.", no_args_is_help=True
 )
 
 
-def _open() -> tuple[sa.Engine, Registry]:
-    """The prediction log's engine and the model's registry (as the API is configured)."""
-    from registry.store import open_registry
+def _log(settings: ServingSettings) -> sa.Engine:
+    """The prediction log's engine, migrated (as the API is configured)."""
     from serving.monitoring.monitor import MonitorError
     from serving.prediction_log import engine_for, migrate
-    from serving.settings import ServingSettings
 
-    settings = ServingSettings()
     if not settings.coinflow_prediction_log_url:
         raise MonitorError("COINFLOW_PREDICTION_LOG_URL is empty: the prediction log is off")
     engine = engine_for(settings.coinflow_prediction_log_url)
     migrate(engine)
-    return engine, open_registry(settings.coinflow_model_name)
+    return engine
+
+
+def _open() -> tuple[sa.Engine, Registry]:
+    """The prediction log's engine and the model's registry (as the API is configured)."""
+    from registry.store import open_registry
+    from serving.settings import ServingSettings
+
+    settings = ServingSettings()
+    return _log(settings), open_registry(settings.coinflow_model_name)
 
 
 @app.command("score")
@@ -96,3 +103,36 @@ def states(
                 f"{multipliers} (digest {state['digest']}, data md5 {state['data_md5']}, "
                 f"written {state['written_at']:%Y-%m-%d %H:%M})"
             )
+
+
+@app.command("prune")
+def prune(
+    max_age_days: float | None = typer.Option(
+        None,
+        min=0,
+        help="delete answers older than this (default COINFLOW_PREDICTION_LOG_MAX_AGE_DAYS, "
+        "365; 0: no age limit)",
+    ),
+    max_mb: float | None = typer.Option(
+        None,
+        min=0,
+        help="then delete the oldest answers until the log is under this size "
+        "(default COINFLOW_PREDICTION_LOG_MAX_MB, 1024; 0: no size limit)",
+    ),
+) -> None:
+    """Apply the prediction log's retention now (the API's writer also does, every
+    COINFLOW_PREDICTION_LOG_PRUNE_S): old answers, then the oldest over the size cap, then every
+    forecast and input no answer uses. Scores and calibration states are kept."""
+    from core.console import refusals
+    from serving.retention import Retention
+    from serving.retention import prune as apply
+    from serving.settings import ServingSettings
+
+    with refusals("monitor"):
+        settings = ServingSettings()
+        retention = Retention.of(
+            settings.coinflow_prediction_log_max_age_days if max_age_days is None else max_age_days,
+            settings.coinflow_prediction_log_max_mb if max_mb is None else max_mb,
+        )
+        done = apply(_log(settings), retention)
+        typer.echo(f"prediction log pruned: {done}")

@@ -51,18 +51,20 @@ class MonitorError(CoinflowError, ValueError):
 
 
 def logged_days(engine: sa.Engine, model_name: str) -> pd.DataFrame:
-    """Every logged forecast day of a model, with who made it and from which inputs."""
-    p, d = prediction_log.predictions, prediction_log.forecast_days
+    """Every logged forecast day of a model, with who made it and from which inputs (a stored
+    forecast answered many times under one role comes once)."""
+    p, f, d = prediction_log.predictions, prediction_log.forecasts, prediction_log.forecast_days
+    roles = sa.select(p.c.alias, p.c.shadow, p.c.forecast_key).distinct().subquery()
     query = (
         sa.select(
-            p.c.version,
-            p.c.alias,
-            p.c.shadow,
-            p.c.origin,
-            p.c.rows_source,
-            p.c.rows_days,
-            p.c.rows_hash,
-            p.c.levels,
+            f.c.version,
+            roles.c.alias,
+            roles.c.shadow,
+            f.c.origin,
+            f.c.rows_source,
+            f.c.rows_days,
+            f.c.rows_hash,
+            f.c.levels,
             d.c.step,
             d.c.day,
             d.c.median,
@@ -72,8 +74,10 @@ def logged_days(engine: sa.Engine, model_name: str) -> pd.DataFrame:
             d.c.upper_95,
             d.c.quantiles,
         )
-        .join(d, d.c.prediction_id == p.c.id)
-        .where(p.c.model_name == model_name)
+        .select_from(roles)
+        .join(f, f.c.key == roles.c.forecast_key)
+        .join(d, d.c.forecast_key == f.c.key)
+        .where(f.c.model_name == model_name)
     )
     with engine.connect() as connection:
         frame = pd.DataFrame(connection.execute(query).mappings().all())

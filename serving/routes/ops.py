@@ -14,10 +14,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from forecasting.forecast import MAX_HORIZON
 from serving.cache import ModelCache
 from serving.deps import get_cache, get_metrics, get_settings
-from serving.problems import ForbiddenError, UnauthorizedError, problem_responses
+from serving.problems import ForbiddenError, UnauthorizedError, problem_responses, without_paths
 from serving.prometheus import Metrics
 from serving.schemas import MAX_ROWS, HealthResponse, LimitsResponse, ReadyResponse, ReloadResponse
 from serving.settings import ServingSettings
+from serving.workers import broadcast_reload
 
 if TYPE_CHECKING:
     from serving.log_writer import PredictionLog
@@ -91,9 +92,16 @@ def readiness(
             "serving_version": None,
             "aliases": {},
             "loaded_versions": [],
-            "registry": {"reachable": False, "last_ok": None, "last_error": startup.error},
+            "registry": {
+                "reachable": False,
+                "last_ok": None,
+                "last_error": without_paths(startup.error or "") or None,
+            },
             "prediction_log": logged,
-            "reasons": [f"starting: {why}; retrying in the background", *log_reasons],
+            "reasons": [
+                without_paths(r)
+                for r in [f"starting: {why}; retrying in the background", *log_reasons]
+            ],
         }
     if time.time() - cache.status.last_check > settings.coinflow_ready_probe_s:
         cache.probe_in_background()  # the next call sees its result
@@ -111,7 +119,7 @@ def readiness(
             f"registry {cache.registry.uri!r} unreachable: {cache.status.last_error}; "
             "serving cached versions, alias moves are not seen until it answers"
         )
-    reasons += log_reasons
+    reasons = [without_paths(r) for r in [*reasons, *log_reasons]]  # never the server's disk
     status = "not_ready" if version is None else "ready" if not reasons else "degraded"
     return {
         "status": status,
@@ -121,7 +129,9 @@ def readiness(
         "serving_version": version,
         "aliases": served,
         "loaded_versions": cache.loaded_versions(),
-        "registry": cache.state(),
+        "registry": {
+            k: without_paths(v) if isinstance(v, str) else v for k, v in cache.state().items()
+        },
         "prediction_log": logged,
         "reasons": reasons,
     }
@@ -188,11 +198,14 @@ def check_admin(
     "/admin/reload", response_model=ReloadResponse, responses=problem_responses(401, 403, 503)
 )
 def reload_aliases(
+    request: Request,
     cache: Annotated[ModelCache, Depends(get_cache)],
     settings: Annotated[ServingSettings, Depends(get_settings)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> dict[str, object]:
-    """Re-resolve the served aliases now; moved versions are loaded before they are swapped in."""
+    """Re-resolve the served aliases now; moved versions are loaded before they are swapped in
+    (in every worker: the answer waits until the others have refreshed too)."""
     check_admin(settings, credentials)
     changed = cache.refresh()
+    broadcast_reload(request.app)
     return {"changed": changed, "aliases": cache.served()}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -15,11 +14,18 @@ from forecasting.features import CLOSE, INPUT_COLUMNS
 from forecasting.forecast import InputRowsError
 from serving.cache import ModelCache
 from serving.deps import get_cache, get_metrics, get_settings
-from serving.prediction_log import forecast_points
 from serving.predictor import Answer, LoadedModel, points
 from serving.problems import BadInputError, problem_responses
 from serving.prometheus import Metrics
-from serving.schemas import ALIAS_PATTERN, PredictRequest, PredictResponse, Row
+from serving.schemas import (
+    ALIAS_PATTERN,
+    MAX_LEVELS,
+    LevelsQuery,
+    PredictRequest,
+    PredictResponse,
+    Row,
+    VersionQuery,
+)
 from serving.settings import ServingSettings
 
 if TYPE_CHECKING:
@@ -120,6 +126,14 @@ def shadow_forecast(
         log.warning("shadow forecast with @%s failed: %s", alias, exc)
 
 
+def given_once(request: Request, *names: str) -> None:
+    """422 when a selector is repeated (?version=1&version=2): FastAPI would take the last."""
+    for name in names:
+        count = len(request.query_params.getlist(name))
+        if count > 1:
+            raise BadInputError(f"?{name} is given {count} times: give it once")
+
+
 def resolve(
     cache: ModelCache, version: int | None, alias: str | None, default_alias: str
 ) -> LoadedModel:
@@ -132,7 +146,9 @@ def resolve(
 
 
 @router.post(
-    "/predict", response_model=PredictResponse, responses=problem_responses(404, 413, 422, 503)
+    "/predict",
+    response_model=PredictResponse,
+    responses=problem_responses(404, 408, 413, 422, 429, 500, 503),
 )
 def predict(
     http: Request,
@@ -141,20 +157,26 @@ def predict(
     settings: Annotated[ServingSettings, Depends(get_settings)],
     body: PredictRequest | None = None,
     version: Annotated[
-        int | None, Query(ge=1, le=2**31 - 1, description="registry version number")
+        VersionQuery,
+        Query(description="registry version number, in digits (e.g. 3)"),
     ] = None,
     alias: Annotated[
         str | None, Query(pattern=ALIAS_PATTERN, description="registry alias (default: champion)")
     ] = None,
     levels: Annotated[
-        list[float] | None,
-        Query(description="interval levels to return, e.g. ?levels=0.8&levels=0.95 (default all)"),
+        LevelsQuery,
+        Query(
+            json_schema_extra={"maxItems": MAX_LEVELS},
+            description="interval levels to return, each in (0, 1): ?levels=0.8,0.95 or "
+            "?levels=0.8&levels=0.95 (default: all the version has)",
+        ),
     ] = None,
 ) -> Response:
     """Forecast BTC closes `horizon` days ahead with a registry version or alias: per day the
     median close and the bounds of each central interval (USD), calibrated by the version's
     adaptive calibration state (its lineage names which one)."""
     request = body or PredictRequest()
+    given_once(http, "version", "alias")
     model = resolve(cache, version, alias, settings.coinflow_default_alias)
     shown = shown_levels(model, levels)
     days = settings.coinflow_history_days
@@ -195,21 +217,15 @@ def predict(
                 inputs,
                 metrics.shadow_failures,
             )
-    calibration = {**model.lineage["calibration"], **out.calibrator.lineage}
-    answer = {
-        "prediction_id": prediction_id,
-        "forecasts": forecast_points(out.dates, out.quantiles, model.levels, shown),
-        "history": history,
-        "lineage": {
-            **model.lineage,
-            "calibration": calibration,
-            "aliases": cache.aliases_of(model.version),
-        },
-    }
     # Built here, in the worker thread, from checked numbers: FastAPI's response validation
     # would cost a second threadpool hop and re-check what PredictResponse already describes.
-    return Response(
-        json.dumps(answer, allow_nan=False, separators=(",", ":")),
-        media_type="application/json",
-        background=background,
+    # The parts that depend only on the version's state are encoded once (LoadedModel).
+    text = model.answer_json(
+        out,
+        prediction_id=prediction_id,
+        shown=shown,
+        history=history,
+        aliases=cache.aliases_of(model.version),
+        history_days=days if inputs is None else None,
     )
+    return Response(text, media_type="application/json", background=background)

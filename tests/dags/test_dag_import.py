@@ -61,7 +61,17 @@ try:
     refused = ""
 except ValueError as exc:
     refused = str(exc)
+sources = [common.SOURCE_VARIABLE, common.SOURCE_ENV]
+os.environ.pop(common.SOURCE_ENV, None)
+try:
+    common.data_source(None)
+except ValueError as exc:
+    sources.append(str(exc))
+sources.append(common.data_source("/from/variable"))
+os.environ[common.SOURCE_ENV] = "https://from.env/exports"
+sources += [common.data_source(None), common.data_source("/from/variable")]
 info.update(
+    sources=sources,
     workers=[train.sweep_workers(n, w) for n, w in ((5, 2), (1, 4), (3, 3))],
     announced=[common.announced([]),
                common.announced([event("v0.4", 1), event("v0.5", 9), event("v0.3", 5)])],
@@ -158,3 +168,17 @@ def test_sweep_workers_and_the_announced_version(inspected: dict[str, Any]) -> N
     # no event: a manual run; several queued events: the newest announcement wins
     assert inspected["announced"] == [None, {"version": "v0.5", "md5": "mv0.5"}]
     assert "lacks version/md5" in inspected["refused"]
+
+
+def test_fetch_source_is_the_variable_else_the_env_var_and_a_missing_one_names_both(
+    inspected: dict[str, Any],
+) -> None:
+    from pipelines.data.fetch import SOURCE_ENV
+
+    variable, env, refused, *found = inspected["sources"]
+    assert (variable, env) == ("coinflow_data_source", SOURCE_ENV)
+    assert "Airflow Variable 'coinflow_data_source'" in refused
+    assert "airflow variables set coinflow_data_source DIR|URL" in refused
+    assert f"environment variable {SOURCE_ENV}" in refused
+    # the Variable wins over the env var; the env var is the fallback
+    assert found == ["/from/variable", "https://from.env/exports", "/from/variable"]

@@ -54,31 +54,22 @@ def page(browser: Any) -> Iterator[Any]:
     context.close()
 
 
-def _register(name: str, run_id: str, kind: str, alias: str) -> int:
-    """A version of `name` from the run, with coinflow's version tags, under `alias`."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    from registry.lineage import version_tags_from_run
-
-    tags = version_tags_from_run(MlflowClient().get_run(run_id), kind)
-    version = int(mlflow.register_model(f"runs:/{run_id}/model", name, tags=tags).version)
-    MlflowClient().set_registered_model_alias(name, alias, str(version))
-    return version
-
-
 @pytest.fixture(scope="module")
 def e2e_registry(
     tmp_path_factory: pytest.TempPathFactory, features_v03: Path, real_versions: Path
 ) -> E2eRegistry:
-    """Train a tiny model (2 epochs) and log persistence on v0.3; register both with aliases."""
+    """The registry as the promote flow leaves it: persistence the first champion (v1), then a
+    tiny model (2 epochs, v2) registered as challenger and refused by the real rule."""
     import mlflow
     from mlflow import MlflowClient
 
+    from core.params import load_params
     from core.tracking import TrackingSettings, configure_mlflow, lineage_tags
     from pipelines.training.tracked_run import tracked_training
     from pipelines.training.train import load_training_data
-    from registry.register import baseline_run
+    from registry.policy import Policy
+    from registry.promote import promote
+    from registry.register import ensure_champion, register_run
     from registry.scoring import load_eval_set
     from registry.store import Registry
     from tests.params import train_params
@@ -113,11 +104,17 @@ def e2e_registry(
         )
         assert outcome.status == "FINISHED", outcome
         lineage = lineage_tags(data.version, data.md5, proj)
-        # The persistence baseline exactly as the promote flow logs it.
-        registry = Registry(MODEL_NAME, MlflowClient(), experiment_id)
-        persistence_run = baseline_run(registry, load_eval_set(proj), "persistence", proj)
-        torch_v = _register(MODEL_NAME, outcome.run_id, "torch", "champion")
-        persistence_v = _register(MODEL_NAME, persistence_run, "persistence", "challenger")
+        client = MlflowClient()
+        registry = Registry(MODEL_NAME, client, experiment_id)
+        eval_set = load_eval_set(proj)
+        persistence_v = ensure_champion(registry, eval_set, proj)  # a first-champion record
+        torch_v = register_run(registry, outcome.run_id)  # @challenger
+        # The linked project holds no gate record (runs say ge_status=failed); v0.3 passes it.
+        client.set_model_version_tag(MODEL_NAME, str(torch_v), "coinflow.ge_status", "success")
+        policy = Policy.from_params(load_params(proj.params_file).registry)
+        judged = promote(registry, eval_set, policy, torch_v)
+        assert not judged.decision.promote, "the 2-epoch model must be refused (tests rely on it)"
+        persistence_run = client.get_model_version(MODEL_NAME, str(persistence_v)).run_id
         # Leave no global MLflow state behind for later tests in this process.
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
         mlflow.set_registry_uri(None)  # type: ignore[arg-type]
@@ -126,10 +123,11 @@ def e2e_registry(
         root,
         uri,
         MODEL_NAME,
-        {torch_v: outcome.run_id, persistence_v: persistence_run},
+        {persistence_v: str(persistence_run), torch_v: outcome.run_id},
         data.version,
         data.md5,
         lineage["coinflow.git_sha"],
+        judged.decision.reason,
     )
 
 
@@ -165,6 +163,7 @@ def servers(
             COINFLOW_MODEL_NAME=e2e_registry.name,
             COINFLOW_REFRESH_S="0",
             COINFLOW_PREDICTION_LOG_URL=e2e_registry.log_url,  # the Live tab reads it
+            COINFLOW_WORKDIR=str(e2e_registry.root / "project"),  # the Compare tab's test days
         ),
         e2e_registry.root,
         api_port,
@@ -178,6 +177,7 @@ def servers(
             COINFLOW_API_URL=api.url,
             COINFLOW_API_TIMEOUT_S="15",
             COINFLOW_MLFLOW_UI_URL="http://mlflow.e2e.invalid:5000",
+            GRADIO_TEMP_DIR=str(e2e_registry.gradio_temp),  # where uploads would land
         ),
         logs,
         ui_port,
@@ -198,8 +198,8 @@ def servers(
 @pytest.fixture
 def live_history(e2e_registry: E2eRegistry) -> Iterator[list[str]]:
     """Six days of live scores in the API's log (v1 champion, v2 shadowed) and two real guarded
-    rollbacks in the registry's audit trail (v1 → v2 → v1, aliases as they were afterwards);
-    yields the labels the Live tab should give those moves."""
+    rollbacks after v1's first-champion record in the registry's audit trail (v1 → v2 → v1,
+    aliases as they were afterwards); yields the labels the Live tab should give those moves."""
     import datetime as dt
 
     import mlflow
@@ -252,4 +252,9 @@ def live_history(e2e_registry: E2eRegistry) -> Iterator[list[str]]:
         client.delete_registered_model_alias(registry.name, "previous-champion")
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
         mlflow.set_registry_uri(None)  # type: ignore[arg-type]
-    yield [f"rolled back to v2 on {today}", f"rolled back to v1 on {today}"]
+    # The first-champion record (e2e_registry) is a champion move too.
+    yield [
+        f"v1 first champion on {today}",
+        f"rolled back to v2 on {today}",
+        f"rolled back to v1 on {today}",
+    ]

@@ -61,7 +61,7 @@ class ChildServer:
                 start_new_session=True,
             )
 
-    def wait_ready(self, timeout_s: float = 120.0) -> None:
+    def wait_ready(self, timeout_s: float = 240.0) -> None:
         """Poll `ready_path` until it answers 200; fail with the log's tail if the child dies."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -96,7 +96,8 @@ class ChildServer:
 
 @dataclass(frozen=True)
 class E2eRegistry:
-    """A private MLflow store: v1 = tiny torch model (@champion), v2 = persistence (@challenger)."""
+    """A private MLflow store: v1 = persistence (@champion, first-champion), v2 = tiny torch
+    model (@challenger, refused by the promotion rule for `refusal`)."""
 
     root: Path
     uri: str
@@ -105,6 +106,12 @@ class E2eRegistry:
     data_version: str
     dvc_md5: str
     git_sha: str
+    refusal: str
+
+    @property
+    def gradio_temp(self) -> Path:
+        """The UI's GRADIO_TEMP_DIR: uploads would leave directories here."""
+        return self.root / "gradio-tmp"
 
     @property
     def log_url(self) -> str:

@@ -1,8 +1,10 @@
-"""Integration fixtures: a real `mlflow server` started on a free port, stopped afterwards."""
+"""Integration fixtures: a real `mlflow server` as deployed (Postgres backend store, proxied
+artifacts) on a free port, a Postgres database for it, and the Redis broker's URL."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -12,18 +14,45 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import free_port, stop_group
+from tests.conftest import need_service, port_open
+from tests.processes import TAG, free_port, leftovers, pg_database, stop_group
 
 StartServer = Callable[[str, Path], str]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of an env file (comments and blank lines skipped)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    pairs = (ln.split("=", 1) for ln in lines if ln.strip() and not ln.lstrip().startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """Base URL of the machine's Redis (append /<db number>)."""
+    need_service(port_open("127.0.0.1", 6379), "Redis on 127.0.0.1:6379")
+    return "redis://127.0.0.1:6379"
+
+
+@pytest.fixture
+def mlflow_db(postgres_url: str) -> Iterator[str]:
+    """A fresh Postgres database for an MLflow server's backend store; dropped after the server
+    stopped (request it before `mlflow_server`)."""
+    with pg_database(postgres_url, "mlflow") as url:
+        yield url
 
 
 @pytest.fixture
 def mlflow_server(tmp_path: Path) -> Iterator[StartServer]:
-    """`mlflow_server(backend_uri, artifacts_dir) -> url`: a tracking server with proxied
-    artifacts (`--serve-artifacts`), ready (/health) before it returns; stopped at teardown."""
+    """`mlflow_server(backend_uri, artifacts_dir) -> url`: a tracking server as docker-compose
+    runs it (`--serve-artifacts --artifacts-destination DIR`: clients log and load through the
+    server, `mlflow-artifacts:` URIs), ready (/health) before it returns; stopped at teardown,
+    with every process it started."""
     procs: list[subprocess.Popen[bytes]] = []
+    token = secrets.token_hex(6)
 
-    def start(backend_uri: str, artifacts_dir: Path, timeout_s: float = 90.0) -> str:
+    def start(backend_uri: str, artifacts_dir: Path, timeout_s: float = 300.0) -> str:
         port = free_port()
         log_path = tmp_path / f"mlflow-server-{port}.log"
         cmd = [
@@ -31,19 +60,22 @@ def mlflow_server(tmp_path: Path) -> Iterator[StartServer]:
             "-m",
             "mlflow",
             "server",
-            "--backend-store-uri",
-            backend_uri,
+            "--serve-artifacts",
             "--artifacts-destination",
             str(artifacts_dir),
-            "--serve-artifacts",
             "--host",
             "127.0.0.1",
             "--port",
             str(port),
-            "--workers",
-            "2",
         ]
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job runners
+        env = {
+            **os.environ,
+            **_env_file(REPO / "mlflow" / "server.env"),  # allowed hosts, CORS, workers
+            "MLFLOW_WORKERS": "1",  # one test's client at a time: half the start-up CPU
+            "MLFLOW_BACKEND_STORE_URI": backend_uri,  # as compose passes it: not in argv (`ps`)
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # no job runners
+            TAG: token,
+        }
         with log_path.open("wb") as log:  # a file, never an unread pipe
             proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -71,3 +103,5 @@ def mlflow_server(tmp_path: Path) -> Iterator[StartServer]:
     yield start
     for proc in procs:
         stop_group(proc)
+    left = leftovers(token)
+    assert not left, f"mlflow server processes outlived their stop: {left}"

@@ -1,111 +1,101 @@
-"""coinflow_fetch → dataset Asset → coinflow_train under a real Airflow: api-server + scheduler +
-dag-processor on Postgres, runs triggered through the REST API.
+"""coinflow_fetch → dataset Asset → coinflow_train on a real, distributed Airflow: api-server,
+scheduler and dag-processor on Postgres, the CeleryExecutor with Redis as broker, Postgres as
+result backend and two Celery workers; the stages log through one `mlflow server` (Postgres
+backend store, proxied artifacts) and sweep into one Optuna study on Postgres.
 
 The workspace holds the real exports up to 2024-09-30; the source holds them whole. Triggering
 coinflow_fetch fetches October, cuts v0.4 (used by params.yaml), validates it and emits the Asset
-event, and the scheduler then starts exactly one coinflow_train run for it: LocalExecutor
-(parallelism 4) runs its mapped sweep workers as separate processes sharing one Optuna study in
-a second Postgres database. A second fetch finds no new day: it short-circuits, emits nothing,
-changes no params and no train run follows. coinflow_train triggered by hand with the
-data_version Param on the same data reuses the finished sweep: no new run, version or alias.
+event, and the scheduler then starts exactly one coinflow_train run for it, whose two mapped sweep
+tasks run on the two workers (one task each: concurrency 1, prefetch 1), sharing the study. A
+second fetch finds no new day: it short-circuits, emits nothing, changes no params and no train
+run follows. coinflow_train triggered by hand with the data_version Param on the same data
+reuses the finished sweep: no new run, version or alias. Every process started is stopped.
 (The failed-gate path runs under dag.test() in tests/dags/test_dag_run.py.)
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
-import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
+from tests.dags.airflow_cluster import Airflow, Api, wait_for
 from tests.dags.airflow_helpers import (
     AFTER_SHORT_CIRCUIT,
-    AIRFLOW,
     FETCH_TASKS,
     NEW_CUTOFF,
     NEW_VERSION,
+    REPO,
     TRAIN_TASKS,
     UNTIL,
     airflow_env,
     aliases,
     make_workspace,
     migrate,
-    mlflow_client,
     sweep_runs,
     tiny_params,
     version_md5,
     write_exports,
 )
-from tests.processes import free_port, pg_database, stop_group
+from tests.integration.conftest import StartServer
+from tests.processes import TAG, free_port, pg_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.dags, pytest.mark.slow]
 
 FETCH, TRAIN = "coinflow_fetch", "coinflow_train"
 N_TRIALS = 4  # the workspace's sweep.n_trials: the Asset-triggered run uses the Param defaults
-READY_S, RUN_S, QUIET_S = 120.0, 420.0, 15.0
+READY_S, RUN_S, QUIET_S = 300.0, 900.0, 15.0  # generous: a loaded 2-core box
 MODEL = tiny_params()["registry"]["model_name"]
+BROKER_DB = 13  # a Redis database of these tests' own (compose's broker uses 0)
+WORKERS = ("worker-a", "worker-b")
 
 
-class Airflow:
-    """Airflow components as child processes (own process groups), output in files."""
+class Cluster(Airflow):
+    """The Airflow, plus where its stages write: the MLflow server and the Optuna storage."""
 
-    def __init__(
-        self, env: dict[str, str], logs: Path, port: int, password: str, state: Path
-    ) -> None:
-        self.env, self.logs, self.url = env, logs, f"http://127.0.0.1:{port}"
-        self.password, self.state = password, state  # admin login; MLflow store folder
-        self.workdir = Path(env["COINFLOW_WORKDIR"])
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+    tracking_uri: str
+    optuna_url: str
 
-    def start(self, name: str, *args: str) -> None:
-        with (self.logs / f"{name}.log").open("wb") as out:
-            self.procs[name] = subprocess.Popen(
-                [str(AIRFLOW), name, *args],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=self.logs,
-            )
+    def mlflow(self) -> Any:
+        from mlflow import MlflowClient
 
-    def check_alive(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                pytest.fail(f"airflow {name} exited {proc.returncode}:\n{self.tail(name)}")
-
-    def tail(self, name: str, chars: int = 3000) -> str:
-        return (self.logs / f"{name}.log").read_text(errors="replace")[-chars:]
-
-    def stop(self) -> None:
-        for proc in reversed(list(self.procs.values())):
-            stop_group(proc)
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
 
-def _wait(what: str, airflow: Airflow, probe: Any, timeout_s: float) -> Any:
-    """Poll probe() until it returns something truthy; fail with the components' logs."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        airflow.check_alive()
-        with contextlib.suppress(httpx.HTTPError):
-            value = probe()
-            if value:
-                return value
-        time.sleep(1.0)
-    logs = "\n".join(f"--- {n}\n{airflow.tail(n, 1500)}" for n in airflow.procs)
-    pytest.fail(f"{what} not within {timeout_s:.0f} s\n{logs}")
+def _forget_queue(redis_url: str, token: str) -> None:
+    """Delete what this run left on the broker: its queue and bindings (named with the token)
+    and messages of tasks stopped unfinished (kombu's shared `unacked` hash)."""
+    import redis
+
+    broker = redis.Redis.from_url(f"{redis_url}/{BROKER_DB}")
+    keys = list(broker.scan_iter(match=f"*{token}*"))
+    if keys:
+        broker.delete(*keys)
+    for tag, message in broker.hscan_iter("unacked"):
+        if token.encode() in message:
+            broker.hdel("unacked", tag)
+            broker.zrem("unacked_index", tag)
+    broker.close()
 
 
 @pytest.fixture
-def airflow(tmp_path: Path, fresh_pg_db: str, postgres_url: str) -> Iterator[Airflow]:
-    """api-server + scheduler + dag-processor on a fresh Postgres metadata DB, stopped after."""
+def airflow(
+    tmp_path: Path,
+    fresh_pg_db: str,
+    postgres_url: str,
+    redis_url: str,
+    mlflow_db: str,
+    mlflow_server: StartServer,
+) -> Iterator[Cluster]:
+    """api-server + scheduler + dag-processor + two Celery workers on a fresh Postgres metadata
+    DB (also the result backend), a queue of their own on Redis; all stopped after."""
     home, state, logs = tmp_path / "airflow", tmp_path / "state", tmp_path / "logs"
     for folder in (home, state, logs):
         folder.mkdir()
@@ -113,7 +103,9 @@ def airflow(tmp_path: Path, fresh_pg_db: str, postgres_url: str) -> Iterator[Air
     source = write_exports(tmp_path / "source")
     password = secrets.token_urlsafe(16)
     (home / "passwords.json").write_text(json.dumps({"admin": password}))
-    port = free_port()
+    port, token = free_port(), secrets.token_hex(4)
+    queue = f"coinflow-test-{token}"  # concurrent runs on one Redis never share tasks
+    tracking = mlflow_server(mlflow_db, tmp_path / "mlflow-artifacts")
     with pg_database(postgres_url, "optuna") as optuna_url:
         env = airflow_env(
             home,
@@ -123,10 +115,20 @@ def airflow(tmp_path: Path, fresh_pg_db: str, postgres_url: str) -> Iterator[Air
             optuna_storage=optuna_url,
             data_source=source,
         )
+        del env["COINFLOW_ARTIFACT_ROOT"]  # artifacts go through the server
         env.update(
             {
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                TAG: token,
+                "MLFLOW_TRACKING_URI": tracking,
+                "MLFLOW_REGISTRY_URI": tracking,
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
                 "AIRFLOW__CORE__PARALLELISM": "4",
+                # a task's calls to the execution API wait 30 s, not 5 (5 tries, then the task
+                # fails): a busy 2-core box answers slower than that
+                "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
+                "AIRFLOW__CELERY__BROKER_URL": f"{redis_url}/{BROKER_DB}",
+                "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{fresh_pg_db}",
+                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
                 "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
                 "AIRFLOW__API__SECRET_KEY": secrets.token_hex(32),
@@ -141,92 +143,56 @@ def airflow(tmp_path: Path, fresh_pg_db: str, postgres_url: str) -> Iterator[Air
             }
         )
         migrate(env, logs / "migrate.log")
-        af = Airflow(env, logs, port, password, state)
+        af = Cluster(env, logs, port, password)
+        af.tracking_uri, af.optuna_url = tracking, optuna_url
         try:
-            af.start("api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1")
-            af.start("scheduler", "--skip-serve-logs")
-            af.start("dag-processor")
+            af.start(
+                "api-server",
+                "api-server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            )
+            af.start("scheduler", "scheduler", "--skip-serve-logs")
+            af.start("dag-processor", "dag-processor")
+            for name in WORKERS:
+                af.start(
+                    name,
+                    *("celery", "worker", "--celery-hostname", f"{name}-{token}@127.0.0.1"),
+                    *("--queues", queue, "--concurrency", "1", "--skip-serve-logs"),
+                    *("--without-mingle", "--without-gossip"),
+                    env={
+                        # two workers on one host: each names itself in its task instances
+                        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.dags.worker_host.hostname",
+                        "COINFLOW_WORKER_HOST": name,
+                        "PYTHONPATH": str(REPO),
+                    },
+                )
             yield af
         finally:
-            af.stop()
-
-
-class Api:
-    """The REST API, logged in as admin."""
-
-    def __init__(self, airflow: Airflow) -> None:
-        self.airflow = airflow
-        self.http = httpx.Client(base_url=airflow.url, timeout=10)
-        _wait(
-            "api-server health",
-            airflow,
-            lambda: self.http.get("/api/v2/monitor/health").status_code == 200,
-            READY_S,
-        )
-        token = self.http.post(
-            "/auth/token", json={"username": "admin", "password": airflow.password}
-        ).json()
-        self.http.headers["Authorization"] = f"Bearer {token['access_token']}"
-
-    def get(self, path: str, **params: Any) -> Any:
-        response = self.http.get(f"/api/v2{path}", params=params)
-        assert response.status_code == 200, f"{path}: {response.status_code} {response.text}"
-        return response.json()
-
-    def unpause(self, dag_id: str) -> None:
-        _wait(
-            f"{dag_id} parsed by the dag-processor",
-            self.airflow,
-            lambda: self.http.get(f"/api/v2/dags/{dag_id}").status_code == 200,
-            READY_S,
-        )
-        done = self.http.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False})
-        assert done.status_code == 200, done.text
-
-    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
-        created = self.http.post(
-            f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}}
-        )
-        assert created.status_code == 200, created.text
-        return str(created.json()["dag_run_id"])
-
-    def runs(self, dag_id: str) -> list[dict[str, Any]]:
-        return list(self.get(f"/dags/{dag_id}/dagRuns", limit=100)["dag_runs"])
-
-    def finished(self, dag_id: str, run_id: str) -> dict[str, Any]:
-        """Wait for a run to end; print its task instances; the run, with `tasks` added."""
-        started = time.monotonic()
-
-        def ended() -> dict[str, Any] | None:
-            run = self.get(f"/dags/{dag_id}/dagRuns/{run_id}")
-            return run if run["state"] in ("success", "failed") else None
-
-        run = dict(_wait(f"{dag_id} run {run_id} to finish", self.airflow, ended, RUN_S))
-        tis = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", limit=100)
-        rows = sorted(tis["task_instances"], key=lambda t: (t["start_date"] or "", t["map_index"]))
-        print(f"\n{dag_id} {run_id}: {run['state']} after {time.monotonic() - started:.1f} s")
-        for ti in rows:
-            name = ti["task_id"] + (f"[{ti['map_index']}]" if ti["map_index"] >= 0 else "")
-            print(f"  {name:<16} {ti['state']:<9} ({ti['duration'] or 0:.1f} s)")
-        run["tasks"] = rows
-        return run
-
-    def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
-        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
-        return self.get(path, map_index=map_index)["value"]
-
-    def dataset_events(self) -> list[dict[str, Any]]:
-        return list(self.get("/assets/events", source_dag_id=FETCH, limit=100)["asset_events"])
+            left = af.stop()
+            _forget_queue(redis_url, token)
+        assert not left, f"processes outlived the stop: {left}"
 
 
 def _states(run: dict[str, Any]) -> dict[str, str]:
     return {t["task_id"]: t["state"] for t in run["tasks"] if t["map_index"] < 0}
 
 
-def test_new_days_train_once_and_no_new_day_trains_nothing(airflow: Airflow) -> None:
-    api = Api(airflow)
+def _workers_started(airflow: Cluster) -> bool:
+    """Both Celery workers connected to the broker and consuming (their own log says so)."""
+    return all(" ready." in airflow.tail(name, 100_000) for name in WORKERS)
+
+
+def test_new_days_train_once_on_two_celery_workers(airflow: Cluster) -> None:
+    api = Api(airflow, READY_S, RUN_S)
     for dag_id in (FETCH, TRAIN):
         api.unpause(dag_id)
+    # both must consume before the sweep is queued, or one worker could take both tasks
+    wait_for("two Celery workers ready", airflow, lambda: _workers_started(airflow), READY_S)
 
     # 1. new days at the source: fetch → cut v0.4 → gate → Asset event
     fetch = api.finished(FETCH, api.trigger(FETCH))
@@ -242,7 +208,7 @@ def test_new_days_train_once_and_no_new_day_trains_nothing(airflow: Airflow) -> 
     assert api.xcom(FETCH, fetch["dag_run_id"], "announce") == announced
 
     # 2. ... and the scheduler starts coinflow_train for that event, once
-    first = _wait("a coinflow_train run", airflow, lambda: api.runs(TRAIN), READY_S)[0]
+    first = wait_for("a coinflow_train run", airflow, lambda: api.runs(TRAIN), READY_S)[0]
     train = api.finished(TRAIN, first["dag_run_id"])
     assert train["run_type"] == "asset_triggered"
     assert train["state"] == "success", _states(train)
@@ -252,17 +218,37 @@ def test_new_days_train_once_and_no_new_day_trains_nothing(airflow: Airflow) -> 
     assert [e["extra"] for e in events["asset_events"]] == [announced]
     chosen = api.xcom(TRAIN, train["dag_run_id"], "dataset")
     assert chosen == {"data_version": NEW_VERSION, "md5": md5, "by": "asset"}
-    workers = sorted(t["map_index"] for t in train["tasks"] if t["task_id"] == "run_trials")
-    assert workers == [0, 1]  # two mapped worker tasks ran
-    ran = [int(api.xcom(TRAIN, train["dag_run_id"], "run_trials", i)) for i in workers]
-    print(f"  trials run by worker 0 and 1: {ran}")
+    # every task went through the Celery queue; the two mapped sweep tasks ran one per worker
+    queue = airflow.env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"]
+    assert {t["queue"] for t in train["tasks"]} == {queue}
+    sweep = {t["map_index"]: t for t in train["tasks"] if t["task_id"] == "run_trials"}
+    assert sorted(sweep) == [0, 1]
+    assert sorted(t["hostname"] for t in sweep.values()) == sorted(WORKERS)
+    for i, ti in sweep.items():  # and each worker's own log shows it took that task
+        took = airflow.tail(ti["hostname"], 1_000_000).splitlines()
+        assert any("run_trials" in ln and f"map_index={i}" in ln for ln in took), ti["hostname"]
+    ran = [int(api.xcom(TRAIN, train["dag_run_id"], "run_trials", i)) for i in sorted(sweep)]
     assert sum(ran) == N_TRIALS  # the workers shared one budget
-    client = mlflow_client(airflow.state)
-    parents, trials = sweep_runs(client)
+
+    # one Optuna study on Postgres holds every trial, each run inside a mapped sweep task
+    import optuna
+
+    (study,) = optuna.get_all_study_names(airflow.optuna_url)
+    trials = optuna.load_study(study_name=study, storage=airflow.optuna_url).get_trials()
+    assert sorted(t.number for t in trials) == list(range(N_TRIALS))
+    host_of = {ti["pid"]: ti["hostname"] for ti in sweep.values()}
+    hosts = Counter(host_of.get(t.user_attrs["coinflow_worker"]["pid"]) for t in trials)
+    print(f"  trials per worker: {dict(hosts)} (run_trials returned {ran})")
+    assert None not in hosts and sum(hosts.values()) == N_TRIALS
+
+    # ... and one MLflow server their runs: one sweep on the new version, the champion set
+    client = airflow.mlflow()
+    parents, trial_runs = sweep_runs(client)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert parents[0].data.tags["coinflow.data_version"] == NEW_VERSION
     assert parents[0].data.tags["coinflow.dvc_md5"] == md5  # the sweep ran on the new version
-    assert len(trials[parents[0].info.run_id]) == N_TRIALS  # one study, no overshoot
+    assert len(trial_runs[parents[0].info.run_id]) == N_TRIALS  # one study, no overshoot
+    assert parents[0].info.artifact_uri.startswith("mlflow-artifacts:/")  # proxied
     assert "champion" in aliases(client)
     assert (airflow.workdir / "data/features/meta.json").is_file()  # features of v0.4 written
 
@@ -275,7 +261,7 @@ def test_new_days_train_once_and_no_new_day_trains_nothing(airflow: Airflow) -> 
     assert {states[t] for t in AFTER_SHORT_CIRCUIT} == {"skipped"}
     assert api.xcom(FETCH, again["dag_run_id"], "fetch") == {"btc": 0, "eth": 0, "gold": 0}
     assert (airflow.workdir / "params.yaml").read_bytes() == params_before  # no second version
-    assert len(api.dataset_events()) == 1
+    assert len(api.asset_events(FETCH)) == 1
     time.sleep(QUIET_S)  # scheduler loops that would have queued a run for a new event
     assert [r["dag_run_id"] for r in api.runs(TRAIN)] == [train["dag_run_id"]]
     assert len(sweep_runs(client)[0]) == 1

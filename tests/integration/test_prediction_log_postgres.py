@@ -126,7 +126,7 @@ def test_the_prediction_log_on_postgres(
             )
             stored = {
                 r["id"]: dict(r)
-                for r in connection.execute(prediction_log.predictions.select()).mappings()
+                for r in connection.execute(prediction_log.answers.select()).mappings()
             }
             days = connection.execute(
                 sa.select(sa.func.count()).select_from(prediction_log.forecast_days)

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.project import REPO
+from tests.serving.serving_helpers import Store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 START, END = dt.date(2024, 1, 1), dt.date(2024, 2, 29)  # 60 days; the retrain on 2024-01-31
@@ -132,11 +133,11 @@ def test_forecasts_went_through_the_api_and_saw_only_the_past(
     with engine.connect() as connection:
         rows = connection.execute(
             sa.select(
-                prediction_log.predictions.c.origin,
-                prediction_log.predictions.c.alias,
-                prediction_log.predictions.c.rows_source,
-                prediction_log.predictions.c.rows,
-                prediction_log.predictions.c.version,
+                prediction_log.answers.c.origin,
+                prediction_log.answers.c.alias,
+                prediction_log.answers.c.rows_source,
+                prediction_log.answers.c.rows,
+                prediction_log.answers.c.version,
             )
         ).all()
     champion = [r for r in rows if r.alias == "champion"]
@@ -196,7 +197,7 @@ def test_every_answer_used_the_state_advanced_through_its_day(report: dict[str, 
     from serving import prediction_log
 
     engine = sa.create_engine(f"sqlite:///{Path(report['workdir']) / 'predictions.db'}")
-    p, states = prediction_log.predictions, prediction_log.calibration_states
+    p, states = prediction_log.answers, prediction_log.calibration_states
     with engine.connect() as connection:
         answers = connection.execute(
             sa.select(p.c.origin, p.c.version, p.c.calibration_source, p.c.calibration_as_of)
@@ -295,6 +296,9 @@ def test_report_files_and_mlflow_run(report: dict[str, Any]) -> None:
     json_path, png_path = Path(report["artifacts"]["json"]), Path(report["artifacts"]["png"])
     assert json_path.parent == png_path.parent == workdir / "report"
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Readable like every other output (0644 with the usual umask), not a temp file's 0600.
+    assert json_path.stat().st_mode & 0o777 == png_path.stat().st_mode & 0o777
+    assert json_path.stat().st_mode & 0o044 == 0o044
     on_disk = json.loads(json_path.read_text())
     assert on_disk == json.loads(json.dumps(report, default=str))
     for key in (
@@ -359,3 +363,72 @@ def test_a_used_workspace_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyP
     result = CliRunner().invoke(app, ["simulate", "--workdir", str(tmp_path)])
     assert result.exit_code == 1 and "is not empty" in result.output
     assert [p.name for p in tmp_path.iterdir()] == ["mlruns.db"]
+
+
+def test_the_demo_replay_fills_monitor_score_and_get_monitoring(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make demo`'s last step, `coinflow simulate --recent N`: the project's champion serves the
+    newest version's last N days through the API into the project's prediction log, labelled
+    role `replay`; then `coinflow monitor score` and GET /monitoring have real scores."""
+    import mlflow
+    import sqlalchemy as sa
+
+    from cli.main import app
+    from registry.store import Registry, aliases
+    from serving import prediction_log
+    from simulation.api import api_on
+    from tests.serving.serving_helpers import copy_store
+
+    own = copy_store(store, tmp_path / "store")  # the replay sets (and removes) an alias
+    root = tmp_path / "project"  # params.yaml and data/raw: the repository's
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "raw").symlink_to(REPO / "data" / "raw")
+    (root / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    log = f"sqlite:///{tmp_path / 'predictions.db'}"
+    for key, value in {
+        "COINFLOW_WORKDIR": str(root),
+        "MLFLOW_TRACKING_URI": own.uri,
+        "MLFLOW_REGISTRY_URI": own.uri,
+        "COINFLOW_EXPERIMENT": "serving-tests",
+        "COINFLOW_MODEL_NAME": "btc-forecaster",
+        "COINFLOW_PREDICTION_LOG_URL": log,
+    }.items():
+        monkeypatch.setenv(key, value)
+    client = mlflow.MlflowClient(tracking_uri=own.uri, registry_uri=own.uri)
+    registry = Registry("btc-forecaster", client)
+    before = aliases(registry)
+    try:
+        replayed = CliRunner().invoke(app, ["simulate", "--recent", "30"])
+        again = CliRunner().invoke(app, ["simulate", "--recent", "30"])
+        scored = CliRunner().invoke(app, ["monitor", "score"])
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    assert replayed.exit_code == 0, replayed.output
+    assert "replayed the last 30 days of v0.3 (2024-10-02 .. 2024-10-31)" in replayed.output
+    assert "btc-forecaster v1 answered 30 POST /predict?alias=replay" in replayed.output
+    assert again.exit_code == 0 and "nothing to do" in again.output  # a second demo: no copies
+    assert aliases(registry) == before  # `replay` was there only while it ran
+
+    engine = prediction_log.engine_for(log)
+    with engine.connect() as connection:
+        answers = connection.execute(
+            sa.select(prediction_log.answers.c.origin, prediction_log.answers.c.alias)
+        ).all()
+    engine.dispose()
+    assert sorted(a.origin for a in answers) == [
+        dt.date(2024, 10, 2) + dt.timedelta(days=i) for i in range(30)
+    ]
+    assert {a.alias for a in answers} == {"replay"}
+
+    # The last forecast's close (2024-11-01) is not in data/raw: 29 next days are known.
+    assert scored.exit_code == 0, scored.output
+    assert "scored 29 forecast day(s) of versions [1]" in scored.output
+    assert "ALERT" not in scored.output  # the rule judges the champion role, not a replay
+    with api_on(registry, own.uri, own.uri, log) as api:
+        body = api.client.get("/monitoring", params={"window": "30d"}).json()
+    latest = [r for r in body["latest"] if r["window"] == "30d"]
+    assert [(r["version"], r["role"], r["day"]) for r in latest] == [(1, "replay", "2024-10-31")]
+    assert latest[0]["n"] == 29 and 0.3 < latest[0]["mase"] < 3
+    assert len(body["series"]) == 29 and {r["role"] for r in body["series"]} == {"replay"}

@@ -1,5 +1,7 @@
-"""Two `python -m pipelines.sweep` processes share one Optuna study on a real Postgres database:
-one parent MLflow run, exactly n_trials trials with unique numbers, work done by both."""
+"""Two `coinflow sweep` processes share one Optuna study on a real Postgres database and log
+through one `mlflow server` as deployed (Postgres backend store, proxied artifacts): one parent
+MLflow run, exactly n_trials trials with unique numbers, work done by both, the best model's
+files stored by the server."""
 
 from __future__ import annotations
 
@@ -12,9 +14,23 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.integration.conftest import StartServer
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 N_TRIALS = 8
+
+
+@pytest.fixture
+def tracking_server(
+    mlflow_db: str, mlflow_server: StartServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """MLFLOW_TRACKING_URI (and the registry's) pointing at a fresh server on Postgres."""
+    url = mlflow_server(mlflow_db, tmp_path / "artifacts")
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.setenv(name, url)
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return url
 
 
 @pytest.fixture
@@ -22,7 +38,7 @@ def project(
     tmp_path: Path,
     features_v03: Path,
     real_versions: Path,
-    mlflow_store: str,
+    tracking_server: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Path:
     """A project root with v0.3 features and a small, quick search space."""
@@ -51,7 +67,9 @@ def project(
     return root
 
 
-def test_two_processes_share_a_postgres_study(project: Path, fresh_pg_db: str) -> None:
+def test_two_processes_share_a_postgres_study(
+    project: Path, fresh_pg_db: str, tracking_server: str, tmp_path: Path
+) -> None:
     import mlflow
     import optuna
     from optuna.trial import TrialState
@@ -75,8 +93,13 @@ def test_two_processes_share_a_postgres_study(project: Path, fresh_pg_db: str) -
         subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=os.environ.copy())
         for log in logs
     ]
-    for proc, log in zip(procs, logs, strict=True):
-        assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
+    try:
+        for proc, log in zip(procs, logs, strict=True):
+            assert proc.wait(timeout=480) == 0, log.read_text()[-3000:]
+    finally:
+        for proc in procs:  # a failed wait leaves none running against a dropped database
+            proc.kill()
+            proc.wait()
 
     trials = optuna.load_study(study_name="pg-shared", storage=fresh_pg_db).get_trials()
     assert [t.number for t in trials] == list(range(N_TRIALS))
@@ -87,6 +110,7 @@ def test_two_processes_share_a_postgres_study(project: Path, fresh_pg_db: str) -
     assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == N_TRIALS
 
     client = mlflow.MlflowClient()
+    assert client.tracking_uri == tracking_server
     (parent,) = client.search_runs([experiment_id()], "tags.`coinflow.kind` = 'sweep'")
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["coinflow.optuna_storage"] == "postgresql"
@@ -97,3 +121,7 @@ def test_two_processes_share_a_postgres_study(project: Path, fresh_pg_db: str) -
     assert numbers == list(range(N_TRIALS))
     models = mlflow.search_logged_models(experiment_ids=[experiment_id()], output_format="list")
     assert [m.source_run_id for m in models] == [parent.data.tags["best_run_id"]]
+    # logged through the server's artifact proxy into its artifacts destination
+    assert models[0].artifact_location.startswith("mlflow-artifacts:/")
+    stored = tmp_path / "artifacts" / models[0].artifact_location.removeprefix("mlflow-artifacts:/")
+    assert (stored / "MLmodel").is_file()

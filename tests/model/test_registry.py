@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import re
 import shutil
@@ -129,13 +130,64 @@ def test_register_seed_and_promote(
     assert decided["rule"] == POLICY.rule
     described = registry.client.get_model_version(registry.name, str(good))
     assert described.tags["coinflow.decision"] == "promoted"
-    assert POLICY.rule in described.description and "| challenger |" in described.description
+    text = described.description
+    # MLflow's version list shows the first line: a plain sentence, not a markdown heading.
+    assert text.splitlines()[0].startswith(f"v{good} was promoted to champion on ")
+    assert text.splitlines()[0].endswith(f", replacing v{persistence}.")
+    assert POLICY.rule in text and "#" not in text.splitlines()[0]
+    # The Scores table holds every number the rule looks at, per role (not three MAE rows).
+    assert "| role | version | kind | CRPS $ | 80% covers | 95% covers | MASE |" in text
+    challenger = out.decision.challenger
+    assert (
+        f"| challenger | v{good} | torch | {challenger.crps:.2f} | "
+        f"{challenger.coverage_80:.1%} | {challenger.coverage_95:.1%} | {challenger.mase:.4f} |"
+    ) in text
+    assert f"| champion | v{persistence} | persistence |" in text and "| baseline | - |" in text
     from registry.records import read_record
 
     record = read_record(registry, out.record_run_id)
     assert record["promoted"] and record["champion"]["version"] == persistence
     assert record["challenger"]["mase"] == pytest.approx(out.decision.challenger.mase)
     assert record["eval"]["data_version"] == "syn-ar1" and record["reason"]
+
+
+def test_records_have_their_own_experiment_and_old_ones_are_still_read(
+    registry: Registry, eval_set: EvalSet, runs: TrainedRuns, learnable_workspace: Path
+) -> None:
+    from core import tags
+    from registry.records import alias_moves, decisions_experiment, read_record, record_runs
+
+    persistence = seed(registry, eval_set, learnable_workspace)  # a first-champion record
+    own = decisions_experiment(registry)
+    assert own is not None and own != registry.experiment_id
+    assert registry.client.get_experiment(own).name == "coinflow-decisions"
+    (new,) = record_runs(registry)
+    assert new.info.experiment_id == own
+    training = registry.client.search_runs(
+        [registry.experiment_id],
+        f"tags.`{tags.KIND}` = '{tags.RECORD_KIND}' and tags.`{tags.MODEL_NAME}` = "
+        f"'{registry.name}'",
+    )
+    assert training == []  # the training experiment lists training runs and sweeps only
+    # A record as an older coinflow wrote it: in the training experiment, read as before.
+    old = registry.client.create_run(
+        registry.experiment_id,
+        start_time=new.info.start_time - 60_000,
+        tags={
+            tags.KIND: tags.RECORD_KIND,
+            tags.ACTION: "rollback",
+            tags.MODEL_NAME: registry.name,
+            tags.MODEL_VERSION: str(persistence),
+        },
+    )
+    old_id = old.info.run_id
+    registry.client.log_dict(
+        old_id, {"action": "rollback", "version": persistence}, "promotion/decision-x.json"
+    )
+    registry.client.set_terminated(old_id, "FINISHED")
+    assert [r.info.run_id for r in record_runs(registry)] == [new.info.run_id, old_id]
+    assert [m["record_run_id"] for m in alias_moves(registry)] == [old_id, new.info.run_id]
+    assert read_record(registry, old_id)["action"] == "rollback"
 
 
 def test_worse_challenger_is_refused_and_aliases_stay(
@@ -156,6 +208,10 @@ def test_worse_challenger_is_refused_and_aliases_stay(
     decided = latest_decision(registry, medium)
     assert decided is not None and decided["promoted"] is False
     assert decided["champion_before"] == good
+    text = registry.client.get_model_version(registry.name, str(medium)).description
+    first = text.splitlines()[0]
+    assert first.startswith(f"v{medium} was refused on ") and first.endswith(f"stays v{good}.")
+    assert f"**Reason.** {out.decision.reason}" in text
 
 
 def test_rollback_restores_previous_champion(
@@ -408,7 +464,11 @@ def test_persistence_gate_on_real_data(
 
 
 def test_cli_and_promote_stage(
-    runs: TrainedRuns, learnable_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    runs: TrainedRuns,
+    learnable_workspace: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """`coinflow registry release` in a project root, then status / lineage / rollback CLI."""
     from cli.main import app
@@ -424,8 +484,21 @@ def test_cli_and_promote_stage(
     summary = json.loads((tmp_path / "metrics" / "promotion.json").read_text())
     assert summary["promoted"] and summary["champion_before"] is not None
     assert summary["challenger_mase"] < 0.95 and summary["baseline_mase"] == 1.0
+    caplog.set_level(logging.INFO, logger="registry")
+    caplog.clear()
     main()  # `dvc repro` again: nothing new registered, nothing moved
     again = json.loads((tmp_path / "metrics" / "promotion.json").read_text())
+    # The log names the version each line is about: registering v3, the EWMA baseline's line
+    # says it is v2's decision (not "v2: already judged" as if v2 were being registered).
+    said = [r.getMessage() for r in caplog.records]
+    assert any(
+        m.startswith(
+            f"btc-forecaster v2 (EWMA baseline, judged before registering run {runs.good})"
+        )
+        for m in said
+    ), said
+    assert f"run {runs.good} is already btc-forecaster v3: not registered again" in said
+    assert f"btc-forecaster v3 (run {runs.good}) is the champion" in said
     assert not again["promoted"] and "already the champion" in again["reason"]
     assert again["champion_after"] == summary["champion_after"]
 

@@ -119,6 +119,7 @@ def test_diverging_trials_fail_and_the_sweep_says_so(workspace: Path) -> None:
 
 
 def test_a_pruned_trial_is_a_killed_run_on_sqlite_storage(workspace: Path) -> None:
+    """MLflow ends a pruned trial's run KILLED; the console and the tag say PRUNED."""
     import optuna
 
     from core.params import load_params
@@ -136,7 +137,7 @@ def test_a_pruned_trial_is_a_killed_run_on_sqlite_storage(workspace: Path) -> No
     study.pruner = optuna.pruners.ThresholdPruner(upper=0.0)  # any loss > 0 is pruned
     trial = claim_trial(study, handle)
     with heartbeat(study._storage, trial):
-        assert run_trial(study, trial, handle, params, data) == "KILLED"
+        assert run_trial(study, trial, handle, params, data) == "PRUNED"
     (frozen,) = study.get_trials()
     assert frozen.state.name == "PRUNED" and list(frozen.intermediate_values) == [1]
     (child,) = _runs("tags.`coinflow.kind` = 'trial'")

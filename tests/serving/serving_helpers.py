@@ -19,7 +19,7 @@ import pytest
 from tests.processes import free_port, stop_group  # noqa: F401  (free_port re-exported)
 
 REPO = Path(__file__).resolve().parents[2]
-ADMIN_TOKEN = "serving-test-admin-token"
+ADMIN_TOKEN = "serving-test-admin-token-32-chars-long"  # the API wants >= 32 characters
 MODEL_NAMES = ["btc-forecaster", "hot-reload", "outage", "interop", "stale-code", "monitoring"]
 # Version 2 of "stale-code" says it was built with other model code than the tests run.
 FOREIGN_CODE = "0123456789ab"
@@ -77,6 +77,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "COINFLOW_"))}
     env["PYTHONPATH"] = str(REPO)
     env["COINFLOW_PREDICTION_LOG_URL"] = ""  # off unless a test asks: never the checkout's file
+    env["COINFLOW_RATE_LIMIT_PER_S"] = "0"  # load runs from one address: off unless a test asks
     env.update(extra)
     return env
 

@@ -20,6 +20,7 @@ from serving_helpers import Server, Store
 from typer.testing import CliRunner
 
 from core.params import MonitorParams
+from registry.records import record_runs
 from registry.store import Registry, aliases
 from serving import prediction_log
 from serving.monitoring import monitor, trusted
@@ -153,10 +154,9 @@ def test_live_scores_alert_and_guarded_rollback(
     version = registry.client.get_model_version(registry.name, "1")
     assert "live MASE" in version.tags["coinflow.live.alert"]
     assert float(version.tags["coinflow.live.mase_30d"]) == pytest.approx(want["mase"], rel=1e-3)
-    alerts = registry.client.search_runs(
-        [registry.experiment_id],
-        f"tags.`coinflow.action` = 'alert' and tags.`coinflow.model_name` = '{registry.name}'",
-    )
+    alerts = [  # the audit trail, wherever records live (registry.records)
+        r for r in record_runs(registry) if r.data.tags.get("coinflow.action") == "alert"
+    ]
     assert len(alerts) == 1 and alerts[0].info.status == "FINISHED"
     # One monitoring run per version, next-day scores stepped by day.
     history = registry.client.get_metric_history(report.runs[1], "live_champion_30d_mase")
@@ -243,12 +243,15 @@ def test_replay_is_identical_and_a_tampered_input_fails(
     assert ok.exit_code == 0 and "identical: 5 day(s) of v2" in ok.output, ok.output
 
     tampered = [*rows[:-1], {**rows[-1], "btc_close": rows[-1]["btc_close"] * 1.01}]
-    with engine.begin() as connection:
-        connection.execute(
-            prediction_log.predictions.update()
-            .where(prediction_log.predictions.c.id == ids[0])
-            .values(rows=tampered)
-        )
+    p, f, sent = prediction_log.predictions, prediction_log.forecasts, prediction_log.inputs
+    its_input = (
+        sa.select(f.c.input_key)
+        .join(p, p.c.forecast_key == f.c.key)
+        .where(p.c.id == ids[0])
+        .scalar_subquery()
+    )
+    with engine.begin() as connection:  # the stored rows, as one tampering with the file would
+        connection.execute(sent.update().where(sent.c.key == its_input).values(rows=tampered))
     same, why = monitor.replay(engine, registry, ids[0])
     assert not same and "were changed" in why
     failed = CliRunner().invoke(app, ["monitor", "replay", ids[0]])

@@ -29,7 +29,7 @@ def logged(engine: sa.Engine, where: Any = None, n: int = 1) -> list[dict[str, A
     first record waits for the writer process to start (imports, migration): seconds when the
     machine is loaded."""
     deadline = time.monotonic() + 30
-    query = prediction_log.predictions.select().order_by(prediction_log.predictions.c.created_at)
+    query = prediction_log.answers.select().order_by(prediction_log.answers.c.created_at)
     if where is not None:
         query = query.where(where)
     while True:
@@ -58,7 +58,7 @@ def test_every_answer_has_an_id_and_a_complete_record(api: Server, store: Store)
     body = httpx.post(f"{api.url}/predict?alias=challenger", json={"horizon": 3}).json()
     pid = body["prediction_id"]
     assert len(pid) == 32
-    (record,) = logged(engine, prediction_log.predictions.c.id == pid)
+    (record,) = logged(engine, prediction_log.answers.c.id == pid)
     assert (record["model_name"], record["version"], record["alias"]) == (
         "btc-forecaster",
         2,
@@ -72,9 +72,9 @@ def test_every_answer_has_an_id_and_a_complete_record(api: Server, store: Store)
     with engine.connect() as connection:
         days = (
             connection.execute(
-                prediction_log.forecast_days.select().where(
-                    prediction_log.forecast_days.c.prediction_id == pid
-                )
+                prediction_log.forecast_days.select()
+                .where(prediction_log.forecast_days.c.forecast_key == record["forecast_key"])
+                .order_by(prediction_log.forecast_days.c.step)
             )
             .mappings()
             .all()
@@ -91,11 +91,11 @@ def test_every_answer_has_an_id_and_a_complete_record(api: Server, store: Store)
     first = httpx.post(f"{api.url}/predict?version=1", json={"rows": rows}).json()
     again = httpx.post(f"{api.url}/predict", json={"rows": rows}).json()
     a, b = (
-        logged(engine, prediction_log.predictions.c.id == x["prediction_id"])[0]
-        for x in (first, again)
+        logged(engine, prediction_log.answers.c.id == x["prediction_id"])[0] for x in (first, again)
     )
     assert a["rows_source"] == "request" and a["rows"] == rows
     assert a["rows_hash"] == b["rows_hash"] and a["id"] != b["id"]
+    assert a["forecast_key"] == b["forecast_key"]  # the same answer: its forecast stored once
     assert a["alias"] is None and b["alias"] == "champion"  # ?version=N asks for no alias
 
     ready = httpx.get(f"{api.url}/ready").json()

@@ -165,7 +165,7 @@ def test_forecasts_on_other_rows_change_no_score_state_or_alert(
     engine = prediction_log.engine_for(f"sqlite:///{with_halved}")
     with engine.connect() as connection:
         logged = connection.execute(
-            sa.select(prediction_log.predictions.c.rows_source, prediction_log.predictions.c.rows)
+            sa.select(prediction_log.answers.c.rows_source, prediction_log.answers.c.rows)
         ).all()
     engine.dispose()
     assert len(logged) == 2 * len(ORIGINS) and {r.rows_source for r in logged} == {"request"}

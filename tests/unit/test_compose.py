@@ -454,3 +454,27 @@ def test_dockerfile_installs_cpu_torch_then_the_project_and_runs_as_non_root(
     assert f"mlflow-artifacts:{artifacts}" in mlflow["volumes"]
     for path in (".venv", ".git", ".env", "data", "mlruns", "reports"):
         assert _dockerignored(path), f".dockerignore lets {path} into the build context"
+
+
+def test_two_celery_workers_on_redis_and_artifacts_proxied_by_mlflow(compose: dict) -> None:
+    services = compose["services"]
+    worker = services["airflow-worker"]
+    assert _argv(worker["command"])[:3] == ["airflow", "celery", "worker"]
+    assert worker["deploy"]["replicas"] >= 2  # the mapped sweep tasks run side by side
+    for name, svc in services.items():
+        if name.startswith("airflow-"):
+            env = svc["environment"]
+            assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+            assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379/"), name
+            assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql"), name
+    argv = _argv(services["mlflow"]["command"])
+    assert "--serve-artifacts" in argv and "--default-artifact-root" not in argv
+    destination = argv[argv.index("--artifacts-destination") + 1]
+    holders = {
+        name
+        for name, svc in services.items()
+        for mount in svc.get("volumes") or []
+        if mount.startswith("mlflow-artifacts:")
+    }
+    assert holders == {"mlflow"}  # clients go through the server, never to the files
+    assert f"mlflow-artifacts:{destination}" in services["mlflow"]["volumes"]

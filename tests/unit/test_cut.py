@@ -52,11 +52,11 @@ def test_cut_appends_the_next_version_keeping_comments(proj: Project) -> None:
     params = load_params(proj.params_file)
     assert params.data.versions["v0.4"] == dt.date(2024, 12, 13)
     assert params.data.version == "v0.3"  # training keeps its version without --use
-    after = proj.params_file.read_text()
-    # Only one line was added; every comment and the rest of the layout are unchanged.
-    added = [line for line in after.splitlines() if line not in before.splitlines()]
-    assert added == ['    v0.4: "2024-12-13"'] or added == ["    v0.4: '2024-12-13'"], added
-    assert len(after.splitlines()) == len(before.splitlines()) + 1
+    # One line added, right after v0.3's and quoted like it; every other line byte for byte.
+    lines = before.split("\n")
+    after = proj.params_file.read_text().split("\n")
+    at = lines.index('    v0.3: "2024-10-31"') + 1
+    assert after == [*lines[:at], '    v0.4: "2024-12-13"', *lines[at:]]
 
     code, out = cli("--until", "2024-12-14", "--name", "v0.5", "--use")
     assert code == 1 and "past the data" in out and "2024-12-13" in out
@@ -84,7 +84,23 @@ def test_bad_cuts_are_refused_and_change_nothing(
 
 
 def test_use_makes_it_the_training_version(proj: Project) -> None:
+    before = proj.params_file.read_text().split("\n")
+    proj.params_file.chmod(0o644)
     code, out = cli("--until", "2024-12-01", "--use")
     assert code == 0 and "(now data.version)" in out
     params = load_params(proj.params_file)
     assert params.data.version == "v0.4" and params.data.cutoff == dt.date(2024, 12, 1)
+    # The file compared line by line: data.version's value changed in place (its spacing and
+    # comment kept), the new version after the last one, quoted like it; nothing else moved.
+    after = proj.params_file.read_text().split("\n")
+    at = before.index('    v0.3: "2024-10-31"') + 1
+    assert after[at] == '    v0.4: "2024-12-01"' and after[at + 1] == ""  # the blank line stays
+    del after[at]
+    changed = [(b, a) for b, a in zip(before, after, strict=True) if a != b]
+    assert changed == [
+        (
+            "  version: v0.3            # the dataset version features/training use",
+            "  version: v0.4            # the dataset version features/training use",
+        )
+    ]
+    assert proj.params_file.stat().st_mode & 0o777 == 0o644  # not a temp file's 0600

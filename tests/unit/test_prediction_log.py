@@ -79,8 +79,10 @@ def test_the_second_revision_fills_in_what_older_records_hold(tmp_path: Path) ->
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "0001")
-    added = {"rows_days", "calibration_source", "calibration_as_of", "calibration_digest"}
-    old_columns = [c.name for c in prediction_log.predictions.c if c.name not in added]
+    old_columns = [  # revision 0001's predictions table
+        *("id", "created_at", "model_name", "version", "alias", "shadow", "origin", "horizon"),
+        *("rows_source", "rows_hash", "rows", "data_md5", "code_fingerprint", "levels", "forecast"),
+    ]
     sent = {**record(1), "rows_source": "request", "rows": [{"date": "2024-10-31"}] * 3}
     shipped = record(2)
     with engine.begin() as connection:
@@ -197,6 +199,7 @@ def test_the_writer_builds_the_stored_record_of_a_served_forecast(tmp_path: Path
     sent, shipped = served(0), served(1, from_request=False)
     broken = prediction_log.Served(**{**served(2).__dict__, "quantiles": None})  # cannot be built
     assert all(writer.submit(r) for r in (sent, broken, shipped))
+    wait_until(lambda: writer.snapshot().written == 2, timeout_s=30)  # close() flushes 10 s at most
     writer.close(timeout_s=10)
     status = writer.snapshot()
     # Counted as dropped; the error clears with the next good write (the log is healthy again).

@@ -135,6 +135,30 @@ def _handler(api: CannedApi) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+SCORES = {"mase": 1.0057, "crps": 1234.5, "coverage_80": 0.8, "coverage_95": 0.95}
+REFUSAL = "its median's MASE 1.0057 exceeds 1: the point forecast is worse than persistence"
+DECIDED = {
+    "action": "refuse",
+    "outcome": "refused",
+    "version": 2,
+    "decided_at": "2026-12-07T10:00:00+00:00",
+    "reason": REFUSAL,
+    "champion_before": 1,
+    "champion_after": 1,
+    "scores": [{"role": "challenger", "version": 2, **SCORES}],
+}
+DECISION = {"name": "btc-forecaster", "version": 2, "aliases": [], "decision": DECIDED}
+COMPARISON = {
+    "name": "btc-forecaster",
+    "eval": {"data_version": "v0.3", "rows": 366, "first_day": "2023-11-01"},
+    "baseline": {"crps": 1250.0, "mase": 1.0},
+    "versions": [
+        {"version": 2, "kind": "torch", **SCORES, "decision": DECIDED},
+        {"version": 1, "kind": "persistence", "aliases": ["champion"], "crps": 1250.0},
+    ],
+}
+
+
 @pytest.fixture
 def api() -> Iterator[CannedApi]:
     canned = CannedApi(
@@ -143,6 +167,8 @@ def api() -> Iterator[CannedApi]:
             ("POST", "/predict"): Reply(body=FORECAST),
             ("GET", "/sweeps/latest"): Reply(body=SWEEP),
             ("GET", "/limits"): Reply(body=LIMITS),
+            ("GET", "/models/2/decision"): Reply(body=DECISION),
+            ("GET", "/models/compare"): Reply(body=COMPARISON),
         }
     )
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(canned))
@@ -277,32 +303,49 @@ def test_latest_sweep(client: ApiClient) -> None:
 # ---- event handlers: what the page shows, through the same client and server ----
 
 
-def test_refresh_models_fills_picker_status_table_and_chart(client: ApiClient) -> None:
-    picker, status, table, chart = Handlers(client).refresh_models(None)
+def test_refresh_models_fills_picker_and_status(client: ApiClient) -> None:
+    picker, status = Handlers(client).refresh_models(None)
     assert picker.value == "alias:champion"
     assert [value for _, value in picker.choices] == ["alias:champion", "version:2", "version:1"]
     assert "2 version(s)" in status and "@champion → v2" in status
-    assert table["version"].tolist() == [2, 1]
+
+
+def test_compare_tab_shows_same_day_scores_and_falls_back_saying_why(
+    client: ApiClient, api: CannedApi
+) -> None:
+    note, table, chart = Handlers(client).refresh_compare()
+    assert "**same 366 test days** of data v0.3" in note
+    assert table["version"].tolist() == ["v2", "v1"] and table["CRPS rank"].tolist() == [1, 2]
+    assert table["MASE"].tolist() == ["1.006", ""] and table["reason"].tolist()[0] == REFUSAL
     assert isinstance(chart, Figure)
+    api.routes[("GET", "/models/compare")] = Reply(404, {"detail": "no evaluation data"})
+    note, table, chart = Handlers(client).refresh_compare()
+    assert note.startswith("⚠️") and "no evaluation data" in note and "not comparable" in note
+    assert table["version"].tolist() == [2, 1] and chart is None  # each one's own window
 
 
 def test_forecast_draws_plot_lineage_and_summary(client: ApiClient, api: CannedApi) -> None:
     handlers = Handlers(client, mlflow_ui_url="http://mlflow:5000")
-    plot, lineage, status = handlers.forecast("version:2", 1.0)
+    plot, lineage, decision, status = handlers.forecast("version:2", 1.0)
     assert isinstance(plot, Figure)
+    assert "v2 was refused on 2026-12-07 (the champion stays v1): " + REFUSAL in decision
     assert "`run-2`" in lineage and "http://mlflow:5000/#/runs/run-2" in lineage
     assert "$70,500" in status
-    assert api.seen[-1]["query"] == {"version": ["2"]}
+    predicted = [r for r in api.seen if r["path"] == "/predict"]
+    assert predicted[-1]["query"] == {"version": ["2"]}
+    assert api.seen[-1]["path"] == "/models/2/decision"  # the served version's decision
 
 
 def test_handlers_turn_a_dead_api_into_messages_and_keep_the_last_plot() -> None:
     with ApiClient(_dead_url(), timeout_s=1.0) as dead:
         handlers = Handlers(dead)
-        picker, status, table, chart = handlers.refresh_models("version:2")
+        picker, status = handlers.refresh_models("version:2")
         assert status.startswith("⚠️") and "not reachable" in status
-        assert picker == table == chart == SKIP  # the last good choices and table stay
-        plot, lineage, status = handlers.forecast(None, 7)
-        assert plot == lineage == SKIP
+        assert picker == SKIP  # the last good choices stay
+        note, table, chart = handlers.refresh_compare()
+        assert note.startswith("⚠️") and table == chart == SKIP  # the last table stays
+        plot, lineage, decision, status = handlers.forecast(None, 7)
+        assert plot == lineage == decision == SKIP
         assert status.startswith("⚠️") and "coinflow serve" in status
         note, trials, scatter = handlers.refresh_sweep()
         assert note.startswith("⚠️") and trials.empty and scatter is None
@@ -312,7 +355,7 @@ def test_forecast_with_an_unknown_version_shows_the_api_message(
     client: ApiClient, api: CannedApi
 ) -> None:
     api.routes[("POST", "/predict")] = Reply(404, {"detail": "no version 9"})
-    _, _, status = Handlers(client).forecast("version:9", 3)
+    _, _, _, status = Handlers(client).forecast("version:9", 3)
     assert status.startswith("⚠️") and "no version 9" in status
 
 
@@ -390,8 +433,10 @@ def test_the_page_builds_without_touching_the_api(api: CannedApi) -> None:
         "forecast",
         "forecast-plot",
         "lineage",
+        "decision",
+        "compare-note",
         "versions-table",
-        "metrics-plot",
+        "compare-plot",
         "trials-table",
     } <= ids
     assert api.seen == []

@@ -174,6 +174,10 @@ def test_forecast_summary_compares_final_forecast_with_persistence() -> None:
     text = shaping.forecast_summary(shaping.forecast_series(FORECAST), FORECAST.lineage)
     assert "v2" in text and "$71,000" in text and "2024-11-02" in text
     assert "+1.43%" in text and "$70,000" in text
+    persistence = FORECAST.lineage.model_copy(update={"kind": "persistence"})
+    text = shaping.forecast_summary(shaping.forecast_series(FORECAST), persistence)
+    assert "vs persistence" not in text and "%" not in text.split(";")[0]
+    assert "the persistence baseline: last close $70,000" in text
 
 
 @pytest.mark.parametrize(
@@ -298,15 +302,6 @@ def test_forecast_figure_draws_actual_model_and_flat_persistence() -> None:
             [dt.date(2024, 10, 31), dt.date(2024, 11, 1), dt.date(2024, 11, 2)]
         ).tolist()
     )
-    assert _png(fig).startswith(b"\x89PNG")
-
-
-def test_metrics_figure_has_one_bar_per_version_and_metric() -> None:
-    fig = plots.metrics_figure(MODELS)
-    mase_ax, usd_ax = fig.axes
-    assert _heights(mase_ax) == [1.0, 0.99, 0.97]  # v1, v2, v3
-    assert sorted(_heights(usd_ax)) == sorted([620.0, 610.0, 598.456, 815.0, 800.0, 790.0])
-    assert [t.get_text() for t in usd_ax.get_xticklabels()] == ["v1", "v2", "v3"]
     assert _png(fig).startswith(b"\x89PNG")
 
 
