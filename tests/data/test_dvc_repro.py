@@ -59,6 +59,7 @@ def drift_alphas(record: dict[str, Any]) -> tuple[float, set[float]]:
     return params["validate"]["drift"]["alpha"], {v["drift"]["alpha"] for v in metrics.values()}
 
 
+@pytest.mark.timeout(1200)  # three repros and three experiments: ~5 min quiet, 10+ busy
 def test_dvc_repro_from_a_fresh_copy(tmp_path: Path) -> None:
     work, env = pulled_copy(tmp_path / "repo", tmp_path)
     params = tiny_params(n_trials=TINY_SWEEP["n_trials"])  # models that train in seconds

@@ -21,6 +21,7 @@ from serving.predictor import Calibrator, LoadedModel
 from serving.routes.predict import _arrays, shown_levels
 from serving.schemas import PredictRequest
 from serving.settings import ServingSettings
+from tests.serving.build_registry import NAMES_ALIASES
 
 pytestmark = [pytest.mark.serving, pytest.mark.slow]
 NAME = "interop"  # a name whose aliases this test may move in its own copy
@@ -31,6 +32,11 @@ def client(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[T
     """The app in this process over a copy of the store, logging to a private SQLite file."""
     tmp = tmp_path_factory.mktemp("answer-bytes")
     copy = copy_store(store, tmp / "store")
+    # The aliases this test reads, as build_registry sets them, on its own copy: whatever an
+    # earlier test on this worker did to the shared store's aliases of NAME does not matter.
+    registry = mlflow.MlflowClient(tracking_uri=copy.uri, registry_uri=copy.uri)
+    for alias, version in NAMES_ALIASES.items():
+        registry.set_registered_model_alias(NAME, alias, str(version))
     settings = ServingSettings(
         mlflow_tracking_uri=copy.uri,
         coinflow_model_name=NAME,

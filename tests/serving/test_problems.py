@@ -150,14 +150,15 @@ def test_a_corrupt_artifact_is_a_500_logged_once_without_paths(
     )
     caplog.set_level(logging.ERROR, logger="serving.cache")
     with TestClient(create_app(settings)) as client:
-        deadline = time.monotonic() + 120
-        while client.get("/ready").json()["startup"] != "done" and time.monotonic() < deadline:
+        deadline = time.monotonic() + 240
+        while client.get("/ready").json()["startup"] != "done":
+            assert time.monotonic() < deadline, "the app never finished starting"
             time.sleep(0.1)
         answers = {
             v: [client.post(f"/predict?version={v}", json={}) for _ in range(3)] for v in BROKEN
         }
         served = client.post("/predict?version=1", json={})
-    assert served.status_code == 200  # the other versions still answer
+    assert served.status_code == 200, served.text  # the other versions still answer
     for version, (_, reason) in BROKEN.items():
         for response in answers[version]:
             assert response.status_code == 500, response.text  # not a retry-later 503

@@ -73,11 +73,25 @@ def workers(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     folder = None
     try:
         wait_started(server, 240)
+        every_worker_started(server, 240)
         folder = shared_folder_of(server)
         yield Workers(server, log_url, folder, copy)
     finally:
         stop_group(server.proc, grace_s=90)  # workers flush their logs: slow on a busy box
     assert folder is not None and not folder.exists(), "the serve's folder outlived it"
+
+
+def every_worker_started(server: Server, timeout_s: float) -> None:
+    """Until 40 answers in a row on fresh connections (any worker may take each) say started:
+    one worker done is not all of them, and a still-loading worker answers 503 starting."""
+    deadline, streak = time.monotonic() + timeout_s, 0
+    while streak < 40:
+        assert time.monotonic() < deadline, f"a worker never started:\n{server.log_tail()}"
+        with httpx.Client(timeout=5) as fresh:
+            done = fresh.get(server.url + "/ready").json().get("startup") == "done"
+        streak = streak + 1 if done else 0
+        if not done:
+            time.sleep(0.2)
 
 
 async def _load(url: str, total: int, concurrency: int = 8) -> list[dict[str, object]]:

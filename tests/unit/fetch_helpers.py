@@ -101,3 +101,15 @@ def cli(*args: str) -> tuple[int, str]:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(f"uncaught {result.exception!r}:\n{result.output}")
     return result.exit_code, result.output
+
+
+@pytest.fixture
+def project_copy(fetch_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    """A fresh copy of the fetch template, the project every fetch test works on."""
+    return copy_project(fetch_template, tmp_path / "project", monkeypatch)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    """A source folder holding the three full exports."""
+    return full_source(tmp_path / "source")

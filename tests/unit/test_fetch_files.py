@@ -15,21 +15,14 @@ import pytest
 from core.paths import Project
 from pipelines.data.fetch import MAX_EXPORT_BYTES
 from tests.unit import fetch_helpers
-from tests.unit.fetch_helpers import cli, copy_project, export, full_source, state
+from tests.unit.fetch_helpers import cli, export, state
 
 pytestmark = pytest.mark.unit
 fetch_template = fetch_helpers.fetch_template  # a session fixture: the workspace copied
 SECRET = "root:x:0:0:SECRET-FIRST-LINE:/root:/bin/bash"
 
-
-@pytest.fixture
-def proj(fetch_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
-    return copy_project(fetch_template, tmp_path / "project", monkeypatch)
-
-
-@pytest.fixture
-def source(tmp_path: Path) -> Path:
-    return full_source(tmp_path / "source")
+proj = fetch_helpers.project_copy  # a fresh copy of the template per test
+source = fetch_helpers.source  # a full source folder per test
 
 
 def btc_lines() -> list[str]:

@@ -13,20 +13,13 @@ from core.paths import ASSETS, Project
 from pipelines.data.fetch import FetchError, fetch
 from pipelines.data.ingest import parse_investing_csv
 from tests.unit import fetch_helpers
-from tests.unit.fetch_helpers import copy_project, export, full_source, state
+from tests.unit.fetch_helpers import export, state
 
 pytestmark = pytest.mark.unit
 fetch_template = fetch_helpers.fetch_template  # a session fixture: the workspace copied
 
-
-@pytest.fixture
-def proj(fetch_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
-    return copy_project(fetch_template, tmp_path / "project", monkeypatch)
-
-
-@pytest.fixture
-def source(tmp_path: Path) -> Path:
-    return full_source(tmp_path / "source")
+proj = fetch_helpers.project_copy  # a fresh copy of the template per test
+source = fetch_helpers.source  # a full source folder per test
 
 
 def edit(source: Path, asset: str, day: str, **fields: str) -> None:
