@@ -5,6 +5,7 @@ calibration state never serves a stale cached text (in-process app over a copy o
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +14,7 @@ import mlflow
 import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
-from serving_helpers import Store, copy_store
+from serving_helpers import REPO, Store, copy_store
 
 from forecasting.features import CLOSE
 from serving.app import create_app
@@ -44,6 +45,9 @@ def client(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[T
         coinflow_rate_limit_per_s=0,  # one client sends every request
         coinflow_prediction_log_url=f"sqlite:///{tmp / 'predictions.db'}",
     )
+    # create_app sets MLflow's process-wide URIs, and MLflow mirrors them into os.environ: put
+    # both back exactly as they were (unset stays unset) so later tests' settings are theirs.
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     uri = mlflow.get_tracking_uri()
     try:
         with TestClient(create_app(settings)) as test_client:
@@ -54,8 +58,13 @@ def client(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[T
             test_client.store = copy  # type: ignore[attr-defined]
             yield test_client
     finally:
-        mlflow.set_tracking_uri(uri)  # the app set MLflow's process-wide URIs
+        mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def slow_body(app: Any, prediction_id: str, query: dict[str, Any], body: dict[str, Any]) -> bytes:
@@ -105,7 +114,10 @@ def check(client: TestClient, query: dict[str, Any], body: dict[str, Any]) -> by
     return seen[0]
 
 
-def test_bodies_equal_the_slow_path(client: TestClient, store: Store) -> None:
+def test_bodies_equal_the_slow_path(
+    client: TestClient, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COINFLOW_WORKDIR", str(REPO))  # the row rules come from params.yaml
     rows = store.rows(1)[-11:]  # version 1 reads 11 rows
     cases: list[tuple[dict[str, Any], dict[str, Any]]] = [
         ({}, {}),  # the default champion
@@ -122,7 +134,10 @@ def test_bodies_equal_the_slow_path(client: TestClient, store: Store) -> None:
     assert len(set(bodies)) == len(bodies)  # every case answered differently
 
 
-def test_an_alias_move_or_a_new_state_is_never_served_stale(client: TestClient) -> None:
+def test_an_alias_move_or_a_new_state_is_never_served_stale(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COINFLOW_WORKDIR", str(REPO))  # the row rules come from params.yaml
     before = check(client, {}, {"horizon": 2})
     store: Store = client.store  # type: ignore[attr-defined]
     registry = MlflowClient(tracking_uri=store.uri, registry_uri=store.uri)

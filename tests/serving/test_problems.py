@@ -143,6 +143,7 @@ def test_a_corrupt_artifact_is_a_500_logged_once_without_paths(
     copy = corrupt_copy(store, tmp_path)
     settings = ServingSettings(
         mlflow_tracking_uri=copy.uri,
+        mlflow_registry_uri=copy.uri,  # never an earlier test's MLFLOW_REGISTRY_URI
         coinflow_model_name="btc-forecaster",
         coinflow_refresh_s=0,
         coinflow_prediction_log_url="",
