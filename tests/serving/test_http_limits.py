@@ -145,7 +145,10 @@ def test_unfinished_header_floods_are_cut_and_memory_stays_flat(server: Server) 
     assert len(results) == 4
     for sent, heard in results:
         assert status(heard) == 431, heard[:200]
-        assert "16384 bytes" in str(problem(heard)["detail"])
+        # Whichever bound the parser meets first in one read: a large read of 1 KiB lines
+        # holds more than 100 complete fields before its bytes are counted.
+        detail = str(problem(heard)["detail"])
+        assert "16384 bytes" in detail or "at most 100 header fields" in detail, detail
         assert sent < 12 * MB  # cut off, never read to the end
     # Without the limit the server buffered every byte (+48 MB at least); with it, noise.
     assert peak - before < 12 * MB, (before, peak)
