@@ -167,15 +167,7 @@ async def metrics_text(
     request: Request, metrics: Annotated[Metrics, Depends(get_metrics)]
 ) -> Response:
     """Request counts, latency histogram, served model versions, registry status."""
-    cache: ModelCache | None = request.app.state.cache
-    metrics.registry_up.set(1 if cache is not None and cache.status.reachable else 0)
-    metrics.cached_models.set(len(cache.loaded_versions()) if cache is not None else 0)
-    log = request.app.state.prediction_log
-    if log is not None:
-        s = log.snapshot()
-        metrics.log_written.set(s.written)
-        metrics.log_dropped.set(s.dropped)
-        metrics.log_queue.set(s.depth)
+    metrics.sample(request.app.state.cache, request.app.state.prediction_log)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -20,16 +20,14 @@ from core.paths import ASSETS, Project
 from pipelines.data.fetch import MAX_EXPORT_BYTES, FetchError, fetch, merge_export
 from pipelines.data.ingest import parse_investing_csv
 from tests.unit import fetch_helpers
-from tests.unit.fetch_helpers import REPO, cli, copy_project, export, full_source, state
+from tests.unit.fetch_helpers import REPO, cli, copy_project, export, state
 
 pytestmark = pytest.mark.unit
 fetch_template = fetch_helpers.fetch_template  # session fixtures: the workspaces copied
 dvc_template = fetch_helpers.dvc_template
 
 
-@pytest.fixture
-def proj(fetch_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
-    return copy_project(fetch_template, tmp_path / "project", monkeypatch)
+proj = fetch_helpers.project_copy  # a fresh copy of the template per test
 
 
 @pytest.fixture
@@ -38,9 +36,7 @@ def dvc_proj(dvc_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     return copy_project(dvc_template, tmp_path / "project", monkeypatch)
 
 
-@pytest.fixture
-def source(tmp_path: Path) -> Path:
-    return full_source(tmp_path / "source")
+source = fetch_helpers.source  # a full source folder per test
 
 
 def raw_bytes(proj: Project) -> dict[str, bytes]:
