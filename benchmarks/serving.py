@@ -3,6 +3,7 @@ load driven by `wrk` (a C load generator: it shares no interpreter with the serv
 
     .venv/bin/python benchmarks/serving.py                      # scratch store, tiny training
     .venv/bin/python benchmarks/serving.py --tracking-uri sqlite:///mlruns.db --versions 3
+    .venv/bin/python benchmarks/serving.py --quick              # issue 28's c=1 targets only
 
 Needs `wrk` on PATH (Debian/Ubuntu: `apt-get install wrk`); without it the script says so and
 exits 0. By default it trains a scratch store: a sweep-sized torch GRU (14-row requests) and
@@ -227,7 +228,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repeats per setting")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the c=1 latency targets only: one worker, no mlflow baseline, 1 round of 3 s",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.concurrency, args.rounds, args.seconds = [1], 1, 3.0
     if shutil.which("wrk") is None:
         print("benchmarks/serving.py skipped: `wrk` is not installed (apt-get install wrk)")
         return
@@ -327,7 +335,7 @@ def bench(
     base["COINFLOW_RATE_LIMIT_PER_S"] = "0"
     runs: list[tuple[str, str, Path]] = []  # (name, url, body)
     with contextlib.ExitStack() as stack:
-        for port, workers in ((one, 1), (two, 2)):
+        for port, workers in ((one, 1),) if args.quick else ((one, 1), (two, 2)):
             log_on = {**base, "COINFLOW_PREDICTION_LOG_URL": f"sqlite:///{tmp / f'log-{port}.db'}"}
             log = tmp / f"ours-{workers}.log"
             stack.enter_context(server(ours_cmd(port, workers), log_on, log, port, "/health"))
@@ -337,13 +345,16 @@ def bench(
         for version in versions:
             rows, kind = payload_rows(uri, args.model, version)
             ours, theirs = bodies(tmp, rows, version)
+            label = f"v{version} {kind} {len(rows)} rows"
+            path = f"/predict?version={version}"
+            if args.quick:  # ours alone: the latency targets need no baseline
+                runs.append((f"{label} coinflow", f"http://127.0.0.1:{one}{path}", ours))
+                continue
             port = theirs_ports[version]
             log = tmp / f"theirs-{version}.log"
             stack.enter_context(
                 server(theirs_cmd(args.model, version, port), env, log, port, "/ping")
             )
-            label = f"v{version} {kind} {len(rows)} rows"
-            path = f"/predict?version={version}"
             closes = same_forecast(
                 f"http://127.0.0.1:{one}{path}",
                 ours,

@@ -212,14 +212,18 @@ class ModelCache:
             return list(self._models)
 
     # --- aliases ----------------------------------------------------------------------------
-    def by_alias(self, alias: str) -> LoadedModel:
-        """The model an alias serves; resolved through the registry the first time."""
+    def served_model(self, alias: str) -> LoadedModel | None:
+        """The model an alias serves when it is in memory; None when finding it would take a
+        registry call (the alias not resolved yet, or its version evicted)."""
         with self._lock:
             version = self._served.get(alias)
-        if version is not None:
-            model = self.cached(version)
-            if model is not None:
-                return model
+        return None if version is None else self.cached(version)
+
+    def by_alias(self, alias: str) -> LoadedModel:
+        """The model an alias serves; resolved through the registry the first time."""
+        model = self.served_model(alias)
+        if model is not None:
+            return model
         aliases = self._read_aliases()
         if alias not in aliases:
             raise AliasNotSetError(

@@ -48,6 +48,10 @@ async def _too_slow(send: Send, timeout: float) -> None:
     await _problem(send, 408, "body-timeout", "Request body not received in time", detail)
 
 
+class _TooLarge(Exception):
+    """A body grew past the limit while it was read."""
+
+
 class BodyLimitMiddleware:
     """413 problem JSON for bodies over `limit` bytes, declared or streamed (chunked); 408 when
     the whole body has not arrived `timeout` seconds after the request started."""
@@ -71,27 +75,19 @@ class BodyLimitMiddleware:
                 await _too_large(send, self.limit)
                 return
         # Read the body here (bounded), then replay it to the app: a chunked body that
-        # grows past the limit is refused before the app sees any of it.
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        deadline = time.monotonic() + self.timeout
-        while more:
-            try:
-                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
-            except TimeoutError:
-                await _too_slow(send, self.timeout)
-                return
-            if message["type"] != "http.request":
-                return  # the client went away: nothing to answer
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                await _too_large(send, self.limit)
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+        # grows past the limit is refused before the app sees any of it. One timer for the
+        # whole body (asyncio.wait_for per message would start a task for each).
+        try:
+            async with asyncio.timeout(self.timeout):
+                body = await self._read(receive)
+        except TimeoutError:
+            await _too_slow(send, self.timeout)
+            return
+        except _TooLarge:
+            await _too_large(send, self.limit)
+            return
+        if body is None:
+            return  # the client went away: nothing to answer
         replayed = False
 
         async def replay() -> Message:
@@ -102,6 +98,23 @@ class BodyLimitMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _read(self, receive: Receive) -> bytes | None:
+        """The whole body (None: the client disconnected); _TooLarge past the limit."""
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                raise _TooLarge
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
 
 
 class RateLimitMiddleware:

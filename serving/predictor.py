@@ -207,6 +207,11 @@ class LoadedModel:
         self.calibrator, self._cached, self._parts = new, {}, {}
         return True
 
+    def answers_at_once(self, horizon: int, from_rows: bool) -> bool:
+        """True when a forecast costs at most one kernel step (~1 ms for a sweep-sized network):
+        one day ahead, or already cached. A longer one samples paths (tens to hundreds of ms)."""
+        return horizon == 1 or (not from_rows and horizon in self._cached)
+
     def predict(self, dates: np.ndarray | None, values: np.ndarray | None, horizon: int) -> Answer:
         """The forecast from explicit rows, or from the latest rows of the model's dataset
         version (cached per calibrator: they never change), with the calibrator it used."""

@@ -20,6 +20,11 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+# One BLAS/OpenMP thread per process (every server, stage and task a test starts inherits it):
+# two xdist workers and their children share two cores, and OpenBLAS threads spinning against
+# each other ran NumPy's small matmuls ~15x slower on a busy box.
+for _threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
 
 
 # Session fixtures worth building once per run: every test using one runs on the same xdist
@@ -69,6 +74,23 @@ def no_default_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """COINFLOW_WORKDIR points at an empty folder: a test that forgot to name its project root
     fails on a missing params.yaml instead of writing into the repository."""
     monkeypatch.setenv("COINFLOW_WORKDIR", str(tmp_path / "no-project-root-set"))
+
+
+MLFLOW_URI_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_mlflow_uris() -> Iterator[None]:
+    """MLflow mirrors mlflow.set_tracking_uri/set_registry_uri into os.environ: put both variables
+    back after each test, so a later test (and every process it starts) never inherits another
+    test's store (a leaked MLFLOW_REGISTRY_URI once sent a fresh copy's releases elsewhere)."""
+    saved = {name: os.environ.get(name) for name in MLFLOW_URI_VARS}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture

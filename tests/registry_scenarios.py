@@ -6,8 +6,11 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +84,38 @@ def broken_copy_run(run_id: str) -> str:
     return str(broken.info.run_id)
 
 
+def _own_connections() -> None:
+    """First thing in a forked child: talk to the store over connections of its own. The
+    SQLAlchemy engines MLflow cached before the fork (one per store URI, tracking and registry)
+    get new, empty pools (`dispose(close=False)`, SQLAlchemy's recipe for a fork: the parent's
+    connections stay open, for the parent), and MLflow's cached HTTP sessions (one per server)
+    are dropped, so no kept-alive socket is shared. MLflow private names: an upgrade that renames
+    them fails here, loudly. Torch runs single-threaded: OpenMP pools do not survive a fork."""
+    import torch
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+    from mlflow.utils import request_utils
+
+    for engine in [*TrackingStore._engine_map.values(), *RegistryStore._engine_map.values()]:
+        engine.dispose(close=False)
+    request_utils._cached_get_request_session.cache_clear()
+    torch.set_num_threads(1)
+
+
+def _forked(target: Callable[..., None], *args: Any) -> None:
+    _own_connections()
+    target(*args)
+
+
+def start_forked(target: Callable[..., None], *args: Any) -> BaseProcess:
+    """Run `target(*args)` in a child forked from this process: a real separate process (its own
+    pid, its own store connections, killable) that starts with MLflow, torch and the registry
+    already imported and warm, instead of paying a fresh interpreter's seconds of imports."""
+    child = mp.get_context("fork").Process(target=_forked, args=(target, *args))
+    child.start()
+    return child
+
+
 def _promote_worker(name: str, ws: str, version: int, barrier: Any, results: Any) -> None:
     """One promoter process: score, wait until the other has scored too, then commit."""
     from registry.promote import promote
@@ -111,12 +146,11 @@ def _promote_worker(name: str, ws: str, version: int, barrier: Any, results: Any
 
 
 def race_promotions(name: str, ws: Path, versions: tuple[int, int]) -> list[dict[str, Any]]:
-    """Promote two versions at once: one in a fresh child process, one in this process (which
-    has everything imported already); their results, the first committer first."""
-    ctx = mp.get_context("spawn")  # a fresh interpreter: no SQLite connection shared by fork
+    """Promote two versions at once: one in a forked child process, one in this process; their
+    results, the first committer first."""
+    ctx = mp.get_context("fork")
     barrier, results = ctx.Barrier(2), ctx.Queue()
-    child = ctx.Process(target=_promote_worker, args=(name, str(ws), versions[1], barrier, results))
-    child.start()
+    child = start_forked(_promote_worker, name, str(ws), versions[1], barrier, results)
     try:
         _promote_worker(name, str(ws), versions[0], barrier, results)
         out = [results.get(timeout=240) for _ in range(2)]
@@ -179,58 +213,52 @@ WRITES = (
 )
 
 
-KILL_PRELOAD = ["mlflow", "registry.promote", "registry.scoring", "registry.store"]
-
-
-def _killed_promote(
-    name: str, ws: str, version: int, kill_at: int, env: dict[str, str], results: Any
-) -> None:
-    """Promote `version`, dying on the spot (os._exit: no finally, no lock release) at the
-    `kill_at`-th write to the MLflow store; reports how many writes a whole promotion makes."""
-    os.environ.clear()
-    os.environ.update(env)  # the test's environment (the fork server's may be older)
+def _killed_promote(name: str, ws: str, version: int, kill_at: int, results: Any) -> None:
+    """Promote `version`, SIGKILLed on the spot (no finally, no lock release) just before
+    its `kill_at`-th write to the MLflow store; reports the writes a whole promotion makes, in
+    order. A write made inside another (log_dict stores through log_artifact) is part of it."""
     from mlflow import MlflowClient
 
     from registry.promote import promote
     from registry.scoring import load_eval_set
     from registry.store import open_registry
 
-    count = {"writes": 0}
+    writes: list[str] = []
+    inside = [False]
 
-    def injected(method: Any) -> Any:
+    def injected(name: str, method: Any) -> Any:
         def write(self: Any, *args: Any, **kwargs: Any) -> Any:
-            count["writes"] += 1
-            if count["writes"] == kill_at:
-                os._exit(137)
-            return method(self, *args, **kwargs)
+            if inside[0]:
+                return method(self, *args, **kwargs)
+            writes.append(name)
+            if len(writes) == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            inside[0] = True
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                inside[0] = False
 
         return write
 
-    for method in WRITES:
-        setattr(MlflowClient, method, injected(getattr(MlflowClient, method)))
+    for method in WRITES:  # patched in this child only: the parent's MlflowClient is untouched
+        setattr(MlflowClient, method, injected(method, getattr(MlflowClient, method)))
     registry = open_registry(name)
     eval_set = load_eval_set(Project(Path(ws)))
-    count["writes"] = 0  # count the promotion's own writes only
+    writes.clear()  # count the promotion's own writes only
     out = promote(registry, eval_set, POLICY, version)
-    results.put({"completed": True, "writes": count["writes"], "promoted": out.decision.promote})
+    results.put({"completed": True, "writes": writes, "promoted": out.decision.promote})
 
 
 def killed_promotion(name: str, ws: Path, version: int, kill_at: int) -> dict[str, Any] | None:
-    """Run `_killed_promote` in a fresh process; its report, or None when it was killed.
-
-    The process is forked from a fork server that imported MLflow and the registry once (no
-    SQLite connection of this process is shared), so each of the many kills costs no imports."""
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(KILL_PRELOAD)
-    results = ctx.Queue()
-    args = (name, str(ws), version, kill_at, dict(os.environ), results)
-    child = ctx.Process(target=_killed_promote, args=args)
-    child.start()
+    """Run `_killed_promote` in a forked child process; its report, or None when it was killed."""
+    results = mp.get_context("fork").Queue()
+    child = start_forked(_killed_promote, name, str(ws), version, kill_at, results)
     child.join(timeout=240)
     if child.is_alive():
         child.kill()
         raise AssertionError(f"promotion killed at write {kill_at} hung")
-    if child.exitcode == 137:
+    if child.exitcode == -signal.SIGKILL:
         return None
     assert child.exitcode == 0, child.exitcode
     report: dict[str, Any] = results.get(timeout=10)

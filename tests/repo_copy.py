@@ -42,6 +42,8 @@ def copy_env(work: Path, state: Path) -> dict[str, str]:
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "DVC_NO_ANALYTICS": "1",
         "MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlflow.db'}",
+        # the registry too: never an MLFLOW_REGISTRY_URI an earlier test left in os.environ
+        "MLFLOW_REGISTRY_URI": f"sqlite:///{state / 'mlflow.db'}",
         "COINFLOW_ARTIFACT_ROOT": str(state / "mlartifacts"),
         "COINFLOW_OPTUNA_STORAGE": str(state / "optuna.log"),
         "COINFLOW_PROGRESS": "0",

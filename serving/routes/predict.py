@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 
-from forecasting.features import CLOSE, INPUT_COLUMNS
+from forecasting.features import CLOSE
 from forecasting.forecast import InputRowsError
 from serving.cache import ModelCache
 from serving.deps import get_cache, get_metrics, get_settings
@@ -23,8 +24,8 @@ from serving.schemas import (
     LevelsQuery,
     PredictRequest,
     PredictResponse,
-    Row,
     VersionQuery,
+    row_arrays,
 )
 from serving.settings import ServingSettings
 
@@ -34,12 +35,7 @@ if TYPE_CHECKING:
 
 router = APIRouter(tags=["predict"])
 log = logging.getLogger(__name__)
-
-
-def _arrays(rows: list[Row]) -> tuple[np.ndarray, np.ndarray]:
-    dates = np.array([r.date for r in rows], dtype="datetime64[D]")
-    values = np.array([[getattr(r, c) for c in INPUT_COLUMNS] for r in rows], dtype="float64")
-    return dates, values
+_arrays = row_arrays  # request rows → (dates, values); tests build inputs with it
 
 
 def shown_levels(model: LoadedModel, asked: list[float] | None) -> list[float]:
@@ -134,15 +130,30 @@ def given_once(request: Request, *names: str) -> None:
             raise BadInputError(f"?{name} is given {count} times: give it once")
 
 
+def _one_selector(version: int | None, alias: str | None) -> None:
+    if version is not None and alias is not None:
+        raise BadInputError("give either ?version=N or ?alias=NAME, not both")
+
+
 def resolve(
     cache: ModelCache, version: int | None, alias: str | None, default_alias: str
 ) -> LoadedModel:
     """The model a request names: ?version=N, ?alias=NAME, or the default alias."""
-    if version is not None and alias is not None:
-        raise BadInputError("give either ?version=N or ?alias=NAME, not both")
+    _one_selector(version, alias)
     if version is not None:
         return cache.model(version)
     return cache.by_alias(alias or default_alias)
+
+
+def in_memory(
+    cache: ModelCache, version: int | None, alias: str | None, default_alias: str
+) -> LoadedModel | None:
+    """The model a request names when it is loaded already; None when finding it takes the
+    registry (a download: never on the event loop)."""
+    _one_selector(version, alias)
+    if version is not None:
+        return cache.cached(version)
+    return cache.served_model(alias or default_alias)
 
 
 @router.post(
@@ -150,7 +161,7 @@ def resolve(
     response_model=PredictResponse,
     responses=problem_responses(404, 408, 413, 422, 429, 500, 503),
 )
-def predict(
+async def predict(
     http: Request,
     cache: Annotated[ModelCache, Depends(get_cache)],
     metrics: Annotated[Metrics, Depends(get_metrics)],
@@ -177,16 +188,38 @@ def predict(
     adaptive calibration state (its lineage names which one)."""
     request = body or PredictRequest()
     given_once(http, "version", "alias")
-    model = resolve(cache, version, alias, settings.coinflow_default_alias)
+    model = in_memory(cache, version, alias, settings.coinflow_default_alias)
+    args = (http, cache, metrics, settings, request, version, alias, levels)
+    if model is not None and model.answers_at_once(request.horizon, request.rows is not None):
+        # Pure CPU and short (a cached answer, or one ~1 ms forecast step): answered here, on
+        # the event loop. A threadpool hop would cost more than the work (two thread switches).
+        return answer(*args, model)
+    # A registry load or a multi-day forecast (tens to hundreds of ms): off the event loop.
+    return await run_in_threadpool(answer, *args, model)
+
+
+def answer(
+    http: Request,
+    cache: ModelCache,
+    metrics: Metrics,
+    settings: ServingSettings,
+    request: PredictRequest,
+    version: int | None,
+    alias: str | None,
+    levels: list[float] | None,
+    model: LoadedModel | None,
+) -> Response:
+    """The /predict answer from `model` (None: resolved here, loading it if need be)."""
+    if model is None:
+        model = resolve(cache, version, alias, settings.coinflow_default_alias)
     shown = shown_levels(model, levels)
     days = settings.coinflow_history_days
-    inputs = None
+    inputs = request.inputs()
     try:
-        if request.rows is None:
+        if inputs is None:
             out = model.predict(None, None, request.horizon)
             history = model.recent_history(days)
         else:
-            inputs = _arrays(request.rows)
             out = model.predict(*inputs, request.horizon)
             history = points(inputs[0][-days:], inputs[1][-days:, CLOSE]) if days else []
     except InputRowsError as exc:
@@ -217,8 +250,8 @@ def predict(
                 inputs,
                 metrics.shadow_failures,
             )
-    # Built here, in the worker thread, from checked numbers: FastAPI's response validation
-    # would cost a second threadpool hop and re-check what PredictResponse already describes.
+    # Built here from checked numbers: FastAPI's response validation would re-check what
+    # PredictResponse already describes (and, for a sync route, cost a second threadpool hop).
     # The parts that depend only on the version's state are encoded once (LoadedModel).
     text = model.answer_json(
         out,

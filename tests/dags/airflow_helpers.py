@@ -69,11 +69,17 @@ def write_exports(dest: Path, until: dt.date | None = None) -> Path:
     return dest
 
 
-def make_workspace(root: Path, n_trials: int = 2, until: dt.date | None = None) -> Path:
+def make_workspace(
+    root: Path, n_trials: int = 2, until: dt.date | None = None, *, newest_only: bool = False
+) -> Path:
     """A project root for the stages: tiny params.yaml + the real exports (up to `until`, which
-    then is the newest version's cut-off)."""
+    then is the newest version's cut-off). `newest_only` lists only the newest version (the one
+    data.version names): fewer version files for a cut to write and the gate to validate."""
     write_exports(root / "data" / "raw", until)
     params = tiny_params(n_trials, newest_cutoff=until)
+    if newest_only:
+        version = params["data"]["version"]
+        params["data"]["versions"] = {version: params["data"]["versions"][version]}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return root
 

@@ -136,7 +136,7 @@ def experiments_stay_in_their_workspace(work: Path, env: dict[str, str]) -> None
         if "Running" not in status and "Queued" not in status:
             break
         assert time.monotonic() < deadline, status
-        time.sleep(2)
+        time.sleep(0.5)
     assert status.count("Success") == 2, status
 
     shown = json.loads(

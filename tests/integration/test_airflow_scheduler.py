@@ -20,6 +20,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.dags, pytest.mark.slow]
 
 FETCH, TRAIN = "coinflow_fetch", "coinflow_train"
 N_TRIALS = 4  # the workspace's sweep.n_trials: the Asset-triggered run uses the Param defaults
-READY_S, RUN_S, QUIET_S = 300.0, 900.0, 15.0  # generous: a loaded 2-core box
+READY_S, RUN_S = 300.0, 900.0  # generous: a loaded 2-core box
+# The scheduler's idle sleep between loops (default 1 s): each task's end is noticed, and its
+# downstream queued, within it. QUIET_S covers a dozen such loops.
+LOOP_S, QUIET_S = 0.25, 3.0
 MODEL = tiny_params()["registry"]["model_name"]
 BROKER_DB = 13  # a Redis database of these tests' own (compose's broker uses 0)
 WORKERS = ("worker-a", "worker-b")
@@ -99,13 +103,15 @@ def airflow(
     home, state, logs = tmp_path / "airflow", tmp_path / "state", tmp_path / "logs"
     for folder in (home, state, logs):
         folder.mkdir()
-    workdir = make_workspace(tmp_path / "workspace", n_trials=N_TRIALS, until=UNTIL)
+    # v0.3 alone: the cut writes, and the gate validates, v0.3 and v0.4 rather than four versions
+    workdir = make_workspace(
+        tmp_path / "workspace", n_trials=N_TRIALS, until=UNTIL, newest_only=True
+    )
     source = write_exports(tmp_path / "source")
     password = secrets.token_urlsafe(16)
     (home / "passwords.json").write_text(json.dumps({"admin": password}))
     port, token = free_port(), secrets.token_hex(4)
     queue = f"coinflow-test-{token}"  # concurrent runs on one Redis never share tasks
-    tracking = mlflow_server(mlflow_db, tmp_path / "mlflow-artifacts")
     with pg_database(postgres_url, "optuna") as optuna_url:
         env = airflow_env(
             home,
@@ -119,8 +125,6 @@ def airflow(
         env.update(
             {
                 TAG: token,
-                "MLFLOW_TRACKING_URI": tracking,
-                "MLFLOW_REGISTRY_URI": tracking,
                 "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
                 "AIRFLOW__CORE__PARALLELISM": "4",
                 # a task's calls to the execution API wait 30 s, not 5 (5 tries, then the task
@@ -137,12 +141,20 @@ def airflow(
                 "simple_auth_manager.SimpleAuthManager",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": str(LOOP_S),
+                # coinflow_train's Params list the versions in params.yaml: reparsed soon after
+                # the cut (default every 30 s), the manual run can name v0.4
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
                 # the scheduler creates Asset-triggered runs; coinflow_fetch runs only when
                 # this test triggers it (no @daily run on unpausing)
                 "COINFLOW_FETCH_SCHEDULE": "none",
             }
         )
-        migrate(env, logs / "migrate.log")
+        with ThreadPoolExecutor(1) as background:  # the metadata DB migrates meanwhile
+            migrated = background.submit(migrate, env, logs / "migrate.log")
+            tracking = mlflow_server(mlflow_db, tmp_path / "mlflow-artifacts")
+            migrated.result()
+        env.update({"MLFLOW_TRACKING_URI": tracking, "MLFLOW_REGISTRY_URI": tracking})
         af = Cluster(env, logs, port, password)
         af.tracking_uri, af.optuna_url = tracking, optuna_url
         try:
@@ -167,6 +179,10 @@ def airflow(
                     env={
                         # two workers on one host: each names itself in its task instances
                         "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.dags.worker_host.hostname",
+                        # the default config, imported after the libraries every task imports:
+                        # forked from the worker, the task processes start with them loaded
+                        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "tests.dags.worker_host."
+                        "CELERY_CONFIG",
                         "COINFLOW_WORKER_HOST": name,
                         "PYTHONPATH": str(REPO),
                     },
@@ -262,7 +278,9 @@ def test_new_days_train_once_on_two_celery_workers(airflow: Cluster) -> None:
     assert api.xcom(FETCH, again["dag_run_id"], "fetch") == {"btc": 0, "eth": 0, "gold": 0}
     assert (airflow.workdir / "params.yaml").read_bytes() == params_before  # no second version
     assert len(api.asset_events(FETCH)) == 1
-    time.sleep(QUIET_S)  # scheduler loops that would have queued a run for a new event
+    # nothing queued for the scheduler to turn into a run, and none made in a dozen loops
+    assert api.get(f"/dags/{TRAIN}/assets/queuedEvents")["total_entries"] == 0
+    time.sleep(QUIET_S)
     assert [r["dag_run_id"] for r in api.runs(TRAIN)] == [train["dag_run_id"]]
     assert len(sweep_runs(client)[0]) == 1
 
@@ -277,6 +295,11 @@ def test_new_days_train_once_on_two_celery_workers(airflow: Cluster) -> None:
             "parents": {p.info.run_id: (p.info.status, p.info.end_time) for p in parents},
         }
 
+    def offers_new_version() -> bool:  # the dag-processor reparsed the DAG after the cut
+        params_ = api.get(f"/dags/{TRAIN}/details")["params"]
+        return NEW_VERSION in params_["data_version"]["schema"]["enum"]
+
+    wait_for("coinflow_train's Params to offer v0.4", airflow, offers_new_version, READY_S)
     before = snapshot()
     manual = api.finished(TRAIN, api.trigger(TRAIN, {"data_version": NEW_VERSION}))
     assert manual["run_type"] == "manual"

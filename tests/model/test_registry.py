@@ -325,10 +325,15 @@ def test_concurrent_promotions_end_consistent(
 def test_a_promotion_killed_at_any_write_leaves_a_complete_or_absent_record(
     registry: Registry, eval_set: EvalSet, runs: TrainedRuns, learnable_workspace: Path
 ) -> None:
-    """Kill the promoting process at its 1st, 2nd, ... write to the store (from the 6th on,
-    spread out) while it holds the lock, until a promotion completes before the kill point:
-    the next promotion takes the dead holder's lock over at once, repairs the record, and
-    every version's decision tags point at a complete record that agrees with the aliases."""
+    """SIGKILL the promoting process (a forked child) just before each of its writes
+    to the store in turn, until a promotion completes before the kill point: the next promotion
+    takes the dead holder's lock over at once, repairs the record, and every version's decision
+    tags point at a complete record that agrees with the aliases.
+
+    Every write is a distinct point of the protocol (registry.aliases), so each is a kill point:
+    lock created; record run created; its JSON (log_dict); its scores (log_batch); previous-
+    champion moved; champion moved (between the two, the aliases are half-moved); description;
+    decision tag; record FINISHED; decision pointer tag; lock deleted."""
     import time
 
     from registry.aliases import expected_aliases, rollback
@@ -359,13 +364,24 @@ def test_a_promotion_killed_at_any_write_leaves_a_complete_or_absent_record(
         assert final is not None and final["promoted"] is True, kill_at
         assert {a: now.get(a) for a in expected_aliases(final)} == expected_aliases(final)
         if report is not None:  # the whole promotion ran before the kill point: all covered
-            assert report["completed"] and kill_at > report["writes"]
+            assert report["completed"] and kill_at > len(report["writes"])
+            writes: list[str] = report["writes"]
             break
         killed += 1
         rollback(registry, reason=f"fault-injection reset after write {kill_at}")
         assert aliases(registry)["champion"] == persistence
-        kill_at += 1 if kill_at < 6 else kill_at // 3  # every early write, then spread out
+        kill_at += 1
     assert killed >= 6, killed
+    assert killed == len(writes)  # killed before every write a whole promotion makes
+    assert set(writes) >= {  # ... which include every step of the protocol
+        "create_registered_model",  # the lock
+        "create_run",  # the RUNNING record
+        "log_dict",  # its JSON
+        "set_registered_model_alias",
+        "set_model_version_tag",  # the decision, then the pointer to the record
+        "set_terminated",  # the record FINISHED
+        "delete_registered_model",  # the lock released
+    }, writes
 
 
 def test_lock_is_exclusive_and_expires(registry: Registry) -> None:

@@ -40,6 +40,7 @@ def client(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[T
         registry.set_registered_model_alias(NAME, alias, str(version))
     settings = ServingSettings(
         mlflow_tracking_uri=copy.uri,
+        mlflow_registry_uri=copy.uri,
         coinflow_model_name=NAME,
         coinflow_refresh_s=0,
         coinflow_rate_limit_per_s=0,  # one client sends every request

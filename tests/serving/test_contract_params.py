@@ -26,6 +26,7 @@ def client() -> Iterator[TestClient]:
     request here is refused before a model is looked up)."""
     settings = ServingSettings(
         mlflow_tracking_uri=NOWHERE,
+        mlflow_registry_uri=NOWHERE,
         coinflow_model_name="m",
         coinflow_prediction_log_url="",
         coinflow_rate_limit_per_s=0,

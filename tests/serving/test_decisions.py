@@ -59,6 +59,7 @@ def client(decided: tuple[Store, Any]) -> Iterator[TestClient]:
     copy, _ = decided
     settings = ServingSettings(
         mlflow_tracking_uri=copy.uri,
+        mlflow_registry_uri=copy.uri,
         coinflow_model_name=NAME,
         coinflow_refresh_s=0,
         coinflow_prediction_log_url="",

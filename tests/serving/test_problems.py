@@ -70,6 +70,7 @@ def test_a_shed_registry_call_is_a_busy_503_not_an_outage(
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     settings = ServingSettings(
         mlflow_tracking_uri=hung_registry,
+        mlflow_registry_uri=hung_registry,
         coinflow_model_name="m",
         coinflow_prediction_log_url="",
         coinflow_rate_limit_per_s=0,

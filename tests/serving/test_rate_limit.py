@@ -23,6 +23,7 @@ def app_limited(per_s: float, burst: int) -> FastAPI:
     app = create_app(
         ServingSettings(
             mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}",
+            mlflow_registry_uri=f"http://127.0.0.1:{free_port()}",
             coinflow_model_name="m",
             coinflow_prediction_log_url="",
             coinflow_rate_limit_per_s=per_s,

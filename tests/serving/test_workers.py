@@ -182,8 +182,13 @@ def test_admin_reload_reaches_every_worker(workers: Workers) -> None:
         for pid in predictions_by_worker(workers.folder):
             if psutil.pid_exists(pid):
                 assert f'coinflow_model_version{{alias="champion",pid="{pid}"}} 2.0' in text
-    finally:
+    finally:  # the store and every worker back on version 1 for the tests after this one
         client.set_registered_model_alias(NAME, "champion", "1")
+        httpx.post(
+            f"{workers.server.url}/admin/reload",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=180,
+        ).raise_for_status()
 
 
 def worker_pids(server: Server) -> set[int]:
@@ -196,17 +201,19 @@ def worker_pids(server: Server) -> set[int]:
     return pids
 
 
-def served_by_version_1(text: str) -> str:
-    return next(line for line in text.splitlines() if line.startswith(PREDICTIONS_1))
-
-
-PREDICTIONS_1 = 'coinflow_predictions_total{version="1"}'
+def served_by_version(text: str) -> dict[str, str]:
+    """The forecast counters of /metrics, summed over workers: {labels: value}."""
+    lines = (line for line in text.splitlines() if line.startswith("coinflow_predictions_total{"))
+    return dict(line.rsplit(" ", 1) for line in lines)
 
 
 def test_a_killed_worker_is_replaced_and_its_live_gauges_go(workers: Workers) -> None:
-    before = served_by_version_1(httpx.get(f"{workers.server.url}/metrics").text)
+    load(f"{workers.server.url}/predict", 100)  # both workers serve, whatever ran before
+    before = served_by_version(httpx.get(f"{workers.server.url}/metrics").text)
+    assert before, "no forecast counted"
     before_pids = worker_pids(workers.server)
-    victim = min(before_pids)
+    served = predictions_by_worker(workers.folder)
+    victim = min(pid for pid in before_pids if served.get(pid))  # one whose counts must stay
     os.kill(victim, 9)
     deadline = time.monotonic() + 180
     text = ""
@@ -222,4 +229,4 @@ def test_a_killed_worker_is_replaced_and_its_live_gauges_go(workers: Workers) ->
         time.sleep(0.5)
     assert victim not in worker_pids(workers.server) and len(new) == 1
     assert f'pid="{victim}"' not in text  # its live gauges were swept
-    assert served_by_version_1(text) == before  # its counters stay: what it served was served
+    assert served_by_version(text) == before  # its counters stay: what it served was served

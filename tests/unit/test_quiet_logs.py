@@ -24,11 +24,19 @@ def test_a_new_study_is_logged_at_info_through_logging(
     from pipelines.sweep.storage import open_storage
 
     caplog.set_level(logging.INFO)
-    optuna.create_study(study_name="s", storage=open_storage(str(tmp_path / "journal.log")))
-    (record,) = [r for r in caplog.records if "A new study created" in r.getMessage()]
-    assert record.name.startswith("optuna.") and record.levelno == logging.INFO
-    # ... and once: Optuna's own stderr handler is gone, so nothing writes it a second time.
+    seen: list[logging.LogRecord] = []  # every record Optuna emits, once per emission
+    counter = logging.Handler()
+    counter.emit = seen.append  # type: ignore[method-assign]
     library = logging.getLogger("optuna")
+    library.addHandler(counter)
+    try:
+        optuna.create_study(study_name="s", storage=open_storage(str(tmp_path / "journal.log")))
+    finally:
+        library.removeHandler(counter)
+    (record,) = [r for r in seen if "A new study created" in r.getMessage()]
+    assert record.name.startswith("optuna.") and record.levelno == logging.INFO
+    assert record in caplog.records  # it reached logging's root handlers
+    # ... and once: Optuna's own stderr handler is gone, so nothing writes it a second time.
     assert library.propagate and not library.handlers
 
 

@@ -61,11 +61,44 @@ def _run(
     return validate.validate_version(frame, "v9.9", CUTOFF, params, tmp_path / "docs")
 
 
-def test_clean_frame_with_leading_eth_gap_passes(tmp_path: Path) -> None:
-    outcome = _run(_frame(), tmp_path)
+@pytest.fixture(scope="module")
+def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("gate")
+
+
+@pytest.fixture(scope="module")
+def clean(shared_dir: Path) -> validate.ValidationOutcome:
+    """The gate on a clean frame, run once for the tests that only read its outcome."""
+    return _run(_frame(), shared_dir / "clean")
+
+
+@pytest.fixture(scope="module")
+def too_short(shared_dir: Path) -> validate.ValidationOutcome:
+    """The gate on 3 rows (fewer than min_rows), run once likewise."""
+    return _run(_frame(3), shared_dir / "short")
+
+
+def test_clean_frame_with_leading_eth_gap_passes(
+    clean: validate.ValidationOutcome, shared_dir: Path
+) -> None:
+    outcome = clean
     assert outcome.success and outcome.failed == [] and outcome.n_rows == 20
     assert outcome.evaluated == 45
-    assert outcome.docs_path == tmp_path / "docs" / "index.html" and outcome.docs_path.is_file()
+    assert outcome.docs_path == shared_dir / "clean" / "docs" / "index.html"
+    assert outcome.docs_path.is_file()
+
+
+def test_data_docs_pages_share_compiled_templates(clean: validate.ValidationOutcome) -> None:
+    """GE renders the site with pipelines.gate.docs' views, whose templates compile once per
+    process: a GE upgrade that drops the sections' `view` option or the views' jinja `env`
+    fails here, not as a silent slowdown."""
+    from pipelines.gate import docs
+
+    site = clean.docs_path.parent
+    assert docs.COMPILED.code  # what the views compiled, for every later page of the process
+    (page,) = (site / "validations").glob("**/*.html")
+    assert "Succeeded" in page.read_text(encoding="utf-8")
+    assert (site / "expectations" / "coinflow_v9_9.html").is_file()
 
 
 @pytest.mark.parametrize(
@@ -112,11 +145,12 @@ def test_check_columns_values_and_missing_inputs() -> None:
     assert broken[["btc_high_slack", "btc_log_move", "date_gap_days"]].isna().all().all()
 
 
-def test_error_names_each_version_and_failure(tmp_path: Path) -> None:
+def test_error_names_each_version_and_failure(
+    tmp_path: Path, too_short: validate.ValidationOutcome
+) -> None:
     bad = _frame()
     bad.iloc[4, bad.columns.get_loc("btc_volume")] = np.nan
-    first = _run(bad, tmp_path)
-    second = _run(_frame(3), tmp_path)
+    first, second = _run(bad, tmp_path), too_short
     message = str(validate.DataValidationError(first, second))
     assert message.count("dataset version v9.9 failed") == 2
     assert (
@@ -127,8 +161,10 @@ def test_error_names_each_version_and_failure(tmp_path: Path) -> None:
     assert str(first.docs_path) in message
 
 
-def test_record_is_what_features_gate_reads(tmp_path: Path) -> None:
-    outcomes = {"ok": _run(_frame(), tmp_path), "bad": _run(_frame(3), tmp_path)}
+def test_record_is_what_features_gate_reads(
+    tmp_path: Path, clean: validate.ValidationOutcome, too_short: validate.ValidationOutcome
+) -> None:
+    outcomes = {"ok": clean, "bad": too_short}
     records = {v: validate.outcome_record(o, f"md5-{v}") for v, o in outcomes.items()}
     proj = Project(tmp_path)
     proj.metrics.mkdir()
