@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.processes import free_port, pg_database  # noqa: F401  (re-exported for tests)
+from tests.processes import (  # free_port, pg_database: re-exported for tests
+    MLFLOW_URI_VARS,
+    free_port,  # noqa: F401
+    pg_database,  # noqa: F401
+    restored_env,
+)
 
 if TYPE_CHECKING:
     from tests.serving.serving_helpers import Store
@@ -76,21 +81,12 @@ def no_default_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COINFLOW_WORKDIR", str(tmp_path / "no-project-root-set"))
 
 
-MLFLOW_URI_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-
-
 @pytest.fixture(autouse=True)
 def no_leaked_mlflow_uris() -> Iterator[None]:
-    """MLflow mirrors mlflow.set_tracking_uri/set_registry_uri into os.environ: put both variables
-    back after each test, so a later test (and every process it starts) never inherits another
-    test's store (a leaked MLFLOW_REGISTRY_URI once sent a fresh copy's releases elsewhere)."""
-    saved = {name: os.environ.get(name) for name in MLFLOW_URI_VARS}
-    yield
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    """MLflow's URI variables back after each test (a leaked MLFLOW_REGISTRY_URI once sent a
+    fresh copy's releases to another test's store)."""
+    with restored_env(*MLFLOW_URI_VARS):
+        yield
 
 
 @pytest.fixture

@@ -37,13 +37,13 @@ def fresh_copy(dest: Path) -> Path:
 def copy_env(work: Path, state: Path) -> dict[str, str]:
     """Env for commands in the copy: it is the project root; MLflow and Optuna live in `state`."""
     bin_dir = str(Path(sys.executable).parent)
+    store = f"sqlite:///{state / 'mlflow.db'}"
     return {
         **os.environ,
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "DVC_NO_ANALYTICS": "1",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlflow.db'}",
-        # the registry too: never an MLFLOW_REGISTRY_URI an earlier test left in os.environ
-        "MLFLOW_REGISTRY_URI": f"sqlite:///{state / 'mlflow.db'}",
+        "MLFLOW_TRACKING_URI": store,
+        "MLFLOW_REGISTRY_URI": store,  # never an MLFLOW_REGISTRY_URI an earlier test left
         "COINFLOW_ARTIFACT_ROOT": str(state / "mlartifacts"),
         "COINFLOW_OPTUNA_STORAGE": str(state / "optuna.log"),
         "COINFLOW_PROGRESS": "0",

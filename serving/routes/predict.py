@@ -25,7 +25,6 @@ from serving.schemas import (
     PredictRequest,
     PredictResponse,
     VersionQuery,
-    row_arrays,
 )
 from serving.settings import ServingSettings
 
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
 
 router = APIRouter(tags=["predict"])
 log = logging.getLogger(__name__)
-_arrays = row_arrays  # request rows → (dates, values); tests build inputs with it
 
 
 def shown_levels(model: LoadedModel, asked: list[float] | None) -> list[float]:

@@ -8,7 +8,7 @@ worker ran them (deployed, each worker's FQDN differs by itself).
 worker imports this module once, before it forks its pool, and every task process is forked from
 there: importing here the libraries the coinflow tasks import (each task again, ~3 s of a
 quiet core) hands them to every task already loaded. Import-time work, on purpose: only the
-workers name this module. With OpenMP and BLAS pinned to one thread (airflow_env) the only
+workers name this module. With OpenMP and BLAS pinned to one thread (tests/conftest.py) the only
 thread these imports start is jemalloc's background purger (pyarrow), which survives a fork.
 """
 

@@ -5,7 +5,6 @@ calibration state never serves a stale cached text (in-process app over a copy o
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,9 +18,10 @@ from serving_helpers import REPO, Store, copy_store
 from forecasting.features import CLOSE
 from serving.app import create_app
 from serving.predictor import Calibrator, LoadedModel
-from serving.routes.predict import _arrays, shown_levels
-from serving.schemas import PredictRequest
+from serving.routes.predict import shown_levels
+from serving.schemas import PredictRequest, row_arrays
 from serving.settings import ServingSettings
+from tests.processes import MLFLOW_URI_VARS, restored_env
 from tests.serving.build_registry import NAMES_ALIASES
 
 pytestmark = [pytest.mark.serving, pytest.mark.slow]
@@ -46,26 +46,21 @@ def client(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[T
         coinflow_rate_limit_per_s=0,  # one client sends every request
         coinflow_prediction_log_url=f"sqlite:///{tmp / 'predictions.db'}",
     )
-    # create_app sets MLflow's process-wide URIs, and MLflow mirrors them into os.environ: put
-    # both back exactly as they were (unset stays unset) so later tests' settings are theirs.
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    # create_app sets MLflow's process-wide URIs (and MLflow mirrors them into os.environ): both
+    # put back as they were, so later tests' settings are theirs.
     uri = mlflow.get_tracking_uri()
-    try:
-        with TestClient(create_app(settings)) as test_client:
-            deadline = time.monotonic() + 120
-            while test_client.get("/ready").json()["startup"] != "done":
-                assert time.monotonic() < deadline, "the app never started"
-                time.sleep(0.1)
-            test_client.store = copy  # type: ignore[attr-defined]
-            yield test_client
-    finally:
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with restored_env(*MLFLOW_URI_VARS):  # left last: after the set_*_uri calls below
+        try:
+            with TestClient(create_app(settings)) as test_client:
+                deadline = time.monotonic() + 120
+                while test_client.get("/ready").json()["startup"] != "done":
+                    assert time.monotonic() < deadline, "the app never started"
+                    time.sleep(0.1)
+                test_client.store = copy  # type: ignore[attr-defined]
+                yield test_client
+        finally:
+            mlflow.set_tracking_uri(uri)
+            mlflow.set_registry_uri(uri)
 
 
 def slow_body(app: Any, prediction_id: str, query: dict[str, Any], body: dict[str, Any]) -> bytes:
@@ -81,7 +76,7 @@ def slow_body(app: Any, prediction_id: str, query: dict[str, Any], body: dict[st
         out = model.predict(None, None, horizon)
         history = model.recent_history(days)
     else:
-        inputs = _arrays(PredictRequest.model_validate(body).rows or [])
+        inputs = row_arrays(PredictRequest.model_validate(body).rows or [])
         out = model.predict(*inputs, horizon)
         history = points(inputs[0][-days:], inputs[1][-days:, CLOSE]) if days else []
     from serving.prediction_log import forecast_points

@@ -20,10 +20,11 @@ pytestmark = pytest.mark.unit
 def app_limited(per_s: float, burst: int) -> FastAPI:
     """The real app with this limit, not started: /limits, /health and /metrics need no model
     (no cache, no prediction log)."""
+    nowhere = f"http://127.0.0.1:{free_port()}"  # no registry: none is asked
     app = create_app(
         ServingSettings(
-            mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}",
-            mlflow_registry_uri=f"http://127.0.0.1:{free_port()}",
+            mlflow_tracking_uri=nowhere,
+            mlflow_registry_uri=nowhere,
             coinflow_model_name="m",
             coinflow_prediction_log_url="",
             coinflow_rate_limit_per_s=per_s,
