@@ -93,12 +93,21 @@ def _log_history(run_id: str, history: list[tuple[float, float]]) -> None:
     MlflowClient().log_batch(run_id, metrics=metrics)
 
 
-def _log_dataset(data: TrainingData, proj: Project) -> None:
+def log_dataset(data: TrainingData, proj: Project) -> None:
+    """The version's features table as the active run's training input (name btc-<version>,
+    digest = the version's DVC md5).
+
+    MLflow stores one dataset row per (experiment, name, digest), found or inserted in one
+    transaction without a lock: two runs logging the same new dataset at once (parallel sweep
+    workers) make one insert collide with the other's (a unique-key error from SQLite or
+    Postgres). The row exists once the collision is seen, so the loser's second call links it.
+    """
     import mlflow
     import mlflow.data.pandas_dataset
 
     # Registered by MLflow at import (one class per artifact-repository scheme).
     from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
+    from mlflow.exceptions import MlflowException
 
     table = pd.read_parquet(proj.features / "table.parquet")
     dataset = mlflow.data.pandas_dataset.from_pandas(
@@ -109,7 +118,11 @@ def _log_dataset(data: TrainingData, proj: Project) -> None:
         name=f"btc-{data.version}",
         digest=data.md5,
     )
-    mlflow.log_input(dataset, context="training")
+    try:
+        mlflow.log_input(dataset, context="training")
+    except MlflowException:  # any other cause fails the second call too, and is raised
+        log.info("dataset %s: inserted by a concurrent run first; linking that row", dataset.name)
+        mlflow.log_input(dataset, context="training")
 
 
 def log_data_docs(docs: Path) -> None:
@@ -236,7 +249,7 @@ def tracked_training(
     metrics: dict[str, float] = {}
     try:
         mlflow.log_params({**params.model_dump(), "data_version": data.version})
-        _log_dataset(data, proj)
+        log_dataset(data, proj)
         log_data_docs(proj.validation_docs(data.version))
         mlflow.log_metrics(drift_metrics(validation_record(data.version, proj)))
         if backtest is not None and backtest.folds:

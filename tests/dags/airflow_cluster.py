@@ -48,6 +48,16 @@ class Airflow:
     def tail(self, name: str, chars: int = 3000) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")[-chars:]
 
+    def task_log(self, dag_id: str, run_id: str, ti: dict[str, Any], chars: int = 4000) -> str:
+        """The end of a task instance's own log (Airflow's file task handler, under
+        $AIRFLOW_HOME/logs), its last try; empty when it wrote none."""
+        task = Path(self.env["AIRFLOW_HOME"], "logs", f"dag_id={dag_id}", f"run_id={run_id}")
+        task /= f"task_id={ti['task_id']}"
+        if ti["map_index"] >= 0:
+            task /= f"map_index={ti['map_index']}"
+        tries = sorted(task.glob("attempt=*.log"), key=lambda f: f.stat().st_mtime)
+        return tries[-1].read_text(errors="replace")[-chars:] if tries else ""
+
     def stop(self) -> dict[int, str]:
         """Stop every component (workers first); the processes still alive after, killed.
 
@@ -147,6 +157,10 @@ class Api:
             steps = " ".join(f"{t - began:6.1f}" if t is not None else "     -" for t in times)
             where = f"{ti['hostname']} pid {ti['pid']}" if ti["hostname"] else ""
             print(f"  {name:<16} {ti['state']:<9} {steps}  {where}")
+        for ti in rows:  # why a task failed, in this test's output
+            if ti["state"] == "failed":
+                print(f"\n--- log of failed {ti['task_id']}[{ti['map_index']}]")
+                print(self.airflow.task_log(dag_id, run_id, ti) or "(no log file)")
         run["tasks"] = rows
         return run
 
