@@ -57,6 +57,22 @@ def copy_store(store: Store, dest: Path) -> Store:
     return Store(dest, f"sqlite:///{dest / 'mlflow.db'}", store.manifest)
 
 
+def app_settings(store_uri: str, model_name: str, **overrides: Any) -> Any:
+    """ServingSettings of an in-process test app: one store for tracking and registry (named
+    both ways, so never an MLFLOW_REGISTRY_URI an earlier test left in os.environ), no
+    prediction log, no rate limit; `overrides` are further ServingSettings fields."""
+    from serving.settings import ServingSettings
+
+    fields = {
+        "mlflow_tracking_uri": store_uri,
+        "mlflow_registry_uri": store_uri,
+        "coinflow_model_name": model_name,
+        "coinflow_prediction_log_url": "",
+        "coinflow_rate_limit_per_s": 0,
+    }
+    return ServingSettings(**(fields | overrides))
+
+
 def api_shape(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """pyfunc predict() records (date, close, q<level> columns) as the API answers them: the
     median close and each central interval, widest first."""

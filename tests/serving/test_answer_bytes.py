@@ -13,14 +13,13 @@ import mlflow
 import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
-from serving_helpers import REPO, Store, copy_store
+from serving_helpers import REPO, Store, app_settings, copy_store
 
 from forecasting.features import CLOSE
 from serving.app import create_app
 from serving.predictor import Calibrator, LoadedModel
 from serving.routes.predict import shown_levels
 from serving.schemas import PredictRequest, row_arrays
-from serving.settings import ServingSettings
 from tests.processes import MLFLOW_URI_VARS, restored_env
 from tests.serving.build_registry import NAMES_ALIASES
 
@@ -38,12 +37,10 @@ def client(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[T
     registry = mlflow.MlflowClient(tracking_uri=copy.uri, registry_uri=copy.uri)
     for alias, version in NAMES_ALIASES.items():
         registry.set_registered_model_alias(NAME, alias, str(version))
-    settings = ServingSettings(
-        mlflow_tracking_uri=copy.uri,
-        mlflow_registry_uri=copy.uri,
-        coinflow_model_name=NAME,
+    settings = app_settings(
+        copy.uri,
+        NAME,
         coinflow_refresh_s=0,
-        coinflow_rate_limit_per_s=0,  # one client sends every request
         coinflow_prediction_log_url=f"sqlite:///{tmp / 'predictions.db'}",
     )
     # create_app sets MLflow's process-wide URIs (and MLflow mirrors them into os.environ): both

@@ -9,12 +9,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from serving_helpers import Server
+from serving_helpers import Server, app_settings
 
 from serving.app import create_app
 from serving.cache import ModelCache
 from serving.registry_client import RegistryClient
-from serving.settings import ServingSettings
 from tests.processes import free_port
 
 NOWHERE = f"http://127.0.0.1:{free_port()}"  # a registry that never answers: never reached
@@ -24,13 +23,7 @@ NOWHERE = f"http://127.0.0.1:{free_port()}"  # a registry that never answers: ne
 def client() -> Iterator[TestClient]:
     """The real app in process, its model cache on a registry the requests never reach (every
     request here is refused before a model is looked up)."""
-    settings = ServingSettings(
-        mlflow_tracking_uri=NOWHERE,
-        mlflow_registry_uri=NOWHERE,
-        coinflow_model_name="m",
-        coinflow_prediction_log_url="",
-        coinflow_rate_limit_per_s=0,
-    )
+    settings = app_settings(NOWHERE, "m")
     app = create_app(settings)
     app.state.cache = ModelCache(RegistryClient.connect("m", NOWHERE, NOWHERE), 1, "champion")
     app.state.prediction_log = None

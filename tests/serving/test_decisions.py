@@ -12,7 +12,7 @@ import mlflow
 import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
-from serving_helpers import Store, copy_store
+from serving_helpers import Store, app_settings, copy_store
 
 from core.paths import Project
 from registry.policy import Policy
@@ -54,16 +54,9 @@ def decided(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 def client(decided: tuple[Store, Any]) -> Iterator[TestClient]:
     """The real app, in process, over the copy (COINFLOW_WORKDIR: the features are there)."""
     from serving.app import create_app
-    from serving.settings import ServingSettings
 
     copy, _ = decided
-    settings = ServingSettings(
-        mlflow_tracking_uri=copy.uri,
-        mlflow_registry_uri=copy.uri,
-        coinflow_model_name=NAME,
-        coinflow_refresh_s=0,
-        coinflow_prediction_log_url="",
-    )
+    settings = app_settings(copy.uri, NAME, coinflow_refresh_s=0)
     with TestClient(create_app(settings)) as api:
         deadline = time.monotonic() + 60
         while api.get("/ready").json().get("startup") != "done" and time.monotonic() < deadline:

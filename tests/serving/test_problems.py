@@ -16,11 +16,10 @@ from urllib.request import url2pathname
 
 import pytest
 from fastapi.testclient import TestClient
-from serving_helpers import Store, copy_store
+from serving_helpers import Store, app_settings, copy_store
 
 from serving.app import create_app
 from serving.problems import without_paths
-from serving.settings import ServingSettings
 
 
 @pytest.mark.unit
@@ -68,13 +67,7 @@ def test_a_shed_registry_call_is_a_busy_503_not_an_outage(
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    settings = ServingSettings(
-        mlflow_tracking_uri=hung_registry,
-        mlflow_registry_uri=hung_registry,
-        coinflow_model_name="m",
-        coinflow_prediction_log_url="",
-        coinflow_rate_limit_per_s=0,
-    )
+    settings = app_settings(hung_registry, "m")
     app = create_app(settings)
     registry = RegistryClient.connect("m", hung_registry, hung_registry, slots=1)
     cache = app.state.cache = ModelCache(registry, 1, "champion")
@@ -142,14 +135,7 @@ def test_a_corrupt_artifact_is_a_500_logged_once_without_paths(
     """Each broken version answers 500 model-load-failed with the reason (a missing file named
     by its last component only), the same answer every time; the server logs it once."""
     copy = corrupt_copy(store, tmp_path)
-    settings = ServingSettings(
-        mlflow_tracking_uri=copy.uri,
-        mlflow_registry_uri=copy.uri,  # never an earlier test's MLFLOW_REGISTRY_URI
-        coinflow_model_name="btc-forecaster",
-        coinflow_refresh_s=0,
-        coinflow_prediction_log_url="",
-        coinflow_rate_limit_per_s=0,
-    )
+    settings = app_settings(copy.uri, "btc-forecaster", coinflow_refresh_s=0)
     caplog.set_level(logging.ERROR, logger="serving.cache")
     with TestClient(create_app(settings)) as client:
         deadline = time.monotonic() + 240

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from serving_helpers import app_settings
 
 from serving.app import create_app
 from serving.settings import ServingSettings
@@ -22,14 +23,7 @@ def app_limited(per_s: float, burst: int) -> FastAPI:
     (no cache, no prediction log)."""
     nowhere = f"http://127.0.0.1:{free_port()}"  # no registry: none is asked
     app = create_app(
-        ServingSettings(
-            mlflow_tracking_uri=nowhere,
-            mlflow_registry_uri=nowhere,
-            coinflow_model_name="m",
-            coinflow_prediction_log_url="",
-            coinflow_rate_limit_per_s=per_s,
-            coinflow_rate_limit_burst=burst,
-        )
+        app_settings(nowhere, "m", coinflow_rate_limit_per_s=per_s, coinflow_rate_limit_burst=burst)
     )
     app.state.cache = app.state.prediction_log = None
     return app
