@@ -49,3 +49,13 @@ def write_atomic(path: Path, data: bytes) -> None:
 def write_json(path: Path, payload: Any) -> None:
     """Indented JSON (dates and paths as text), written atomically."""
     write_atomic(path, (json.dumps(payload, indent=2, default=str) + "\n").encode())
+
+
+def file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a file: what changes when it is removed and replaced (a restored
+    copy, a new store at the same path); None when it is gone."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino

@@ -56,8 +56,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.cache = None
     app.state.prediction_log = None
     if settings.coinflow_prediction_log_url:
+        from serving.log_database import engine_for
         from serving.log_writer import PredictionLog
-        from serving.prediction_log import engine_for
 
         engine = engine_for(settings.coinflow_prediction_log_url)  # connects on first write
         capacity = settings.coinflow_prediction_log_capacity

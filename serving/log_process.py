@@ -13,15 +13,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from serving.prediction_log import (
-    engine_for,
-    file_id,
-    finished,
-    migrate,
-    short_error,
-    sqlite_path,
-    write_records,
-)
+from core.files import file_id
+from serving.log_database import engine_for, migrate, short_error, sqlite_path
+from serving.prediction_log import finished, write_records
 from serving.retention import Retention, prune
 
 if TYPE_CHECKING:

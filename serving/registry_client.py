@@ -13,12 +13,12 @@ models are served); a replaced one (another inode) is reopened before the next c
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from core.files import file_id
 from core.tracking import redact
 from pipelines.sweep import runs
 from registry import records, store
@@ -47,7 +47,7 @@ class RegistryClient:
         self.uri = redact(uri)  # for messages only
         self.slots, self.wait_s = slots, wait_s
         self._slots = threading.BoundedSemaphore(slots)
-        self._files = {u: _file_id(p) for u in {uri, *extra_uris} if (p := _sqlite_file(u))}
+        self._files = {u: file_id(p) for u in {uri, *extra_uris} if (p := _sqlite_file(u))}
 
     @classmethod
     def connect(
@@ -62,7 +62,7 @@ class RegistryClient:
         for uri, seen in self._files.items():
             path = _sqlite_file(uri)
             assert path is not None
-            now = _file_id(path)
+            now = file_id(path)
             if now is None:
                 raise RegistryUnavailableError(
                     f"the registry's SQLite file {path.name} was removed; cached models are "
@@ -168,14 +168,6 @@ def _sqlite_file(uri: str) -> Path | None:
     if not uri.startswith("sqlite:///"):
         return None
     return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
-
-
-def _file_id(path: Path) -> tuple[int, int] | None:
-    try:
-        stat = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return stat.st_dev, stat.st_ino
 
 
 def _reopen(uri: str) -> None:

@@ -106,9 +106,9 @@ def replay_recent(proj: Project, days: int, horizon: int = 7) -> RecentReplay:
     from forecasting.forecast import MAX_HORIZON
     from pipelines.data.ingest import load_assets
     from registry.store import CHAMPION, aliases, open_registry
+    from serving.log_database import engine_for, migrate
     from serving.monitoring.states import advance_states
     from serving.monitoring.trusted import PlatformRows
-    from serving.prediction_log import engine_for, migrate
     from serving.settings import ServingSettings
     from simulation.api import api_on
     from simulation.replay import cut_at, quiet_libraries

@@ -302,8 +302,8 @@ def simulate(plan: Plan, source: Project, workdir: Path | None = None) -> dict[s
 
     from core.params import load_params
     from registry.store import open_registry
+    from serving.log_database import engine_for, migrate
     from serving.monitoring.monitor import logged_days, read_scores
-    from serving.prediction_log import engine_for, migrate
     from simulation.baselines import baseline_crps
     from simulation.report import build_report, publish
 

@@ -19,8 +19,8 @@ app = typer.Typer(
 
 def _log(settings: ServingSettings) -> sa.Engine:
     """The prediction log's engine, migrated (as the API is configured)."""
+    from serving.log_database import engine_for, migrate
     from serving.monitoring.monitor import MonitorError
-    from serving.prediction_log import engine_for, migrate
 
     if not settings.coinflow_prediction_log_url:
         raise MonitorError("COINFLOW_PREDICTION_LOG_URL is empty: the prediction log is off")

@@ -58,8 +58,8 @@ def monitoring(
     import pandas as pd
     import sqlalchemy as sa
 
+    from serving.log_database import short_error
     from serving.monitoring.monitor import read_scores
-    from serving.prediction_log import short_error
 
     prediction_log = request.app.state.prediction_log
     if prediction_log is None:

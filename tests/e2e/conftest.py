@@ -208,7 +208,7 @@ def live_history(e2e_registry: E2eRegistry) -> Iterator[list[str]]:
 
     from registry.aliases import rollback
     from registry.store import Registry
-    from serving import prediction_log
+    from serving import log_database
     from serving.monitoring import monitor
 
     today = dt.datetime.now(dt.UTC).date()
@@ -233,8 +233,8 @@ def live_history(e2e_registry: E2eRegistry) -> Iterator[list[str]]:
             for i, day in enumerate(today - dt.timedelta(days=d) for d in range(5, -1, -1))
         ]
     )
-    engine = prediction_log.engine_for(e2e_registry.log_url)
-    prediction_log.migrate(engine)
+    engine = log_database.engine_for(e2e_registry.log_url)
+    log_database.migrate(engine)
     monitor.write_scores(engine, e2e_registry.name, scores)
     engine.dispose()
     with pytest.MonkeyPatch.context() as mp:

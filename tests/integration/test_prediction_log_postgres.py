@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from core.params import MonitorParams
 from forecasting.forecast import input_frame
-from serving import prediction_log
+from serving import log_database, prediction_log
 from serving.monitoring import monitor, trusted
 from tests.serving.serving_helpers import Server, Store, copy_store, running_api
 
@@ -115,7 +115,7 @@ def test_the_prediction_log_on_postgres(
     assert len(ids) == len(ORIGINS) and {a["lineage"]["version"] for a in answers.values()} == {1}
 
     # The API's writer migrated the empty database to exactly the declared schema.
-    engine = prediction_log.engine_for(fresh_pg_db)
+    engine = log_database.engine_for(fresh_pg_db)
     try:
         assert written(engine, len(ORIGINS)) == len(ORIGINS)
         time.sleep(0.5)  # nothing beyond N arrives late

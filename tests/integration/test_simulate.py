@@ -376,7 +376,7 @@ def test_the_demo_replay_fills_monitor_score_and_get_monitoring(
 
     from cli.main import app
     from registry.store import Registry, aliases
-    from serving import prediction_log
+    from serving import log_database, prediction_log
     from simulation.api import api_on
     from tests.serving.serving_helpers import copy_store
 
@@ -411,7 +411,7 @@ def test_the_demo_replay_fills_monitor_score_and_get_monitoring(
     assert again.exit_code == 0 and "nothing to do" in again.output  # a second demo: no copies
     assert aliases(registry) == before  # `replay` was there only while it ran
 
-    engine = prediction_log.engine_for(log)
+    engine = log_database.engine_for(log)
     with engine.connect() as connection:
         answers = connection.execute(
             sa.select(prediction_log.answers.c.origin, prediction_log.answers.c.alias)

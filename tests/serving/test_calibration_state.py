@@ -25,7 +25,7 @@ from test_trusted_scores import MODEL, log_file, monitor_cli, platform, project_
 from forecasting.features import CLOSE
 from forecasting.quantiles import interval_pairs
 from registry.store import Registry, load_packaged
-from serving import calibration_states, prediction_log
+from serving import calibration_states, log_database, prediction_log
 
 pytestmark = pytest.mark.serving
 VERSIONS = (1, 3)  # a torch model (the champion) and the persistence baseline
@@ -93,7 +93,7 @@ def test_a_new_state_reaches_the_running_api_and_every_path_agrees(
     root = project_root(tmp_path / "project")
     said = monitor_cli(["monitor", "score"], log_file(refreshing), root, store, monkeypatch)
     assert f"v1: calibration state as of {last}" in said.output, said.output
-    engine = prediction_log.engine_for(f"sqlite:///{log_file(refreshing)}")
+    engine = log_database.engine_for(f"sqlite:///{log_file(refreshing)}")
     stored = calibration_states.newest(engine, MODEL, list(VERSIONS))
     for v in VERSIONS:
         (audit,) = calibration_states.history(engine, MODEL, v)  # one state written per version

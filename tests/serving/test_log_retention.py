@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from serving import prediction_log
+from serving import log_database, prediction_log
 from serving.log_writer import PredictionLog
 from serving.retention import MB, Retention, live_bytes, prune
 
@@ -68,8 +68,8 @@ def counts(engine: sa.Engine) -> dict[str, int]:
 
 
 def sqlite_log(tmp_path: Path) -> sa.Engine:
-    engine = prediction_log.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
-    prediction_log.migrate(engine)
+    engine = log_database.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
+    log_database.migrate(engine)
     return engine
 
 
@@ -179,9 +179,9 @@ def test_an_older_log_reads_back_the_same_after_the_upgrade(tmp_path: Path) -> N
     from alembic import command
     from alembic.config import Config
 
-    engine = prediction_log.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
+    engine = log_database.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
     config = Config()
-    config.set_main_option("script_location", str(prediction_log.MIGRATIONS))
+    config.set_main_option("script_location", str(log_database.MIGRATIONS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "0002")
@@ -209,7 +209,7 @@ def test_an_older_log_reads_back_the_same_after_the_upgrade(tmp_path: Path) -> N
                 for step, point in enumerate(r["forecast"], start=1)
             ],
         )
-    prediction_log.migrate(engine)
+    log_database.migrate(engine)
     for r in records:
         got = prediction_log.read_predictions(engine, r["id"])
         assert got is not None
@@ -226,9 +226,9 @@ def test_an_older_log_reads_back_the_same_after_the_upgrade(tmp_path: Path) -> N
 
 @pytest.mark.integration  # the machine's Postgres
 def test_retention_on_postgres(fresh_pg_db: str) -> None:
-    engine = prediction_log.engine_for(fresh_pg_db)
+    engine = log_database.engine_for(fresh_pg_db)
     try:
-        prediction_log.migrate(engine)
+        log_database.migrate(engine)
         prediction_log.write_records(
             engine,
             [record(n, days_ago=n * 50, rows=30) for n in range(10)],

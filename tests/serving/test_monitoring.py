@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from core.params import MonitorParams
 from registry.records import record_runs
 from registry.store import Registry, aliases
-from serving import prediction_log
+from serving import log_database, prediction_log
 from serving.monitoring import monitor, trusted
 
 pytestmark = pytest.mark.serving
@@ -107,7 +107,7 @@ def expected(close: pd.Series, bias: float) -> dict[str, float]:
 
 
 def write(engine: sa.Engine, records: list[dict[str, Any]]) -> None:
-    prediction_log.migrate(engine)
+    log_database.migrate(engine)
     prediction_log.write_records(engine, records)
 
 
@@ -118,7 +118,7 @@ def test_live_scores_alert_and_guarded_rollback(
     registry.client.set_registered_model_alias(registry.name, "champion", "1")
     registry.client.set_registered_model_alias(registry.name, "previous-champion", "3")
     close = closes(real_versions)
-    engine = prediction_log.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
+    engine = log_database.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
     # v1 (champion) forecasts 5% too high; v3 (previous-champion) is shadowed as persistence.
     bad = [record(registry.name, 1, d, close[d] * 1.05) for d in ORIGINS]
     good = [
@@ -184,7 +184,7 @@ def test_a_healthy_champion_is_left_alone_and_monitoring_serves_the_scores(
     mine = [record(registry.name, 1, d, close[d]) for d in ORIGINS]
     # The verdict on a log holding only these persistence-median forecasts (MASE 1); their
     # ±3% 80% band covered 70% of these days, within a lenient 0.3.
-    private = prediction_log.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
+    private = log_database.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
     write(private, mine)
     before = aliases(registry)
     lenient = PARAMS.model_copy(update={"auto_rollback": True, "coverage_tol": 0.3})
@@ -192,7 +192,7 @@ def test_a_healthy_champion_is_left_alone_and_monitoring_serves_the_scores(
     assert not report.alert and "healthy" in report.reason and aliases(registry) == before
 
     # The API's own log (other tests' answers are in it too) serves what scoring wrote.
-    engine = prediction_log.engine_for(f"sqlite:///{api.log.parent / f'predictions-{api.port}.db'}")
+    engine = log_database.engine_for(f"sqlite:///{api.log.parent / f'predictions-{api.port}.db'}")
     write(engine, mine)
     monitor.score(engine, registry, platform(real_versions), PARAMS)
     body = httpx.get(f"{api.url}/monitoring?window=30d").json()
@@ -224,7 +224,7 @@ def test_replay_is_identical_and_a_tampered_input_fails(
 ) -> None:
     registry = registry("btc-forecaster")
     url = f"sqlite:///{api.log.parent / f'predictions-{api.port}.db'}"
-    engine = prediction_log.engine_for(url)
+    engine = log_database.engine_for(url)
     rows = store.rows(2)[-13:]
     explicit = httpx.post(f"{api.url}/predict?version=2", json={"rows": rows, "horizon": 5})
     shipped = httpx.post(f"{api.url}/predict?version=3", json={"horizon": 7})

@@ -14,14 +14,14 @@ import pytest
 import sqlalchemy as sa
 from serving_helpers import Server, Store, running_api
 
-from serving import prediction_log
+from serving import log_database, prediction_log
 
 pytestmark = pytest.mark.serving
 
 
 def log_engine(api: Server) -> sa.Engine:
     """The SQLite log of an API started by running_api."""
-    return prediction_log.engine_for(f"sqlite:///{api.log.parent / f'predictions-{api.port}.db'}")
+    return log_database.engine_for(f"sqlite:///{api.log.parent / f'predictions-{api.port}.db'}")
 
 
 def logged(engine: sa.Engine, where: Any = None, n: int = 1) -> list[dict[str, Any]]:

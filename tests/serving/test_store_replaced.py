@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from serving_helpers import ADMIN_TOKEN, Store, copy_store, running_api
 
-from serving import prediction_log
+from serving import log_database, prediction_log
 
 pytestmark = [pytest.mark.serving, pytest.mark.slow]
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -72,7 +72,7 @@ def test_a_removed_then_restored_store_and_a_removed_log(tmp_path: Path, store: 
 
         # The prediction log's file removed (by hand, or by a cleanup): reopened, migrated.
         log = tmp_path / f"predictions-{api.port}.db"
-        engine = prediction_log.engine_for(f"sqlite:///{log}")
+        engine = log_database.engine_for(f"sqlite:///{log}")
         first = httpx.post(f"{api.url}/predict", json={"horizon": 1}).json()["prediction_id"]
         deadline = time.monotonic() + 30
         while found(engine, first) is None:

@@ -26,7 +26,7 @@ from serving_helpers import REPO, Server, Store, running_api
 from typer.testing import CliRunner, Result
 
 from forecasting.features import INPUT_COLUMNS
-from serving import prediction_log
+from serving import log_database, prediction_log
 from serving.monitoring import trusted
 
 pytestmark = pytest.mark.serving
@@ -121,7 +121,7 @@ def monitor_score(
     """`coinflow monitor score` on one log: its output and the tables it wrote."""
     result = monitor_cli(["monitor", "score"], log, root, store, monkeypatch)
     assert result.exit_code == 0, result.output
-    engine = prediction_log.engine_for(f"sqlite:///{log}")
+    engine = log_database.engine_for(f"sqlite:///{log}")
     tables = {}
     with engine.connect() as connection:
         for table, drop, keys in (
@@ -162,7 +162,7 @@ def test_forecasts_on_other_rows_change_no_score_state_or_alert(
         assert answer.json()["forecasts"][0]["close"] < 0.75 * genuine[origin][-1]["btc_close"]
     wait_logged(served, 2 * len(ORIGINS))
     with_halved = snapshot(served, tmp_path / "halved.db")
-    engine = prediction_log.engine_for(f"sqlite:///{with_halved}")
+    engine = log_database.engine_for(f"sqlite:///{with_halved}")
     with engine.connect() as connection:
         logged = connection.execute(
             sa.select(prediction_log.answers.c.rows_source, prediction_log.answers.c.rows)

@@ -28,7 +28,7 @@ from serving_helpers import (
     wait_started,
 )
 
-from serving import prediction_log
+from serving import log_database, prediction_log
 from tests.processes import free_port, stop_group
 
 pytestmark = [pytest.mark.serving, pytest.mark.slow]
@@ -127,7 +127,7 @@ def predictions_by_worker(folder: Path) -> dict[int, float]:
 def logged_ids(url: str, want: int, timeout_s: float = 60.0) -> list[str]:
     """The logged prediction ids once `want` are written (bounded), then a moment more: a
     duplicate written late would show."""
-    engine = prediction_log.engine_for(url)
+    engine = log_database.engine_for(url)
     deadline = time.monotonic() + timeout_s
     query = sa.select(prediction_log.predictions.c.id)
     ids: list[str] = []

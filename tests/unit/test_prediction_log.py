@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from serving import prediction_log
+from serving import log_database, prediction_log
 from serving.log_writer import PredictionLog
 
 pytestmark = pytest.mark.unit
@@ -59,9 +59,9 @@ def test_migrations_create_exactly_the_declared_schema(tmp_path: Path) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    engine = prediction_log.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
-    prediction_log.migrate(engine)
-    prediction_log.migrate(engine)  # idempotent
+    engine = log_database.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
+    log_database.migrate(engine)
+    log_database.migrate(engine)  # idempotent
     with engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), prediction_log.metadata)
     assert diff == []  # tables, columns and indexes as prediction_log.py declares them
@@ -73,9 +73,9 @@ def test_the_second_revision_fills_in_what_older_records_hold(tmp_path: Path) ->
     from alembic import command
     from alembic.config import Config
 
-    engine = prediction_log.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
+    engine = log_database.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
     config = Config()
-    config.set_main_option("script_location", str(prediction_log.MIGRATIONS))
+    config.set_main_option("script_location", str(log_database.MIGRATIONS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "0001")
@@ -96,15 +96,15 @@ def test_the_second_revision_fills_in_what_older_records_hold(tmp_path: Path) ->
                 ),
                 {c: r.get(c) for c in old_columns},
             )
-    prediction_log.migrate(engine)
+    log_database.migrate(engine)
     got = {pid: prediction_log.read_predictions(engine, pid) for pid in (sent["id"], shipped["id"])}
     assert got[sent["id"]]["rows_days"] == 3 and got[shipped["id"]]["rows_days"] is None
     assert {g["calibration_source"] for g in got.values()} == {"fixed"}
 
 
 def test_every_record_is_written_under_load(tmp_path: Path) -> None:
-    engine = prediction_log.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
-    prediction_log.migrate(engine)
+    engine = log_database.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
+    log_database.migrate(engine)
     writer = PredictionLog(engine, capacity=5000, batch=100, flush_s=0.05).start()
     records = [record(i) for i in range(2000)]
     assert all(writer.submit(r) for r in records)
@@ -121,7 +121,7 @@ def test_every_record_is_written_under_load(tmp_path: Path) -> None:
 
 def test_a_database_that_is_down_drops_and_says_so_without_blocking(tmp_path: Path) -> None:
     # Nothing listens on port 1: every connection is refused, as by a database that is down.
-    engine = prediction_log.engine_for("postgresql+psycopg2://postgres@127.0.0.1:1/coinflow")
+    engine = log_database.engine_for("postgresql+psycopg2://postgres@127.0.0.1:1/coinflow")
     writer = PredictionLog(engine, capacity=50, batch=10, flush_s=0.01).start()
     accepted = [writer.submit(record(i)) for i in range(500)]  # put_nowait: never waits
     # The queue holds 50; none leaves it: the writer asks for a batch only once it has a schema.
@@ -140,7 +140,7 @@ def test_a_writer_process_that_dies_is_restarted_and_the_log_says_so(tmp_path: P
     import os
     import signal
 
-    engine = prediction_log.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
+    engine = log_database.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
     writer = PredictionLog(engine, batch=10, flush_s=0.05, linger_s=0.01).start()
     assert writer.submit(record(0))
     wait_until(lambda: writer.snapshot().written == 1)
@@ -194,7 +194,7 @@ def served(n: int, from_request: bool = True) -> prediction_log.Served:
 
 
 def test_the_writer_builds_the_stored_record_of_a_served_forecast(tmp_path: Path) -> None:
-    engine = prediction_log.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
+    engine = log_database.engine_for(f"sqlite:///{tmp_path / 'log.db'}")
     writer = PredictionLog(engine, batch=10, flush_s=0.05, linger_s=0.01).start()
     sent, shipped = served(0), served(1, from_request=False)
     broken = prediction_log.Served(**{**served(2).__dict__, "quantiles": None})  # cannot be built

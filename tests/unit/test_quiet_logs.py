@@ -47,7 +47,7 @@ def test_migrating_the_prediction_log_says_only_what_it_upgraded(tmp_path: Path)
     code = (
         "import logging, sys\n"
         "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
-        "from serving.prediction_log import engine_for, migrate\n"
+        "from serving.log_database import engine_for, migrate\n"
         "engine = engine_for(sys.argv[1])\n"
         "migrate(engine)\n"
         "print('-- again', file=sys.stderr, flush=True)\n"
