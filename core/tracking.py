@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -72,11 +73,26 @@ def configure_mlflow(settings: TrackingSettings | None = None) -> str:
         # Embedded store: keep artifacts in a folder we name, not a cwd-relative default.
         root = Path(settings.coinflow_artifact_root).resolve()
         location = root.as_uri()
-    experiment_id = mlflow.create_experiment(
-        settings.coinflow_experiment, artifact_location=location
+    experiment_id = create_experiment_once(
+        mlflow.MlflowClient(), settings.coinflow_experiment, artifact_location=location
     )
     mlflow.set_experiment(experiment_id=experiment_id)
-    return str(experiment_id)
+    return experiment_id
+
+
+def create_experiment_once(client: Any, name: str, **options: Any) -> str:
+    """Create experiment `name` and return its id; when another process created it between
+    our look-up and now (stages started together on a fresh store), MLflow refuses the second
+    name, and the id is that process's experiment."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.create_experiment(name, **options))
+    except MlflowException:
+        again = client.get_experiment_by_name(name)
+        if again is None:
+            raise
+        return str(again.experiment_id)
 
 
 _USERINFO = re.compile(r"://[^/\s]+@")

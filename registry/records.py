@@ -77,7 +77,7 @@ DECISIONS_NOTE = (
 def decisions_experiment(registry: Registry, create: bool = False) -> str | None:
     """The id of the experiment holding this store's decision records (None when it does not
     exist yet and `create` is False, or the handle names no training experiment)."""
-    from mlflow.exceptions import MlflowException
+    from core.tracking import create_experiment_once
 
     if registry.experiment_id is None:
         return None
@@ -95,19 +95,12 @@ def decisions_experiment(registry: Registry, create: bool = False) -> str | None
     # An embedded store keeps the records' artifacts beside the training runs' (a folder we
     # name); a tracking server chooses its own artifact location.
     location = training.artifact_location
-    try:
-        return str(
-            client.create_experiment(
-                name,
-                artifact_location=location if location.startswith("file:") else None,
-                tags={"mlflow.note.content": DECISIONS_NOTE.format(training=training.name)},
-            )
-        )
-    except MlflowException:  # another process may have created it first
-        again = client.get_experiment_by_name(name)
-        if again is None:
-            raise
-        return str(again.experiment_id)
+    return create_experiment_once(
+        client,
+        name,
+        artifact_location=location if location.startswith("file:") else None,
+        tags={"mlflow.note.content": DECISIONS_NOTE.format(training=training.name)},
+    )
 
 
 def begin_record(registry: Registry, action: str, version: int, record: dict[str, Any]) -> str:

@@ -248,3 +248,44 @@ def test_runs_logging_one_new_dataset_at_once_all_link_it(workspace: Path) -> No
         for run_id in run_ids:
             (linked,) = mlflow.get_run(run_id).inputs.dataset_inputs
             assert (linked.dataset.name, linked.dataset.digest) == ("btc-v0.3", new.md5)
+
+
+def test_processes_setting_up_a_fresh_store_at_once_share_one_experiment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two stages started together on a store with no coinflow experiment yet (`dvc queue start
+    -j 2` on a fresh clone, parallel Airflow tasks) both find none and both create it; MLflow
+    refuses the second name, and that stage must use the first one's experiment, not fail.
+    Rounds on fresh stores: without the fallback, most rounds fail."""
+    import threading
+
+    import mlflow
+
+    from core.tracking import configure_mlflow
+
+    for round_ in range(6):
+        uri = f"sqlite:///{tmp_path / f'mlflow-{round_}.db'}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+        monkeypatch.setenv("COINFLOW_ARTIFACT_ROOT", str(tmp_path / "mlartifacts"))
+        mlflow.MlflowClient(uri).search_experiments()  # the schema exists: only the race is left
+        barrier, ids, errors = threading.Barrier(2), [], []
+
+        def set_up(
+            barrier: threading.Barrier = barrier, ids: list[str] = ids, errors: list[Any] = errors
+        ) -> None:
+            barrier.wait()
+            try:
+                ids.append(configure_mlflow())
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=set_up) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors[0]
+        assert len(set(ids)) == 1
+        names = [e.name for e in mlflow.MlflowClient(uri).search_experiments()]
+        assert names.count("coinflow") == 1
