@@ -241,7 +241,11 @@ def describe_model(registry: Registry) -> None:
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
-        registry.client.create_registered_model(registry.name, description=MODEL_DESCRIPTION)
+        try:
+            registry.client.create_registered_model(registry.name, description=MODEL_DESCRIPTION)
+        except MlflowException as created:  # by a concurrent first registration, meanwhile
+            if created.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
         return
     if not model.description:
         registry.client.update_registered_model(registry.name, description=MODEL_DESCRIPTION)

@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -201,91 +200,3 @@ def test_ge_status_follows_the_gate_record(workspace: Path) -> None:
     (workspace / "metrics" / "validation.json").unlink()
     record = json.loads((workspace / "data" / "features" / "meta.json").read_text())
     assert lineage_tags("v0.3", record["md5"])["coinflow.ge_status"] == "failed"  # no record
-
-
-def test_runs_logging_one_new_dataset_at_once_all_link_it(workspace: Path) -> None:
-    """MLflow finds or inserts a dataset row without a lock, so two runs that log the same new
-    dataset at the same moment (parallel sweep workers) collide on its key; neither may fail,
-    and both runs link the one row. Rounds with a new digest each: without the retry, about
-    every second round fails on SQLite (every round on Postgres)."""
-    import dataclasses
-    import threading
-
-    import mlflow
-
-    from core.paths import project
-    from core.tracking import configure_mlflow
-    from pipelines.training.tracked_run import log_dataset
-    from pipelines.training.train import load_training_data
-
-    configure_mlflow()
-    data, proj = load_training_data(), project()
-    errors: list[BaseException] = []
-
-    def log_in_a_run(new: Any, barrier: threading.Barrier, run_ids: list[str]) -> None:
-        with mlflow.start_run() as run:  # the active run is per thread
-            run_ids.append(run.info.run_id)
-            barrier.wait()
-            try:
-                log_dataset(new, proj)
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
-
-    for round_ in range(8):
-        new, barrier, run_ids = (
-            dataclasses.replace(data, md5=f"{round_:02d}{data.md5[2:]}"),
-            threading.Barrier(2),
-            [],
-        )
-        threads = [
-            threading.Thread(target=log_in_a_run, args=(new, barrier, run_ids)) for _ in range(2)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert not errors, errors[0]
-        for run_id in run_ids:
-            (linked,) = mlflow.get_run(run_id).inputs.dataset_inputs
-            assert (linked.dataset.name, linked.dataset.digest) == ("btc-v0.3", new.md5)
-
-
-def test_processes_setting_up_a_fresh_store_at_once_share_one_experiment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Two stages started together on a store with no coinflow experiment yet (`dvc queue start
-    -j 2` on a fresh clone, parallel Airflow tasks) both find none and both create it; MLflow
-    refuses the second name, and that stage must use the first one's experiment, not fail.
-    Rounds on fresh stores: without the fallback, most rounds fail."""
-    import threading
-
-    import mlflow
-
-    from core.tracking import configure_mlflow
-
-    for round_ in range(6):
-        uri = f"sqlite:///{tmp_path / f'mlflow-{round_}.db'}"
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-        monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
-        monkeypatch.setenv("COINFLOW_ARTIFACT_ROOT", str(tmp_path / "mlartifacts"))
-        mlflow.MlflowClient(uri).search_experiments()  # the schema exists: only the race is left
-        barrier, ids, errors = threading.Barrier(2), [], []
-
-        def set_up(
-            barrier: threading.Barrier = barrier, ids: list[str] = ids, errors: list[Any] = errors
-        ) -> None:
-            barrier.wait()
-            try:
-                ids.append(configure_mlflow())
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=set_up) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert not errors, errors[0]
-        assert len(set(ids)) == 1
-        names = [e.name for e in mlflow.MlflowClient(uri).search_experiments()]
-        assert names.count("coinflow") == 1
