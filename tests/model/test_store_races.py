@@ -41,14 +41,23 @@ def race(action: Callable[[Any], Any], before: Callable[[], Any] = lambda: None)
 @pytest.fixture
 def fresh_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[int], str]:
     """fresh_store(i): point MLflow at a new SQLite store whose schema exists (so the only race
-    left is the one a test makes) and no experiment but MLflow's Default."""
+    left is the one a test makes) and no experiment but MLflow's Default: a copy of one store
+    made once (MLflow's schema migrations take seconds per new file)."""
+    import shutil
+
     import mlflow
 
+    template = tmp_path / "template.db"
+    mlflow.MlflowClient(f"sqlite:///{template}").search_experiments()
+
     def make(i: int) -> str:
+        shutil.copyfile(template, tmp_path / f"mlflow-{i}.db")
         uri = f"sqlite:///{tmp_path / f'mlflow-{i}.db'}"
         for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
             monkeypatch.setenv(name, uri)
         monkeypatch.setenv("COINFLOW_ARTIFACT_ROOT", str(tmp_path / "mlartifacts"))
+        # MLflow opens a store once per URI, under a lock: opened here, the threads' calls
+        # then meet in the race itself rather than one waiting for the other's opening
         mlflow.MlflowClient(uri).search_experiments()
         return uri
 
