@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,25 @@ class TrackingSettings(MlflowSettings):
     coinflow_optuna_storage: str = Field(
         default_factory=lambda: str(project_root() / "optuna" / "journal.log")
     )
+
+
+# MLflow mirrors set_tracking_uri/set_registry_uri into these environment variables, where every
+# process started afterwards (and, in tests, every later test) would find that store.
+MLFLOW_URI_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@contextlib.contextmanager
+def restored_env(*names: str) -> Iterator[None]:
+    """Put these environment variables back as they were on leaving (unset stays unset)."""
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def quiet_mlflow() -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from core.errors import CoinflowError
 from core.params import Params
 from core.paths import WORKDIR_ENV, Project
+from core.tracking import MLFLOW_URI_VARS, restored_env
 
 
 class SimulationError(CoinflowError, ValueError):
@@ -85,19 +86,15 @@ def isolated(root: Path) -> Iterator[None]:
     import mlflow
 
     env = workspace_env(root)
-    saved = {k: os.environ.get(k) for k in env}
     tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        mlflow.set_tracking_uri(tracking)
-        mlflow.set_registry_uri(registry)
+    # The environment is restored last: the set_*_uri calls below mirror URIs into it.
+    with restored_env(*env, *MLFLOW_URI_VARS):
+        os.environ.update(env)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(tracking)
+            mlflow.set_registry_uri(registry)
 
 
 def write_params(proj: Project, base: Params, plan: Plan, versions: dict[str, dt.date]) -> Params:

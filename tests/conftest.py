@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from core.tracking import MLFLOW_URI_VARS, restored_env
 from tests.processes import (  # free_port, pg_database: re-exported for tests
-    MLFLOW_URI_VARS,
     free_port,  # noqa: F401
     pg_database,  # noqa: F401
-    restored_env,
 )
 
 if TYPE_CHECKING:

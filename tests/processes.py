@@ -37,25 +37,6 @@ def stop_group(proc: subprocess.Popen[Any], grace_s: float = 15.0) -> None:
         os.killpg(proc.pid, signal.SIGKILL)  # grandchildren that outlived their parent
 
 
-MLFLOW_URI_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-
-
-@contextlib.contextmanager
-def restored_env(*names: str) -> Iterator[None]:
-    """Put these environment variables back as they were on leaving (unset stays unset): MLflow
-    mirrors set_tracking_uri/set_registry_uri into os.environ, where every later test and
-    every process it starts would find another test's store."""
-    saved = {name: os.environ.get(name) for name in names}
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 @contextlib.contextmanager
 def pg_database(postgres_url: str, stem: str) -> Iterator[str]:
     """A new, empty Postgres database named cf_<stem>_<random>; dropped afterwards."""

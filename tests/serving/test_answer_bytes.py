@@ -15,12 +15,12 @@ from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 from serving_helpers import REPO, Store, app_settings, copy_store
 
+from core.tracking import MLFLOW_URI_VARS, restored_env
 from forecasting.features import CLOSE
 from serving.app import create_app
 from serving.predictor import Calibrator, LoadedModel
 from serving.routes.predict import shown_levels
 from serving.schemas import PredictRequest, row_arrays
-from tests.processes import MLFLOW_URI_VARS, restored_env
 from tests.serving.build_registry import NAMES_ALIASES
 
 pytestmark = [pytest.mark.serving, pytest.mark.slow]
